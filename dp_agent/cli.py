@@ -1,0 +1,209 @@
+"""The ``dp-agent`` command: train, eval, info, demos, gui."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import dp_agent
+
+
+def _add_train(sub) -> None:
+    from dp_agent.config import PRESETS
+
+    p = sub.add_parser("train", help="train a diffusion policy on a demonstration file")
+    p.add_argument("--demos", required=True, help="HDF5 demonstration file (robomimic layout)")
+    p.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS))
+    p.add_argument("--out", default="runs/latest", help="output folder for checkpoints")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--objective", choices=["diffusion", "mse"], help="mse = regression baseline")
+    p.add_argument("--denoiser", choices=["unet", "transformer"])
+    p.add_argument("--obs-horizon", type=int)
+    p.add_argument("--pred-horizon", type=int)
+    p.add_argument("--action-horizon", type=int)
+    p.add_argument("--obs-keys", nargs="+", help="observation keys to use (default: all)")
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from dp_agent.config import make_configs
+    from dp_agent.train import train
+
+    policy_over = {
+        k: v
+        for k, v in {
+            "objective": args.objective,
+            "denoiser": args.denoiser,
+            "obs_horizon": args.obs_horizon,
+            "pred_horizon": args.pred_horizon,
+            "action_horizon": args.action_horizon,
+        }.items()
+        if v is not None
+    }
+    train_over = {
+        k: v
+        for k, v in {
+            "num_steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "checkpoint_every": args.checkpoint_every,
+            "device": args.device,
+            "seed": args.seed,
+            "num_threads": args.threads,
+        }.items()
+        if v is not None
+    }
+    pc, tc = make_configs(args.preset, policy_over, train_over)
+    final = train(
+        args.demos,
+        args.out,
+        pc,
+        tc,
+        resume=args.resume,
+        obs_keys=args.obs_keys,
+        json_progress=args.json_progress,
+    )
+    if not args.json_progress:
+        print(f"wrote {final}", file=sys.stderr)
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its task over seeded episodes")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint")
+    p.add_argument("--env", help="Gymnasium id (default: the checkpoint's)")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=100000, help="first episode seed")
+    p.add_argument("--n-envs", type=int, default=10)
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"])
+    p.add_argument("--steps", type=int, help="denoising steps")
+    p.add_argument("--device", default=None)
+    p.add_argument("--json-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    import gymnasium as gym
+
+    from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.evaluate import evaluate
+    from dp_agent.progress import Progress
+
+    agent = DiffusionPolicyAgent.load(args.checkpoint, args.device)
+    env_id = args.env or agent.env_id
+    if env_id is None:
+        raise ValueError(f"{args.checkpoint}: no env_id in the checkpoint; pass --env")
+    from dp_agent.agent import check_spaces
+
+    env = gym.make(env_id)
+    check_spaces(args.checkpoint, agent.observation_space, agent.action_space, env, agent.env_id)
+    env.close()
+    if args.sampler or args.steps:
+        agent.set_sampler(args.sampler or agent.sampler, args.steps)
+    progress = Progress(args.episodes, "eval", args.json_progress)
+    result = evaluate(agent, env_id, args.episodes, args.seed, args.n_envs, progress=progress)
+    progress.close()
+    summary = {"env_id": env_id, "sampler": agent.sampler, "steps": agent.num_inference_steps}
+    summary |= result.summary()
+    if args.json_progress:
+        progress.event("done", **summary)
+    else:
+        for k, v in summary.items():
+            print(f"{k:>18}: {v:.3f}" if isinstance(v, float) else f"{k:>18}: {v}")
+    return 0
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="summarise a checkpoint: config, spaces, training, data")
+    p.add_argument("checkpoint")
+    p.add_argument("--json", action="store_true", help="print the whole header as JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args) -> int:
+    from dp_agent.checkpoint import read_checkpoint
+
+    tensors, header = read_checkpoint(args.checkpoint)
+    if args.json:
+        print(json.dumps({k: v for k, v in header.items() if k != "optimizer"}, indent=2))
+        return 0
+    pc, tr = header["policy_config"], header.get("training", {})
+    n_params = sum(v.numel() for k, v in tensors.items() if k.startswith("model."))
+    size = Path(args.checkpoint).stat().st_size / 1e6
+    lines = [
+        f"checkpoint   {args.checkpoint} ({size:.1f} MB)",
+        f"env          {header.get('env_id')}",
+        f"observation  {header['observation_space']['dtype']} "
+        f"{len(header['observation_space']['low'])} values per frame",
+        f"action       {len(header['action_space']['low'])} values, "
+        f"low {header['action_space']['low']} high {header['action_space']['high']}",
+        f"policy       {pc['objective']} / {pc['denoiser']}"
+        + (f" down_dims={pc['down_dims']}" if pc["denoiser"] == "unet" else ""),
+        f"horizons     To={pc['obs_horizon']} Tp={pc['pred_horizon']} Ta={pc['action_horizon']}",
+        f"diffusion    {pc['num_train_steps']} steps, {pc['beta_schedule']}, "
+        f"{pc['prediction_type']}; sampler {pc['sampler']} x{pc['num_inference_steps']}",
+        f"parameters   {n_params:,}",
+        f"training     step {tr.get('step')} of {tr.get('total_steps')}, "
+        f"{tr.get('seconds', 0):.0f} s on {tr.get('device')}",
+        f"data         {tr.get('demos')}: {tr.get('num_episodes')} episodes, "
+        f"{tr.get('num_samples')} windows",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _add_gui(sub) -> None:
+    p = sub.add_parser("gui", help="open the desktop app")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("dp_agent.gui", fromlist=["main"]).main(a.rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dp-agent", description="Diffusion Policy: record, train, evaluate, inspect."
+    )
+    parser.add_argument("--version", action="version", version=dp_agent.__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_info(sub)
+    try:
+        from dp_agent.demos.cli import add_subcommands
+    except ImportError:
+        pass
+    else:
+        add_subcommands(sub)
+    _add_gui(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dp_agent.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    json_mode = getattr(args, "json_progress", False)
+    known = (CheckpointError, ValueError, FileNotFoundError, RuntimeError)
+    try:
+        return int(args.func(args) or 0)
+    except known as e:  # bad input or a stopped run: one readable line, no traceback
+        if json_mode:
+            print(json.dumps({"event": "error", "message": str(e)}), flush=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

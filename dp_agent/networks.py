@@ -1,0 +1,198 @@
+"""Denoising networks: the FiLM-conditioned 1-D temporal U-Net (DP-C), the transformer denoiser
+(DP-T) and the MLP encoder for vector observations.
+
+Every denoiser has the same call:
+``net(sample (B, Tp, Da), timestep (B,), cond (B, Dc)) -> (B, Tp, Da)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SinusoidalStepEmbedding(nn.Module):
+    """Diffusion step k -> (B, dim) sinusoidal features (the transformer positional code)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        half = dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / (half - 1))
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        args = timestep.float()[:, None] * self.freqs[None, :]  # (B, dim/2)
+        return torch.cat([args.sin(), args.cos()], dim=-1)  # (B, dim)
+
+
+def step_embedding_mlp(dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        SinusoidalStepEmbedding(dim), nn.Linear(dim, dim * 4), nn.Mish(), nn.Linear(dim * 4, dim)
+    )
+
+
+class Conv1dBlock(nn.Module):
+    """Conv1d -> GroupNorm -> Mish, length preserving."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, n_groups: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2),
+            nn.GroupNorm(n_groups, out_ch),
+            nn.Mish(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class FiLMResidualBlock(nn.Module):
+    """Two conv blocks; the conditioning vector sets a per-channel scale and bias in between."""
+
+    def __init__(self, in_ch: int, out_ch: int, cond_dim: int, kernel_size: int, n_groups: int):
+        super().__init__()
+        self.conv1 = Conv1dBlock(in_ch, out_ch, kernel_size, n_groups)
+        self.conv2 = Conv1dBlock(out_ch, out_ch, kernel_size, n_groups)
+        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, out_ch * 2))
+        self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.out_ch = out_ch
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x)  # (B, C, T)
+        scale, bias = self.film(cond).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        h = scale * h + bias
+        h = self.conv2(h)
+        return h + self.residual(x)
+
+
+class ConditionalUnet1D(nn.Module):
+    """Temporal U-Net over the action sequence; step embedding + observation features condition
+    every residual block through FiLM.
+
+    Args:
+        action_dim: Da, channels of the diffused sequence.
+        cond_dim: size of the global conditioning vector (observation features).
+        down_dims: channels at each resolution; the sequence is halved between levels, so
+            ``pred_horizon`` must be divisible by ``2 ** (len(down_dims) - 1)``.
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        cond_dim: int,
+        down_dims: tuple[int, ...] = (256, 512, 1024),
+        kernel_size: int = 5,
+        n_groups: int = 8,
+        step_embed_dim: int = 128,
+    ):
+        super().__init__()
+        self.step_embed = step_embedding_mlp(step_embed_dim)
+        film_dim = step_embed_dim + cond_dim
+        dims = [action_dim, *down_dims]
+
+        def block(i: int, o: int) -> FiLMResidualBlock:
+            return FiLMResidualBlock(i, o, film_dim, kernel_size, n_groups)
+
+        self.down = nn.ModuleList()
+        for level, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            last = level == len(down_dims) - 1
+            downsample = nn.Identity() if last else nn.Conv1d(d_out, d_out, 3, stride=2, padding=1)
+            self.down.append(nn.ModuleList([block(d_in, d_out), block(d_out, d_out), downsample]))
+        mid = down_dims[-1]
+        self.mid = nn.ModuleList([block(mid, mid), block(mid, mid)])
+        self.up = nn.ModuleList()
+        for d_out, d_in in reversed(list(zip(down_dims[:-1], down_dims[1:], strict=True))):
+            upsample = nn.ConvTranspose1d(d_out, d_out, 4, stride=2, padding=1)
+            self.up.append(nn.ModuleList([block(d_in * 2, d_out), block(d_out, d_out), upsample]))
+        self.final = nn.Sequential(
+            Conv1dBlock(down_dims[0], down_dims[0], kernel_size, n_groups),
+            nn.Conv1d(down_dims[0], action_dim, 1),
+        )
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
+        film = torch.cat([self.step_embed(timestep), cond], dim=-1)  # (B, step_dim + Dc)
+        x = sample.transpose(1, 2)  # (B, Da, Tp)
+        skips = []
+        for res1, res2, downsample in self.down:
+            x = res2(res1(x, film), film)
+            skips.append(x)
+            x = downsample(x)  # (B, C, T/2) except at the last level
+        for res in self.mid:
+            x = res(x, film)
+        for res1, res2, upsample in self.up:
+            x = torch.cat([x, skips.pop()], dim=1)  # (B, 2C, T)
+            x = upsample(res2(res1(x, film), film))  # (B, C', 2T)
+        return self.final(x).transpose(1, 2)  # (B, Tp, Da)
+
+
+class TransformerDenoiser(nn.Module):
+    """Action tokens attend causally to each other (decoder self-attention) and to a memory made of
+    the step token and one token per observation frame (cross-attention)."""
+
+    def __init__(
+        self,
+        action_dim: int,
+        cond_dim: int,
+        pred_horizon: int,
+        obs_horizon: int,
+        d_model: int = 256,
+        n_heads: int = 4,
+        n_layers: int = 8,
+        dropout: float = 0.1,
+        causal: bool = True,
+    ):
+        super().__init__()
+        if cond_dim % obs_horizon:
+            raise ValueError(f"cond_dim {cond_dim} is not a multiple of obs_horizon {obs_horizon}")
+        self.obs_horizon = obs_horizon
+        self.action_in = nn.Linear(action_dim, d_model)
+        self.action_pos = nn.Parameter(torch.zeros(1, pred_horizon, d_model))
+        self.step_embed = SinusoidalStepEmbedding(d_model)
+        self.obs_in = nn.Linear(cond_dim // obs_horizon, d_model)
+        self.memory_pos = nn.Parameter(torch.zeros(1, obs_horizon + 1, d_model))
+        self.memory_encoder = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.Mish(), nn.Linear(4 * d_model, d_model)
+        )
+        layer = nn.TransformerDecoderLayer(
+            d_model,
+            n_heads,
+            4 * d_model,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.decoder = nn.TransformerDecoder(layer, n_layers)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, action_dim)
+        mask = torch.triu(torch.full((pred_horizon, pred_horizon), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", mask if causal else None, persistent=False)
+        nn.init.normal_(self.action_pos, std=0.02)
+        nn.init.normal_(self.memory_pos, std=0.02)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
+        b, tp, _ = sample.shape
+        tokens = self.action_in(sample) + self.action_pos[:, :tp]  # (B, Tp, d)
+        obs_tokens = self.obs_in(cond.view(b, self.obs_horizon, -1))  # (B, To, d)
+        step_token = self.step_embed(timestep).unsqueeze(1)  # (B, 1, d)
+        memory = torch.cat([step_token, obs_tokens], dim=1) + self.memory_pos  # (B, To+1, d)
+        memory = self.memory_encoder(memory)
+        mask = None if self.causal_mask is None else self.causal_mask[:tp, :tp]
+        h = self.decoder(tokens, memory, tgt_mask=mask)  # (B, Tp, d)
+        return self.head(self.norm(h))  # (B, Tp, Da)
+
+
+class MLPObsEncoder(nn.Module):
+    """Per-frame MLP for vector observations: (B, To, Do) -> (B, To * feature_dim)."""
+
+    def __init__(self, obs_dim: int, feature_dim: int = 64, hidden_dim: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden_dim), nn.Mish(), nn.Linear(hidden_dim, feature_dim)
+        )
+        self.feature_dim = feature_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).flatten(1)  # (B, To * feature_dim)

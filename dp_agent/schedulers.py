@@ -1,0 +1,454 @@
+"""Noise schedules and samplers for Diffusion Policy: the DDPM forward process and three reverse
+samplers (DDPM ancestral, DDIM, DPM-Solver++ 2M) written as step functions the caller drives.
+
+Conventions follow diffusers (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler) so that a
+model trained here samples the same way there; `tests/test_schedulers.py` checks the agreement.
+Notation: ᾱ_t = Π_{i≤t} α_i, α_t = 1 - β_t, training timesteps t = 0 .. T-1.
+
+Typical loop (one sampler, any of the three):
+
+    sampler = make_sampler("ddim", schedule, num_inference_steps=10)
+    x = sampler.initial_noise((B, Tp, Da), generator=g)
+    carry = None
+    for i, t in enumerate(sampler.timesteps):
+        out = sampler.step(model(x, t), i, x, carry=carry, generator=g)
+        x, carry = out.prev_sample, out.carry
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "sample")
+VARIANCE_TYPES = ("fixed_small", "fixed_large")
+
+
+# ----------------------------------------------------------------------------------------------
+# Noise schedule: β_t, ᾱ_t and the closed forms of the forward process
+# ----------------------------------------------------------------------------------------------
+
+
+def _cosine_betas(num_train_steps: int, max_beta: float = 0.999) -> list[float]:
+    """β_t of the "squaredcos_cap_v2" schedule (Nichol & Dhariwal 2021), as diffusers'
+    `betas_for_alpha_bar(alpha_transform_type="cosine")`: β_t = 1 - ᾱ(t+1)/ᾱ(t), capped."""
+
+    def alpha_bar(u: float) -> float:
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    n = num_train_steps
+    return [min(1.0 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)]
+
+
+def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """values[t] shaped (B, 1, ..., 1) to broadcast against `like` (B, ...), on its device/dtype."""
+    t = torch.as_tensor(t, device=like.device).long().reshape(-1)
+    out = values.to(device=like.device, dtype=like.dtype)[t]
+    return out.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _split_prediction(model_output, x_t, sqrt_alpha_bar, sqrt_one_minus_alpha_bar, prediction_type):
+    """(x0, ε) implied by a model output at a noisy sample x_t = √ᾱ x0 + √(1-ᾱ) ε.
+
+    The coefficients are Python floats (sampler hot loop) or broadcastable tensors (training)."""
+    if prediction_type == "epsilon":
+        eps = model_output
+        x0 = (x_t - sqrt_one_minus_alpha_bar * eps) / sqrt_alpha_bar
+    elif prediction_type == "sample":
+        x0 = model_output
+        eps = (x_t - sqrt_alpha_bar * x0) / sqrt_one_minus_alpha_bar
+    else:
+        raise ValueError(
+            f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
+        )
+    return x0, eps
+
+
+class NoiseSchedule:
+    """The discrete DDPM forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1-ᾱ_t) I), t = 0 .. T-1.
+
+    Attributes (float32 tensors of shape (T,), computed in float64 then cast): `betas`, `alphas`,
+    `alphas_cumprod` (ᾱ_t), `alphas_cumprod_prev` (ᾱ_{t-1}, with ᾱ_{-1} = 1).
+    """
+
+    def __init__(
+        self,
+        num_train_steps: int = 100,
+        beta_schedule: str = "squaredcos_cap_v2",
+        beta_start: float = 1e-4,
+        beta_end: float = 2e-2,
+    ):
+        if isinstance(num_train_steps, bool) or not isinstance(num_train_steps, int):
+            raise ValueError(f"num_train_steps must be an int >= 1, got {num_train_steps!r}")
+        if num_train_steps < 1:
+            raise ValueError(f"num_train_steps must be >= 1, got {num_train_steps}")
+        if beta_schedule == "linear":
+            if not 0.0 < beta_start <= beta_end < 1.0:
+                raise ValueError(
+                    "linear beta schedule needs 0 < beta_start <= beta_end < 1, "
+                    f"got beta_start={beta_start}, beta_end={beta_end}"
+                )
+            betas = torch.linspace(beta_start, beta_end, num_train_steps, dtype=torch.float64)
+        elif beta_schedule == "squaredcos_cap_v2":
+            betas = torch.tensor(_cosine_betas(num_train_steps), dtype=torch.float64)
+        else:
+            raise ValueError(
+                f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}"
+            )
+
+        self.num_train_steps = num_train_steps
+        self.beta_schedule = beta_schedule
+        self.beta_start = float(beta_start)
+        self.beta_end = float(beta_end)
+
+        alphas = 1.0 - betas
+        alphas_cumprod = torch.cumprod(alphas, dim=0)
+        alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+        self.betas = betas.float()
+        self.alphas = alphas.float()
+        self.alphas_cumprod = alphas_cumprod.float()
+        self.alphas_cumprod_prev = alphas_cumprod_prev.float()
+        # Posterior q(x_{t-1} | x_t, x_0) = N(c0 x_0 + ct x_t, β̃_t), DESIGN.md "The method".
+        one_minus = 1.0 - alphas_cumprod
+        self.posterior_mean_coef_x0 = (alphas_cumprod_prev.sqrt() * betas / one_minus).float()
+        self.posterior_mean_coef_xt = (
+            alphas.sqrt() * (1.0 - alphas_cumprod_prev) / one_minus
+        ).float()
+        self.posterior_variance = ((1.0 - alphas_cumprod_prev) / one_minus * betas).float()
+
+    _TENSORS = (
+        "betas",
+        "alphas",
+        "alphas_cumprod",
+        "alphas_cumprod_prev",
+        "posterior_mean_coef_x0",
+        "posterior_mean_coef_xt",
+        "posterior_variance",
+    )
+
+    def to(self, device: torch.device | str) -> NoiseSchedule:
+        """Move the schedule tensors to `device` (in place, returns self) so that the per-batch
+        gathers in `add_noise` etc. need no host-device copy. Without it they still work."""
+        for name in self._TENSORS:
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Sample q(x_t | x_0): √ᾱ_t x0 + √(1-ᾱ_t) noise. x0, noise (B, ...); t LongTensor (B,)."""
+        alpha_bar = _gather(self.alphas_cumprod, t, x0)
+        return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
+
+    def posterior_mean_variance(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (B, ...) and variance (B, 1, ..., 1) of q(x_{t-1} | x_t, x_0), t (B,):
+
+        μ̃ = √ᾱ_{t-1} β_t/(1-ᾱ_t) x0 + √α_t (1-ᾱ_{t-1})/(1-ᾱ_t) x_t,
+        β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t) β_t    (ᾱ_{-1} = 1, so at t = 0: mean x0, variance 0)."""
+        mean = (
+            _gather(self.posterior_mean_coef_x0, t, x_t) * x0
+            + _gather(self.posterior_mean_coef_xt, t, x_t) * x_t
+        )
+        return mean, _gather(self.posterior_variance, t, x_t)
+
+    def predict_x0(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
+    ) -> torch.Tensor:
+        """x0 implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
+        alpha_bar = _gather(self.alphas_cumprod, t, x_t)
+        x0, _ = _split_prediction(
+            model_output, x_t, alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt(), prediction_type
+        )
+        return x0
+
+    def predict_eps(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
+    ) -> torch.Tensor:
+        """ε implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
+        alpha_bar = _gather(self.alphas_cumprod, t, x_t)
+        _, eps = _split_prediction(
+            model_output, x_t, alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt(), prediction_type
+        )
+        return eps
+
+
+# ----------------------------------------------------------------------------------------------
+# Samplers: step functions over precomputed per-step coefficients
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepOutput:
+    """Result of one sampler step: the next (less noisy) sample, the clean-sample prediction made
+    at this step, and what the caller passes as `carry=` to the next step (None if nothing)."""
+
+    prev_sample: torch.Tensor
+    pred_x0: torch.Tensor
+    carry: torch.Tensor | None
+
+
+def _leading_timesteps(num_train_steps: int, num_inference_steps: int) -> list[int]:
+    """diffusers' "leading" spacing (steps_offset=0): [0, r, 2r, ...] reversed, r = T // K."""
+    ratio = num_train_steps // num_inference_steps
+    return [i * ratio for i in reversed(range(num_inference_steps))]
+
+
+def _linspace_timesteps(num_train_steps: int, num_inference_steps: int) -> list[int]:
+    """diffusers' "linspace" spacing for DPM-Solver: K+1 rounded points on [0, T-1], the last
+    (0) dropped because the solver's final step goes to σ = 0 instead."""
+    grid = np.linspace(0, num_train_steps - 1, num_inference_steps + 1).round()
+    return [int(t) for t in grid[::-1][:-1]]  # numpy, so ties round exactly as in diffusers
+
+
+class Sampler:
+    """Base class: the timesteps to visit and the shared helpers. Subclasses precompute their
+    per-step coefficients in `__init__` (Python floats) and implement `step`."""
+
+    name = ""
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        timesteps: list[int],
+        prediction_type: str,
+        clip_sample: bool,
+        clip_range: float,
+    ):
+        self.schedule = schedule
+        self.timesteps = torch.tensor(timesteps, dtype=torch.long)  # (K,) descending
+        self.num_steps = len(timesteps)
+        self.prediction_type = prediction_type
+        self.clip_sample = clip_sample
+        self.clip_range = float(clip_range)
+        # ᾱ in float64 for the coefficient arithmetic; ᾱ at "t = -1" (fully denoised) is 1.
+        self._alpha_bar = schedule.alphas_cumprod.double().tolist()
+        self._sqrt_a = [math.sqrt(self._alpha_bar[t]) for t in timesteps]
+        self._sqrt_1ma = [math.sqrt(1.0 - self._alpha_bar[t]) for t in timesteps]
+
+    def _alpha_bar_at(self, t: int) -> float:
+        return 1.0 if t < 0 else self._alpha_bar[t]
+
+    def initial_noise(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """x_T ~ N(0, I) of `shape`, on `device` (default: the generator's device, else CPU)."""
+        if device is None and generator is not None:
+            device = generator.device
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        i: int,
+        sample: torch.Tensor,
+        carry: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> StepOutput:
+        """Go from `sample` at timesteps[i] to the next timestep. model_output and sample share
+        one shape (B, ...). `noise` (same shape) replaces the draw from `generator`."""
+        raise NotImplementedError
+
+    def _check_index(self, i: int) -> int:
+        i = int(i)
+        if not 0 <= i < self.num_steps:
+            raise ValueError(f"{self.name} step index must be in [0, {self.num_steps}), got {i}")
+        return i
+
+    def _pred_x0_eps(self, model_output, sample, i):
+        x0, eps = _split_prediction(
+            model_output, sample, self._sqrt_a[i], self._sqrt_1ma[i], self.prediction_type
+        )
+        if self.clip_sample:
+            x0 = x0.clamp(-self.clip_range, self.clip_range)
+        return x0, eps
+
+    def _add_noise(self, x, std, sample, generator, noise):
+        """x + std·z, z from `noise` or `generator`; no draw at all when std == 0."""
+        if std == 0.0:
+            return x
+        if noise is None:
+            noise = torch.randn(
+                sample.shape, generator=generator, device=sample.device, dtype=sample.dtype
+            )
+        elif noise.shape != sample.shape:
+            raise ValueError(
+                f"{self.name} step: noise shape {tuple(noise.shape)} must equal the sample shape "
+                f"{tuple(sample.shape)}"
+            )
+        return x + std * noise
+
+
+class DDPMSampler(Sampler):
+    """Ancestral sampling (Ho et al. 2020) with diffusers DDPMScheduler's strided steps:
+    x_prev ~ N(c0 x̂0 + ct x_t, σ²), between consecutive visited timesteps t > t' (t' = -1 at
+    the end), using β_t' = 1 - ᾱ_t/ᾱ_t' as the step's effective β. σ² = β̃ ("fixed_small",
+    the posterior variance) or β ("fixed_large"); no noise is added on the step from t = 0."""
+
+    name = "ddpm"
+
+    def __init__(
+        self, schedule, timesteps, prediction_type, clip_sample, clip_range, variance_type
+    ):
+        super().__init__(schedule, timesteps, prediction_type, clip_sample, clip_range)
+        self.variance_type = variance_type
+        self._coef_x0, self._coef_xt, self._std = [], [], []
+        for i, t in enumerate(timesteps):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            a_t, a_prev = self._alpha_bar_at(t), self._alpha_bar_at(t_prev)
+            beta = 1.0 - a_t / a_prev
+            self._coef_x0.append(math.sqrt(a_prev) * beta / (1.0 - a_t))
+            self._coef_xt.append(math.sqrt(1.0 - beta) * (1.0 - a_prev) / (1.0 - a_t))
+            var = (1.0 - a_prev) / (1.0 - a_t) * beta if variance_type == "fixed_small" else beta
+            self._std.append(math.sqrt(var) if t > 0 else 0.0)
+
+    def step(self, model_output, i, sample, carry=None, generator=None, noise=None):
+        i = self._check_index(i)
+        x0, _ = self._pred_x0_eps(model_output, sample, i)
+        mean = self._coef_x0[i] * x0 + self._coef_xt[i] * sample
+        return StepOutput(self._add_noise(mean, self._std[i], sample, generator, noise), x0, None)
+
+
+class DDIMSampler(Sampler):
+    """DDIM (Song et al. 2021) as diffusers DDIMScheduler (set_alpha_to_one=True: the last step
+    lands on ᾱ = 1): x_prev = √ᾱ' x̂0 + √(1-ᾱ'-σ²) ε̂ + σ z, σ = η √((1-ᾱ')/(1-ᾱ) (1-ᾱ/ᾱ')).
+    ε̂ comes from the unclipped model output, as diffusers' default."""
+
+    name = "ddim"
+
+    def __init__(self, schedule, timesteps, prediction_type, clip_sample, clip_range, eta):
+        super().__init__(schedule, timesteps, prediction_type, clip_sample, clip_range)
+        self.eta = float(eta)
+        self._coef_x0, self._coef_eps, self._std = [], [], []
+        for i, t in enumerate(timesteps):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            a_t, a_prev = self._alpha_bar_at(t), self._alpha_bar_at(t_prev)
+            std = self.eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+            self._coef_x0.append(math.sqrt(a_prev))
+            self._coef_eps.append(math.sqrt(max(1.0 - a_prev - std**2, 0.0)))
+            self._std.append(std)
+
+    def step(self, model_output, i, sample, carry=None, generator=None, noise=None):
+        i = self._check_index(i)
+        x0, eps = self._pred_x0_eps(model_output, sample, i)
+        x = self._coef_x0[i] * x0 + self._coef_eps[i] * eps
+        return StepOutput(self._add_noise(x, self._std[i], sample, generator, noise), x0, None)
+
+
+class DPMSolverPPSampler(Sampler):
+    """DPM-Solver++(2M) (Lu et al. 2022), as diffusers DPMSolverMultistepScheduler with
+    algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", lower_order_final,
+    final_sigmas_type="zero": deterministic, in data (x0) prediction, with λ = log(α/σ),
+    α = √ᾱ, σ = √(1-ᾱ), h = λ_next - λ_now:
+
+        x_next = (σ_next/σ_now) x + α_next (1 - e^{-h}) D,  D = x̂0 + (x̂0 - x̂0_prev) / (2 r),
+
+    r = h_prev / h; first order (D = x̂0) on the first and on the final step, which goes to
+    σ = 0 and so returns x̂0. `carry` holds x̂0_prev. With clip_sample the x0 prediction is
+    clipped before use (diffusers has no clip here; for clip_range=1 this equals its
+    thresholding=True, sample_max_value=1.0)."""
+
+    name = "dpmsolver++"
+
+    def __init__(self, schedule, timesteps, prediction_type, clip_sample, clip_range):
+        super().__init__(schedule, timesteps, prediction_type, clip_sample, clip_range)
+        K = self.num_steps
+        lambdas = [math.log(self._sqrt_a[i] / self._sqrt_1ma[i]) for i in range(K)]
+        h = [lambdas[i + 1] - lambdas[i] for i in range(K - 1)] + [math.inf]  # last: to σ = 0
+        self._coef_x, self._coef_d, self._coef_diff = [], [], []
+        for i in range(K):
+            if i + 1 < K:
+                self._coef_x.append(self._sqrt_1ma[i + 1] / self._sqrt_1ma[i])
+                self._coef_d.append(self._sqrt_a[i + 1] * -math.expm1(-h[i]))
+            else:  # σ_next = 0, α_next = 1: the step returns x̂0
+                self._coef_x.append(0.0)
+                self._coef_d.append(1.0)
+            second_order = 0 < i < K - 1
+            self._coef_diff.append(0.5 * h[i] / h[i - 1] if second_order else 0.0)  # 1/(2r)
+
+    def step(self, model_output, i, sample, carry=None, generator=None, noise=None):
+        i = self._check_index(i)
+        x0, _ = self._pred_x0_eps(model_output, sample, i)
+        d = x0
+        if self._coef_diff[i] != 0.0:
+            if carry is None:
+                raise ValueError(
+                    f"dpmsolver++ step {i} needs carry=<the .carry of step {i - 1}'s output>"
+                )
+            d = x0 + self._coef_diff[i] * (x0 - carry)
+        x = self._coef_x[i] * sample + self._coef_d[i] * d
+        return StepOutput(x, x0, x0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Construction by name
+# ----------------------------------------------------------------------------------------------
+
+
+def sampler_names() -> list[str]:
+    """Names accepted by `make_sampler`."""
+    return ["ddpm", "ddim", "dpmsolver++"]
+
+
+def make_sampler(
+    name: str,
+    schedule: NoiseSchedule,
+    num_inference_steps: int | None = None,
+    *,
+    prediction_type: str = "epsilon",
+    clip_sample: bool = True,
+    clip_range: float = 1.0,
+    variance_type: str = "fixed_small",
+    eta: float = 0.0,
+) -> Sampler:
+    """A sampler visiting `num_inference_steps` timesteps of `schedule` (T = num_train_steps).
+
+    None means the finest grid: T steps for "ddpm"/"ddim", T-1 for "dpmsolver++" (its linspace
+    grid of T+1 points would repeat a timestep). `variance_type` applies to "ddpm" only and
+    `eta` (0 = deterministic, 1 = DDPM-like noise) to "ddim" only."""
+    if name not in sampler_names():
+        raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}")
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
+        )
+    if variance_type not in VARIANCE_TYPES:
+        raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
+    if name != "ddpm" and variance_type != "fixed_small":
+        raise ValueError(f"variance_type applies to the 'ddpm' sampler only, not {name!r}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if name != "ddim" and eta != 0.0:
+        raise ValueError(f"eta applies to the 'ddim' sampler only, not {name!r}")
+    if not clip_range > 0.0:
+        raise ValueError(f"clip_range must be > 0, got {clip_range}")
+
+    T = schedule.num_train_steps
+    max_steps = T - 1 if name == "dpmsolver++" else T
+    if num_inference_steps is None:
+        num_inference_steps = max_steps
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+        raise ValueError(f"num_inference_steps must be an int or None, got {num_inference_steps!r}")
+    if not 1 <= num_inference_steps <= max_steps:
+        raise ValueError(
+            f"num_inference_steps for {name!r} must be in [1, {max_steps}] with a schedule of "
+            f"num_train_steps={T}, got {num_inference_steps}"
+        )
+
+    common = dict(prediction_type=prediction_type, clip_sample=clip_sample, clip_range=clip_range)
+    if name == "ddpm":
+        timesteps = _leading_timesteps(T, num_inference_steps)
+        return DDPMSampler(schedule, timesteps, variance_type=variance_type, **common)
+    if name == "ddim":
+        timesteps = _leading_timesteps(T, num_inference_steps)
+        return DDIMSampler(schedule, timesteps, eta=eta, **common)
+    timesteps = _linspace_timesteps(T, num_inference_steps)
+    return DPMSolverPPSampler(schedule, timesteps, **common)
