@@ -44,14 +44,13 @@ def _cosine_betas(num_train_steps: int, max_beta: float = 0.999) -> list[float]:
     return [min(1.0 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)]
 
 
-def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """values[t] shaped (B, 1, ..., 1) to broadcast against `like` (B, ...), on its device/dtype."""
-    t = torch.as_tensor(t, device=like.device).long().reshape(-1)
-    out = values.to(device=like.device, dtype=like.dtype)[t]
-    return out.reshape(-1, *([1] * (like.ndim - 1)))
-
-
-def _split_prediction(model_output, x_t, sqrt_alpha_bar, sqrt_one_minus_alpha_bar, prediction_type):
+def _split_prediction(
+    model_output: torch.Tensor,
+    x_t: torch.Tensor,
+    sqrt_alpha_bar: float | torch.Tensor,
+    sqrt_one_minus_alpha_bar: float | torch.Tensor,
+    prediction_type: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0, ε) implied by a model output at a noisy sample x_t = √ᾱ x0 + √(1-ᾱ) ε.
 
     The coefficients are Python floats (sampler hot loop) or broadcastable tensors (training)."""
@@ -72,7 +71,10 @@ class NoiseSchedule:
     """The discrete DDPM forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1-ᾱ_t) I), t = 0 .. T-1.
 
     Attributes (float32 tensors of shape (T,), computed in float64 then cast): `betas`, `alphas`,
-    `alphas_cumprod` (ᾱ_t), `alphas_cumprod_prev` (ᾱ_{t-1}, with ᾱ_{-1} = 1).
+    `alphas_cumprod` (ᾱ_t), `alphas_cumprod_prev` (ᾱ_{t-1}, with ᾱ_{-1} = 1), and the posterior
+    coefficients below. `alphas_cumprod_f64` keeps ᾱ_t in float64 (CPU) for the samplers'
+    coefficients, where 1 - ᾱ_t near t = 0 would lose ~4 digits in float32. The tables live on
+    the CPU; the methods gather on their input's device (copying each table there once).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class NoiseSchedule:
         self.alphas = alphas.float()
         self.alphas_cumprod = alphas_cumprod.float()
         self.alphas_cumprod_prev = alphas_cumprod_prev.float()
+        self.alphas_cumprod_f64 = alphas_cumprod
         # Posterior q(x_{t-1} | x_t, x_0) = N(c0 x_0 + ct x_t, β̃_t), DESIGN.md "The method".
         one_minus = 1.0 - alphas_cumprod
         self.posterior_mean_coef_x0 = (alphas_cumprod_prev.sqrt() * betas / one_minus).float()
@@ -120,26 +123,23 @@ class NoiseSchedule:
         ).float()
         self.posterior_variance = ((1.0 - alphas_cumprod_prev) / one_minus * betas).float()
 
-    _TENSORS = (
-        "betas",
-        "alphas",
-        "alphas_cumprod",
-        "alphas_cumprod_prev",
-        "posterior_mean_coef_x0",
-        "posterior_mean_coef_xt",
-        "posterior_variance",
-    )
+        self._device_tables: dict[tuple, torch.Tensor] = {}
 
-    def to(self, device: torch.device | str) -> NoiseSchedule:
-        """Move the schedule tensors to `device` (in place, returns self) so that the per-batch
-        gathers in `add_noise` etc. need no host-device copy. Without it they still work."""
-        for name in self._TENSORS:
-            setattr(self, name, getattr(self, name).to(device))
-        return self
+    def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Table `name` at timesteps t (B,), shaped (B, 1, ..., 1) to broadcast against `like`
+        (B, ...), gathered on like's device in like's dtype. Each table is copied to a device
+        once and cached, so a training step does no host-device copy of the schedule."""
+        key = (name, like.device, like.dtype)
+        table = self._device_tables.get(key)
+        if table is None:
+            table = getattr(self, name).to(device=like.device, dtype=like.dtype)
+            self._device_tables[key] = table
+        t = torch.as_tensor(t, device=like.device).long().reshape(-1)
+        return table[t].reshape(-1, *([1] * (like.ndim - 1)))
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Sample q(x_t | x_0): √ᾱ_t x0 + √(1-ᾱ_t) noise. x0, noise (B, ...); t LongTensor (B,)."""
-        alpha_bar = _gather(self.alphas_cumprod, t, x0)
+        alpha_bar = self._at("alphas_cumprod", t, x0)
         return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
 
     def posterior_mean_variance(
@@ -150,16 +150,16 @@ class NoiseSchedule:
         μ̃ = √ᾱ_{t-1} β_t/(1-ᾱ_t) x0 + √α_t (1-ᾱ_{t-1})/(1-ᾱ_t) x_t,
         β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t) β_t    (ᾱ_{-1} = 1, so at t = 0: mean x0, variance 0)."""
         mean = (
-            _gather(self.posterior_mean_coef_x0, t, x_t) * x0
-            + _gather(self.posterior_mean_coef_xt, t, x_t) * x_t
+            self._at("posterior_mean_coef_x0", t, x_t) * x0
+            + self._at("posterior_mean_coef_xt", t, x_t) * x_t
         )
-        return mean, _gather(self.posterior_variance, t, x_t)
+        return mean, self._at("posterior_variance", t, x_t)
 
     def predict_x0(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
     ) -> torch.Tensor:
         """x0 implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
-        alpha_bar = _gather(self.alphas_cumprod, t, x_t)
+        alpha_bar = self._at("alphas_cumprod", t, x_t)
         x0, _ = _split_prediction(
             model_output, x_t, alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt(), prediction_type
         )
@@ -169,7 +169,7 @@ class NoiseSchedule:
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
     ) -> torch.Tensor:
         """ε implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
-        alpha_bar = _gather(self.alphas_cumprod, t, x_t)
+        alpha_bar = self._at("alphas_cumprod", t, x_t)
         _, eps = _split_prediction(
             model_output, x_t, alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt(), prediction_type
         )
@@ -224,10 +224,17 @@ class Sampler:
         self.prediction_type = prediction_type
         self.clip_sample = clip_sample
         self.clip_range = float(clip_range)
-        # ᾱ in float64 for the coefficient arithmetic; ᾱ at "t = -1" (fully denoised) is 1.
-        self._alpha_bar = schedule.alphas_cumprod.double().tolist()
-        self._sqrt_a = [math.sqrt(self._alpha_bar[t]) for t in timesteps]
-        self._sqrt_1ma = [math.sqrt(1.0 - self._alpha_bar[t]) for t in timesteps]
+        # Per-step coefficients are Python floats computed in float64; ᾱ at "t = -1" is 1.
+        self._alpha_bar = schedule.alphas_cumprod_f64.tolist()
+        self._sqrt_alpha_bar = [math.sqrt(self._alpha_bar[t]) for t in timesteps]
+        self._sqrt_one_minus_alpha_bar = [math.sqrt(1.0 - self._alpha_bar[t]) for t in timesteps]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_steps={self.num_steps}, "
+            f"prediction_type={self.prediction_type!r}, "
+            f"clip_sample={self.clip_sample}, clip_range={self.clip_range})"
+        )
 
     def _alpha_bar_at(self, t: int) -> float:
         return 1.0 if t < 0 else self._alpha_bar[t]
@@ -265,7 +272,11 @@ class Sampler:
 
     def _pred_x0_eps(self, model_output, sample, i):
         x0, eps = _split_prediction(
-            model_output, sample, self._sqrt_a[i], self._sqrt_1ma[i], self.prediction_type
+            model_output,
+            sample,
+            self._sqrt_alpha_bar[i],
+            self._sqrt_one_minus_alpha_bar[i],
+            self.prediction_type,
         )
         if self.clip_sample:
             x0 = x0.clamp(-self.clip_range, self.clip_range)
@@ -310,7 +321,15 @@ class DDPMSampler(Sampler):
             var = (1.0 - a_prev) / (1.0 - a_t) * beta if variance_type == "fixed_small" else beta
             self._std.append(math.sqrt(var) if t > 0 else 0.0)
 
-    def step(self, model_output, i, sample, carry=None, generator=None, noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        i: int,
+        sample: torch.Tensor,
+        carry: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> StepOutput:
         i = self._check_index(i)
         x0, _ = self._pred_x0_eps(model_output, sample, i)
         mean = self._coef_x0[i] * x0 + self._coef_xt[i] * sample
@@ -336,7 +355,15 @@ class DDIMSampler(Sampler):
             self._coef_eps.append(math.sqrt(max(1.0 - a_prev - std**2, 0.0)))
             self._std.append(std)
 
-    def step(self, model_output, i, sample, carry=None, generator=None, noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        i: int,
+        sample: torch.Tensor,
+        carry: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> StepOutput:
         i = self._check_index(i)
         x0, eps = self._pred_x0_eps(model_output, sample, i)
         x = self._coef_x0[i] * x0 + self._coef_eps[i] * eps
@@ -361,20 +388,29 @@ class DPMSolverPPSampler(Sampler):
     def __init__(self, schedule, timesteps, prediction_type, clip_sample, clip_range):
         super().__init__(schedule, timesteps, prediction_type, clip_sample, clip_range)
         K = self.num_steps
-        lambdas = [math.log(self._sqrt_a[i] / self._sqrt_1ma[i]) for i in range(K)]
+        alpha, sigma = self._sqrt_alpha_bar, self._sqrt_one_minus_alpha_bar
+        lambdas = [math.log(alpha[i] / sigma[i]) for i in range(K)]
         h = [lambdas[i + 1] - lambdas[i] for i in range(K - 1)] + [math.inf]  # last: to σ = 0
         self._coef_x, self._coef_d, self._coef_diff = [], [], []
         for i in range(K):
             if i + 1 < K:
-                self._coef_x.append(self._sqrt_1ma[i + 1] / self._sqrt_1ma[i])
-                self._coef_d.append(self._sqrt_a[i + 1] * -math.expm1(-h[i]))
+                self._coef_x.append(sigma[i + 1] / sigma[i])
+                self._coef_d.append(alpha[i + 1] * -math.expm1(-h[i]))  # α_next (1 - e^{-h})
             else:  # σ_next = 0, α_next = 1: the step returns x̂0
                 self._coef_x.append(0.0)
                 self._coef_d.append(1.0)
             second_order = 0 < i < K - 1
             self._coef_diff.append(0.5 * h[i] / h[i - 1] if second_order else 0.0)  # 1/(2r)
 
-    def step(self, model_output, i, sample, carry=None, generator=None, noise=None):
+    def step(
+        self,
+        model_output: torch.Tensor,
+        i: int,
+        sample: torch.Tensor,
+        carry: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> StepOutput:
         i = self._check_index(i)
         x0, _ = self._pred_x0_eps(model_output, sample, i)
         d = x0

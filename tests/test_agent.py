@@ -1,0 +1,130 @@
+"""The agent's contract: SB3 predict signature, per-env histories and action queues."""
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from conftest import PointEnv
+
+
+class CountingDenoiser(torch.nn.Module):
+    """Counts the chunk rows the wrapped denoiser is asked for (one forward per denoising step)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.rows, self.calls = inner, 0, 0
+
+    def forward(self, x, k, cond):
+        self.calls += 1
+        self.rows += x.shape[0]
+        return self.inner(x, k, cond)
+
+
+def count_calls(agent):
+    counter = CountingDenoiser(agent.policy.denoiser)
+    agent.policy.denoiser = counter
+    return counter
+
+
+def test_single_observation_gives_one_action(tiny_agent):
+    action, state = tiny_agent.predict(np.zeros(3, np.float32))
+    assert action.shape == (2,) and state is None
+    assert tiny_agent.obs_history(0).shape == (2, 3)
+
+
+def test_history_is_padded_by_repeating_the_first_observation(tiny_agent):
+    obs = np.array([0.1, 0.2, 0.3], np.float32)
+    tiny_agent.predict(obs)
+    np.testing.assert_array_equal(tiny_agent.obs_history(0), [obs, obs])
+    obs2 = obs + 1
+    tiny_agent.predict(obs2)
+    np.testing.assert_array_equal(tiny_agent.obs_history(0), [obs, obs2])
+
+
+def test_queue_executes_the_slice_starting_at_obs_horizon_minus_one(tiny_agent):
+    cfg = tiny_agent.config
+    first, _ = tiny_agent.predict(np.zeros(3, np.float32))
+    plan = tiny_agent.last_plan(0)
+    start = cfg.obs_horizon - 1
+    np.testing.assert_allclose(first, np.clip(plan[start], -1, 1))
+    queued = tiny_agent.queued_actions(0)
+    assert len(queued) == cfg.action_horizon - 1
+    np.testing.assert_allclose(queued, plan[start + 1 : start + cfg.action_horizon])
+
+
+def test_network_runs_once_per_action_horizon_per_env_batched(tiny_agent):
+    n_envs, ta, k = 4, tiny_agent.config.action_horizon, tiny_agent.num_inference_steps
+    counter = count_calls(tiny_agent)
+    obs = np.zeros((n_envs, 3), np.float32)
+    for _ in range(3 * ta):
+        actions, _ = tiny_agent.predict(obs)
+        assert actions.shape == (n_envs, 2)
+    assert tiny_agent.num_chunks_sampled == 3  # one batched call per re-plan
+    assert counter.rows == 3 * n_envs * k  # 3 chunks per env, K denoiser rows each
+
+
+def test_episode_start_clears_exactly_that_envs_queue_and_history(tiny_agent):
+    obs = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 3)).astype(np.float32)
+    tiny_agent.predict(obs)
+    tiny_agent.predict(obs)
+    before = [tiny_agent.queued_actions(i) for i in range(4)]
+    plans = [tiny_agent.last_plan(i) for i in range(4)]
+    new_obs = obs + 0.25
+    tiny_agent.predict(new_obs, episode_start=np.array([False, True, False, False]))
+    # env 1 re-planned from a fresh history made of its new first observation
+    assert not np.array_equal(tiny_agent.last_plan(1), plans[1])
+    np.testing.assert_array_equal(tiny_agent.obs_history(1), [new_obs[1], new_obs[1]])
+    assert len(tiny_agent.queued_actions(1)) == tiny_agent.config.action_horizon - 1
+    for i in (0, 2, 3):  # the others just popped one more queued action
+        np.testing.assert_array_equal(tiny_agent.queued_actions(i), before[i][1:])
+        assert tiny_agent.last_plan(i) is plans[i]
+        np.testing.assert_array_equal(tiny_agent.obs_history(i), [obs[i], new_obs[i]])
+
+
+def test_deterministic_means_reproducible_sampling(tiny_agent):
+    obs = np.full(3, 0.2, np.float32)
+    a1, _ = tiny_agent.predict(obs, deterministic=True)
+    tiny_agent.reset()
+    a2, _ = tiny_agent.predict(obs, deterministic=True)
+    tiny_agent.reset()
+    a3, _ = tiny_agent.predict(obs, deterministic=False)
+    tiny_agent.reset()
+    a4, _ = tiny_agent.predict(obs, deterministic=False)
+    np.testing.assert_array_equal(a1, a2)
+    assert not np.array_equal(a3, a4)
+
+
+def test_wrong_observation_shape_is_a_clear_error(tiny_agent):
+    with pytest.raises(
+        ValueError, match=r"observation has shape \(5,\); this agent expects \(3,\)"
+    ):
+        tiny_agent.predict(np.zeros(5, np.float32))
+
+
+def test_sample_returns_every_denoising_iterate(tiny_agent):
+    hist = np.zeros((2, 3), np.float32)
+    traj = tiny_agent.sample(hist, num_samples=5, seed=1, return_trajectory=True)
+    k = tiny_agent.num_inference_steps
+    assert traj.shape == (k + 1, 5, 8, 2)
+    final = tiny_agent.sample(hist, num_samples=5, seed=1)
+    np.testing.assert_allclose(traj[-1], final)
+    frames = list(tiny_agent.iter_denoise(hist, 5, sampler="ddpm", num_inference_steps=20, seed=1))
+    assert [f.step for f in frames] == list(range(21)) and frames[-1].total == 20
+
+
+def test_runs_in_sb3_evaluate_policy_with_a_4_env_dummy_vec_env(tiny_agent):
+    # equal episode lengths: SB3 keeps stepping (and flagging episode_start for) envs that have
+    # finished their share, so only then is the count of re-plans exact
+    horizon, n_envs, per_env = 10, 4, 2
+    venv = DummyVecEnv([lambda: PointEnv(horizon) for _ in range(n_envs)])
+    counter = count_calls(tiny_agent)
+    rewards, lengths = evaluate_policy(
+        tiny_agent, venv, n_eval_episodes=n_envs * per_env, return_episode_rewards=True
+    )
+    assert lengths == [horizon] * (n_envs * per_env) and all(np.isfinite(rewards))
+    ta, k = tiny_agent.config.action_horizon, tiny_agent.num_inference_steps
+    chunks_per_episode = -(-horizon // ta)  # ceil: a fresh chunk every Ta steps and at each reset
+    assert counter.rows == n_envs * per_env * chunks_per_episode * k
+    assert tiny_agent.num_chunks_sampled == per_env * chunks_per_episode  # batched over envs

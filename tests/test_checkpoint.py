@@ -1,0 +1,76 @@
+"""Checkpoints: exact round trips, no pickle, clear errors for files that do not fit."""
+
+import json
+import pickle
+import struct
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.checkpoint import CheckpointError
+
+
+def test_save_load_predict_gives_identical_actions(tiny_agent, tmp_path):
+    path = tiny_agent.save(tmp_path / "agent.safetensors")
+    obs = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 3)).astype(np.float32)
+    loaded = DiffusionPolicyAgent.load(path, "cpu", seed=7)
+    fresh = DiffusionPolicyAgent(
+        tiny_agent.policy,
+        tiny_agent.observation_space,
+        tiny_agent.action_space,
+        device="cpu",
+        seed=7,
+    )
+    for step in range(6):
+        a, _ = fresh.predict(obs + step * 0.01)
+        b, _ = loaded.predict(obs + step * 0.01)
+        np.testing.assert_array_equal(a, b)
+    assert loaded.config == tiny_agent.config and loaded.env_id == "test/Point"
+
+
+def test_checkpoint_is_plain_safetensors_and_loads_with_pickle_disabled(
+    tiny_agent, tmp_path, monkeypatch
+):
+    path = tiny_agent.save(tmp_path / "agent.safetensors")
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    assert 8 + n + max(ends) == len(raw)  # nothing but the JSON header and raw tensor bytes
+
+    def refuse(*a, **k):
+        raise AssertionError("pickle used while loading a checkpoint")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    DiffusionPolicyAgent.load(path, "cpu")
+
+
+def test_loading_for_an_env_of_another_shape_fails_clearly(tiny_agent, tmp_path):
+    path = tiny_agent.save(tmp_path / "agent.safetensors")
+
+    class Other(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (7,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    with pytest.raises(CheckpointError, match=r"agent.safetensors: field 'observation_space'"):
+        DiffusionPolicyAgent.load(path, "cpu", env=Other())
+
+
+def test_garbage_and_foreign_files_fail_with_the_file_name(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="bad.safetensors: not a safetensors checkpoint"):
+        DiffusionPolicyAgent.load(bad, "cpu")
+    from safetensors.torch import save_file
+    import torch
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="foreign.safetensors: metadata field 'format'"):
+        DiffusionPolicyAgent.load(foreign, "cpu")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        DiffusionPolicyAgent.load(tmp_path / "missing.safetensors", "cpu")
