@@ -65,8 +65,8 @@ def test_garbage_and_foreign_files_fail_with_the_file_name(tmp_path):
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="bad.safetensors: not a safetensors checkpoint"):
         DiffusionPolicyAgent.load(bad, "cpu")
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))

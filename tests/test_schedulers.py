@@ -1,0 +1,403 @@
+"""Specification of dp_agent.schedulers: the forward process, the posterior, and three samplers
+checked step by step against diffusers' reference schedulers and end to end on Gaussian data."""
+
+import math
+
+import pytest
+import torch
+
+from dp_agent.schedulers import NoiseSchedule, make_sampler, sampler_names
+
+diffusers = pytest.importorskip("diffusers")
+
+T = 100
+SCHEDULES = ["squaredcos_cap_v2", "linear"]
+
+
+def assert_close(actual, expected, tol=1e-5):
+    """|actual - expected| <= tol·(1 + |expected|) elementwise."""
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol)
+
+
+def reference(cls, beta_schedule, **kwargs):
+    return cls(num_train_timesteps=T, beta_schedule=beta_schedule, **kwargs)
+
+
+def reference_f64(cls, schedule, **kwargs):
+    """A diffusers scheduler on our float64 ᾱ. diffusers keeps ᾱ in float32, where 1 - ᾱ_t at
+    small t keeps only ~3 digits; with the same float64 ᾱ (and float64 inputs) the two
+    implementations can be compared exactly instead of to within float32 cancellation."""
+    ref = reference(cls, schedule.beta_schedule, **kwargs)
+    ref.alphas_cumprod = schedule.alphas_cumprod_f64.clone()
+    ref.one = ref.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    return ref
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule and forward process
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+def test_schedule_matches_diffusers_betas_and_alphas_cumprod(beta_schedule):
+    ours = NoiseSchedule(T, beta_schedule)
+    ref = reference(diffusers.DDPMScheduler, beta_schedule)
+    for name in ("betas", "alphas", "alphas_cumprod"):
+        assert getattr(ours, name).dtype == torch.float32
+        assert getattr(ours, name).shape == (T,)
+        torch.testing.assert_close(getattr(ours, name), getattr(ref, name), rtol=2e-6, atol=1e-7)
+
+
+def test_cosine_schedule_caps_beta_and_defaults_to_100_steps():
+    schedule = NoiseSchedule()
+    assert schedule.num_train_steps == 100 and schedule.beta_schedule == "squaredcos_cap_v2"
+    assert schedule.betas.max().item() == pytest.approx(0.999)
+    assert torch.all(schedule.alphas_cumprod[1:] < schedule.alphas_cumprod[:-1])
+
+
+@pytest.mark.parametrize("t", [0, 10, 50, 90, 99])
+def test_forward_process_has_mean_sqrt_alpha_bar_x0_and_variance_one_minus_alpha_bar(t):
+    schedule = NoiseSchedule(T)
+    g = torch.Generator().manual_seed(t)
+    n = 200_000
+    x0 = torch.tensor([0.7, -0.4]).expand(n, 2)
+    noise = torch.randn(n, 2, generator=g)
+    x_t = schedule.add_noise(x0, noise, torch.full((n,), t, dtype=torch.long))
+    alpha_bar = schedule.alphas_cumprod[t].item()
+    sd = math.sqrt(1 - alpha_bar)
+    # 5 standard errors of the Monte Carlo estimates
+    assert torch.allclose(x_t.mean(0), math.sqrt(alpha_bar) * x0[0], atol=5 * sd / math.sqrt(n))
+    var_se = (1 - alpha_bar) * math.sqrt(2 / n)
+    assert torch.allclose(x_t.var(0), torch.full((2,), 1 - alpha_bar), atol=5 * var_se)
+
+
+def test_add_noise_uses_each_rows_timestep_over_trailing_dims():
+    schedule = NoiseSchedule(T)
+    x0, noise = torch.randn(3, 16, 2), torch.randn(3, 16, 2)
+    t = torch.tensor([0, 42, 99])
+    x_t = schedule.add_noise(x0, noise, t)
+    ref = reference(diffusers.DDPMScheduler, "squaredcos_cap_v2").add_noise(x0, noise, t)
+    assert_close(x_t, ref)
+    for b in range(3):
+        a = schedule.alphas_cumprod[t[b]]
+        assert_close(x_t[b], a.sqrt() * x0[b] + (1 - a).sqrt() * noise[b])
+
+
+def test_schedule_methods_follow_the_inputs_dtype():
+    schedule = NoiseSchedule(T)
+    t = torch.tensor([3, 97])
+    for dtype in (torch.float64, torch.float32, torch.float64):
+        x0, noise = torch.randn(2, 5, dtype=dtype), torch.randn(2, 5, dtype=dtype)
+        x_t = schedule.add_noise(x0, noise, t)
+        mean, var = schedule.posterior_mean_variance(x0, x_t, t)
+        assert x_t.dtype == mean.dtype == var.dtype == dtype
+        assert var.shape == (2, 1)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+def test_predict_x0_and_predict_eps_invert_add_noise(prediction_type):
+    schedule = NoiseSchedule(T)
+    x0, eps = torch.rand(5, 8, 2) * 2 - 1, torch.randn(5, 8, 2)
+    t = torch.tensor([0, 1, 30, 70, 98])
+    x_t = schedule.add_noise(x0, eps, t)
+    output = eps if prediction_type == "epsilon" else x0
+    assert_close(schedule.predict_x0(output, x_t, t, prediction_type), x0, tol=1e-4)
+    assert_close(schedule.predict_eps(output, x_t, t, prediction_type), eps, tol=1e-4)
+
+
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+def test_posterior_mean_and_variance_follow_design_formulas_and_diffusers(beta_schedule):
+    schedule = NoiseSchedule(T, beta_schedule)
+    # the DESIGN.md formulas, independently in float64 from the betas
+    betas = schedule.betas.double()
+    alphas = 1 - betas
+    abar = torch.cumprod(alphas, 0)
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    x0, x_t = torch.randn(T, 4, 2, dtype=torch.float64), torch.randn(T, 4, 2, dtype=torch.float64)
+    t = torch.arange(T)
+    c0 = (abar_prev.sqrt() * betas / (1 - abar))[:, None, None]
+    ct = (alphas.sqrt() * (1 - abar_prev) / (1 - abar))[:, None, None]
+    expected_var = (1 - abar_prev) / (1 - abar) * betas
+
+    mean, var = schedule.posterior_mean_variance(x0.float(), x_t.float(), t)
+    assert var.shape == (T, 1, 1)
+    assert_close(mean.double(), c0 * x0 + ct * x_t)
+    assert_close(var.flatten().double(), expected_var)
+    assert var[0].item() == 0.0  # t = 0 is the last step: no noise
+    assert_close(mean[0], x0[0].float())
+
+    # diffusers: _get_variance, and the step's mean = its output minus √var · (its noise), fed
+    # x0 as a "sample" prediction without clipping
+    ref = reference_f64(
+        diffusers.DDPMScheduler, schedule, clip_sample=False, prediction_type="sample"
+    )
+    for k in range(1, T):
+        assert_close(var[k].flatten().double(), ref._get_variance(k).reshape(1))
+        out = ref.step(x0[k], k, x_t[k], generator=torch.Generator().manual_seed(k))
+        z = torch.randn(4, 2, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
+        assert_close(mean[k].double(), out.prev_sample - ref._get_variance(k).sqrt() * z)
+
+
+# ---------------------------------------------------------------------------------------------
+# Samplers, one step at a time, against diffusers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+@pytest.mark.parametrize("num_inference_steps", [None, 10, 30])
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_large"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+@pytest.mark.parametrize("clip_sample", [True, False])
+def test_ddpm_step_matches_diffusers(
+    beta_schedule, num_inference_steps, variance_type, prediction_type, clip_sample
+):
+    sampler = make_sampler(
+        "ddpm",
+        NoiseSchedule(T, beta_schedule),
+        num_inference_steps,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
+        variance_type=variance_type,
+    )
+    ref = reference_f64(
+        diffusers.DDPMScheduler,
+        sampler.schedule,
+        variance_type=variance_type,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
+    )
+    ref.set_timesteps(num_inference_steps or T)
+    assert torch.equal(sampler.timesteps, ref.timesteps)
+    assert sampler.num_steps == len(ref.timesteps)
+    g = torch.Generator().manual_seed(0)
+    for i, t in enumerate(sampler.timesteps):
+        x, model_output = (torch.randn(3, 16, 2, generator=g, dtype=torch.float64) for _ in "ab")
+        # the same generator state: both draw the same noise (and none on the step from t = 0)
+        ours = sampler.step(model_output, i, x, generator=torch.Generator().manual_seed(i))
+        theirs = ref.step(model_output, t, x, generator=torch.Generator().manual_seed(i))
+        assert_close(ours.prev_sample, theirs.prev_sample, tol=1e-12)
+        assert_close(ours.pred_x0, theirs.pred_original_sample, tol=1e-12)
+        assert ours.carry is None
+
+
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+@pytest.mark.parametrize("num_inference_steps", [10, 16, 100])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+@pytest.mark.parametrize("clip_sample", [True, False])
+def test_ddim_step_matches_diffusers(
+    beta_schedule, num_inference_steps, eta, prediction_type, clip_sample
+):
+    sampler = make_sampler(
+        "ddim",
+        NoiseSchedule(T, beta_schedule),
+        num_inference_steps,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
+        eta=eta,
+    )
+    ref = reference_f64(
+        diffusers.DDIMScheduler,
+        sampler.schedule,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
+        set_alpha_to_one=True,
+    )
+    ref.set_timesteps(num_inference_steps)
+    assert torch.equal(sampler.timesteps, ref.timesteps)
+    g = torch.Generator().manual_seed(1)
+    for i, t in enumerate(sampler.timesteps):
+        x, model_output, z = (
+            torch.randn(3, 16, 2, generator=g, dtype=torch.float64) for _ in "abc"
+        )
+        ours = sampler.step(model_output, i, x, noise=z)
+        theirs = ref.step(model_output, t, x, eta=eta, variance_noise=z)
+        assert_close(ours.prev_sample, theirs.prev_sample, tol=1e-12)
+        assert_close(ours.pred_x0, theirs.pred_original_sample, tol=1e-12)
+
+
+def fake_model(x, t, prediction_type):
+    """A fixed smooth function of (x, t), standing in for a network."""
+    u = t.float() / T
+    if prediction_type == "epsilon":
+        return torch.tanh(x) * (0.5 + u) + 0.1 * torch.sin(3 * x + u)
+    return 0.8 * torch.tanh(x + u) - 0.2 * torch.cos(x)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # diffusers
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+@pytest.mark.parametrize("num_inference_steps", [1, 2, 5, 8, 20, 99])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+@pytest.mark.parametrize("clip_sample", [True, False])
+def test_dpmsolver_pp_trajectory_matches_diffusers(
+    beta_schedule, num_inference_steps, prediction_type, clip_sample
+):
+    sampler = make_sampler(
+        "dpmsolver++",
+        NoiseSchedule(T, beta_schedule),
+        num_inference_steps,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
+    )
+    # Our clip of the x0 prediction to [-1, 1] is diffusers' thresholding with max value 1.
+    # diffusers runs this solver in float32 (its σ's are float32 whatever ᾱ is): the trajectories
+    # agree to 1e-5 in relative norm (elementwise, late-step values of ~100 carry float32 noise).
+    ref = reference_f64(
+        diffusers.DPMSolverMultistepScheduler,
+        sampler.schedule,
+        prediction_type=prediction_type,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
+        lower_order_final=True,
+        thresholding=clip_sample,
+        sample_max_value=1.0,
+    )
+    ref.set_timesteps(num_inference_steps)
+    assert torch.equal(sampler.timesteps, ref.timesteps)
+    x = sampler.initial_noise((4, 16, 2), generator=torch.Generator().manual_seed(2))
+    x_ref = x.clone()
+    carry = None
+    for i, t in enumerate(sampler.timesteps):
+        out = sampler.step(fake_model(x, t, prediction_type), i, x, carry=carry)
+        x, carry = out.prev_sample, out.carry
+        x_ref = ref.step(fake_model(x_ref, t, prediction_type), t, x_ref).prev_sample
+        assert torch.linalg.norm(x - x_ref) <= 1e-5 * torch.linalg.norm(x_ref)
+    assert_close(x, out.pred_x0)  # the final step lands on σ = 0, i.e. on the x0 prediction
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: exact ε of Gaussian data gives Gaussian samples
+# ---------------------------------------------------------------------------------------------
+
+DATA_MEAN, DATA_STD = 0.3, 1.0
+
+
+def gaussian_denoiser(x, t, schedule, prediction_type):
+    """E[ε | x_t] (or E[x0 | x_t]) for x0 ~ N(m, s²): x_t ~ N(a m, a² s² + b²), a = √ᾱ_t."""
+    abar = schedule.alphas_cumprod_f64[t].item()
+    a, b = math.sqrt(abar), math.sqrt(1 - abar)
+    z = (x - a * DATA_MEAN) / (a * a * DATA_STD**2 + b * b)
+    return b * z if prediction_type == "epsilon" else DATA_MEAN + a * DATA_STD**2 * z
+
+
+# Few-step samplers carry a known bias even with the exact denoiser: each deterministic step
+# shrinks the spread (DDIM's step is a cosine-weighted blend of x̂0 and ε̂), DDPM's fixed_small
+# variance omits Var(x0 | x_t), and "leading" DDIM-10 starts at t = 90, where x_t is not yet
+# N(0, 1). So the requested configurations get tolerances sized to that bias, and many-step runs
+# get tight ones: those fail for a sampler that reads ᾱ one timestep off.
+@pytest.mark.parametrize(
+    "name, steps, prediction_type, tol_mean, tol_std",
+    [
+        ("ddpm", 100, "epsilon", 0.01, 0.04),
+        ("ddim", 10, "epsilon", 0.05, 0.12),
+        ("dpmsolver++", 8, "epsilon", 0.01, 0.05),
+        ("ddim", 10, "sample", 0.05, 0.12),
+        ("dpmsolver++", 8, "sample", 0.01, 0.05),
+        ("ddim", 100, "epsilon", 0.01, 0.015),
+        ("dpmsolver++", 50, "epsilon", 0.01, 0.015),
+        ("dpmsolver++", 50, "sample", 0.01, 0.015),
+    ],
+)
+def test_sampling_with_exact_denoiser_recovers_gaussian_data(
+    name, steps, prediction_type, tol_mean, tol_std
+):
+    schedule = NoiseSchedule(T)
+    # no clipping: N(0.3, 1) has mass outside [-1, 1]
+    sampler = make_sampler(
+        name, schedule, steps, prediction_type=prediction_type, clip_sample=False
+    )
+    g = torch.Generator().manual_seed(3)
+    x = sampler.initial_noise((100_000,), generator=g, dtype=torch.float64)
+    carry = None
+    for i, t in enumerate(sampler.timesteps):
+        out = sampler.step(gaussian_denoiser(x, t, schedule, prediction_type), i, x, carry, g)
+        x, carry = out.prev_sample, out.carry
+    assert x.mean().item() == pytest.approx(DATA_MEAN, abs=tol_mean)
+    assert x.std().item() == pytest.approx(DATA_STD, abs=tol_std)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproducibility, carry, and bad arguments
+# ---------------------------------------------------------------------------------------------
+
+
+def test_explicit_noise_equals_noise_drawn_from_generator():
+    sampler = make_sampler("ddpm", NoiseSchedule(T), 10)
+    x, eps = torch.randn(2, 16, 2), torch.randn(2, 16, 2)
+    drawn = sampler.step(eps, 0, x, generator=torch.Generator().manual_seed(5))
+    z = torch.randn(2, 16, 2, generator=torch.Generator().manual_seed(5))
+    given = sampler.step(eps, 0, x, noise=z)
+    assert torch.equal(drawn.prev_sample, given.prev_sample)
+    other = sampler.step(eps, 0, x, noise=-z)
+    assert not torch.allclose(other.prev_sample, given.prev_sample)
+
+
+def test_initial_noise_is_reproducible_with_a_generator():
+    sampler = make_sampler("ddim", NoiseSchedule(T), 10)
+    a = sampler.initial_noise((2, 16, 2), generator=torch.Generator().manual_seed(9))
+    b = sampler.initial_noise((2, 16, 2), generator=torch.Generator().manual_seed(9))
+    assert a.shape == (2, 16, 2) and a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_dpmsolver_pp_second_step_requires_the_carry():
+    sampler = make_sampler("dpmsolver++", NoiseSchedule(T), 8)
+    x = torch.randn(2, 4)
+    out = sampler.step(torch.zeros(2, 4), 0, x)
+    with pytest.raises(ValueError, match="carry"):
+        sampler.step(torch.zeros(2, 4), 1, out.prev_sample)
+
+
+def test_default_steps_use_the_finest_grid():
+    schedule = NoiseSchedule(T)
+    assert make_sampler("ddpm", schedule).num_steps == T
+    assert make_sampler("ddim", schedule).num_steps == T
+    assert make_sampler("dpmsolver++", schedule).num_steps == T - 1
+    assert sampler_names() == ["ddpm", "ddim", "dpmsolver++"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(name="euler"), "sampler must be one of"),
+        (dict(num_inference_steps=0), r"num_inference_steps .* must be in \[1, 100\]"),
+        (dict(num_inference_steps=101), r"must be in \[1, 100\]"),
+        (dict(name="dpmsolver++", num_inference_steps=100), r"must be in \[1, 99\]"),
+        (dict(num_inference_steps=2.5), "num_inference_steps must be an int"),
+        (dict(prediction_type="v_prediction"), "prediction_type must be one of"),
+        (dict(variance_type="learned"), "variance_type must be one of"),
+        (dict(name="ddim", variance_type="fixed_large"), "variance_type applies to the 'ddpm'"),
+        (dict(name="ddpm", eta=0.5), "eta applies to the 'ddim'"),
+        (dict(name="ddim", eta=1.5), r"eta must be in \[0, 1\]"),
+        (dict(clip_range=0.0), "clip_range must be > 0"),
+    ],
+)
+def test_bad_sampler_arguments_raise_clear_errors(kwargs, match):
+    kwargs = dict(name="ddpm", num_inference_steps=10) | kwargs
+    with pytest.raises(ValueError, match=match):
+        make_sampler(
+            kwargs.pop("name"), NoiseSchedule(T), kwargs.pop("num_inference_steps"), **kwargs
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_train_steps=0), "num_train_steps must be >= 1"),
+        (dict(num_train_steps=10.0), "num_train_steps must be an int"),
+        (dict(beta_schedule="cosine"), "beta_schedule must be one of"),
+        (dict(beta_schedule="linear", beta_start=0.1, beta_end=0.01), "beta_start <= beta_end"),
+    ],
+)
+def test_bad_schedule_arguments_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NoiseSchedule(**kwargs)
+
+
+def test_step_index_out_of_range_and_wrong_noise_shape_raise():
+    sampler = make_sampler("ddpm", NoiseSchedule(T), 10)
+    x = torch.randn(2, 3)
+    with pytest.raises(ValueError, match=r"step index must be in \[0, 10\)"):
+        sampler.step(x, 10, x)
+    with pytest.raises(ValueError, match="noise shape"):
+        sampler.step(x, 0, x, noise=torch.randn(3, 2))

@@ -1,0 +1,125 @@
+"""Training runs: JSON-lines progress, resume after a kill, NaN stop, EMA and LR schedules."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dp_agent.config import make_configs
+from dp_agent.data import EpisodeArrays
+from dp_agent.demos import DemoWriter
+from dp_agent.train import TrainingError, cosine_with_warmup, ema_decay, train
+
+
+def write_demos(path, n=8, length=30):
+    rng = np.random.default_rng(0)
+    with DemoWriter(path, {"env_name": "test/Point", "type": 2, "env_kwargs": {}}) as w:
+        for _ in range(n):
+            obs = rng.uniform(-1, 1, (length, 3)).astype(np.float32)
+            act = rng.uniform(-1, 1, (length, 2)).astype(np.float32)
+            w.append_episode({"state": obs}, act, np.zeros(length), np.zeros(length))
+    return path
+
+
+TINY = ["--preset", "cpu-small", "--pred-horizon", "8", "--action-horizon", "4",
+        "--batch-size", "16", "--threads", "1"]  # fmt: skip
+
+
+def run_cli(*args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "dp_agent.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def events(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_json_progress_reports_start_steps_checkpoints_and_done(tmp_path):
+    demos = write_demos(tmp_path / "d.hdf5")
+    proc = run_cli("train", "--demos", str(demos), "--out", str(tmp_path / "run"), "--steps", "40",
+                   "--checkpoint-every", "20", "--json-progress", *TINY)  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    ev = events(out)
+    kinds = [e["event"] for e in ev]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert ev[0]["device"] == "cpu" and ev[0]["num_episodes"] == 8
+    steps = [e for e in ev if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [10, 20, 30, 40]
+    assert all(e["loss"] > 0 and e["samples_per_s"] > 0 and e["eta_s"] >= 0 for e in steps)
+    assert [e["step"] for e in ev if e["event"] == "checkpoint"] == [20]
+    assert (tmp_path / "run" / "final.safetensors").exists()
+
+
+def test_resume_after_a_killed_run_continues_from_the_last_checkpoint(tmp_path):
+    demos = write_demos(tmp_path / "d.hdf5")
+    out_dir = tmp_path / "run"
+    args = ["train", "--demos", str(demos), "--out", str(out_dir), "--steps", "3000",
+            "--checkpoint-every", "25", "--json-progress", *TINY]  # fmt: skip
+    proc = run_cli(*args)
+    saved = None
+    for line in proc.stdout:  # wait for the second checkpoint, then kill without warning
+        e = json.loads(line)
+        if e["event"] == "checkpoint" and e["step"] >= 50:
+            saved = e["step"]
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert saved is not None
+    resumed = run_cli(*[a if a != "3000" else "120" for a in args], "--resume")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    ev = events(out)
+    assert ev[0]["event"] == "start" and ev[0]["start_step"] >= saved
+    first_step = next(e["step"] for e in ev if e["event"] == "step")
+    assert first_step == ev[0]["start_step"] + 10 - ev[0]["start_step"] % 10
+    assert ev[-1] == {**ev[-1], "event": "done", "step": 120}
+    info = subprocess.run([sys.executable, "-m", "dp_agent.cli", "info", str(out_dir / "final.safetensors")],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert "step 120 of 120" in info.stdout
+
+
+def test_nan_loss_stops_the_run_with_a_message(tmp_path):
+    eps = [EpisodeArrays(np.ones((20, 3), np.float32), np.ones((20, 2), np.float32) * k)
+           for k in range(4)]  # fmt: skip
+    pc, tc = make_configs(
+        "cpu-small",
+        {"pred_horizon": 8, "action_horizon": 4, "down_dims": (16, 32)},
+        {"num_steps": 50, "lr": 1e30, "warmup_steps": 0, "log_every": 1, "batch_size": 8},
+    )
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+"):
+        train(eps, tmp_path / "nan", pc, tc, json_progress=True)
+
+
+def test_cli_reports_bad_demo_files_in_one_line(tmp_path):
+    bad = tmp_path / "notes.hdf5"
+    bad.write_text("not hdf5")
+    proc = run_cli("train", "--demos", str(bad), "--out", str(tmp_path / "r"), "--json-progress")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in err and err.startswith("error: ") and "notes.hdf5" in err
+    assert events(out)[-1]["event"] == "error"
+
+
+def test_ema_decay_follows_the_reference_formula():
+    assert ema_decay(0) == 0.0
+    for step in (1, 10, 1000):
+        assert ema_decay(step) == pytest.approx(1 - (1 + step) ** -0.75)
+    assert ema_decay(10**9) == 0.9999
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    f = cosine_with_warmup(warmup_steps=10, total_steps=110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f(110) == pytest.approx(0.0, abs=1e-12)
