@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_subcommands(sub)
     _add_gui(sub)
+    from dp_agent.quickstart import add_subcommand as add_quickstart
+
+    add_quickstart(sub)
     return parser
 
 

@@ -1,0 +1,269 @@
+"""The 2D tasks as Gymnasium envs: registration, checkers, determinism, rendering, TreeDetour."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import warnings
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import dp_agent  # noqa: F401  (registers the envs)
+from dp_agent.envs import PUSHT_ID, TREE_DETOUR_ID, PushT, TreeDetour, register_envs
+from dp_agent.envs import tree_detour as td
+
+ACTION_SPACE_ADVICE = ("symmetric and normalized",)  # both checkers advise [-1, 1] actions
+
+
+def _only_action_space_advice(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Warnings other than the checkers' advice to normalise the action space (ours is [0, 512]^2
+    by contract)."""
+    return [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, UserWarning)
+        and not any(a in str(w.message) for a in ACTION_SPACE_ADVICE)
+    ]
+
+
+# ----------------------------------------------------------------------------- registration
+def test_register_envs_is_idempotent_and_sets_step_limits():
+    register_envs()
+    register_envs()
+    assert gym.spec(PUSHT_ID).max_episode_steps == 300
+    assert gym.spec(TREE_DETOUR_ID).max_episode_steps == 200
+
+
+def test_import_is_light():
+    code = (
+        "import sys, dp_agent.envs; "
+        "print(sorted(m for m in ('torch', 'pygame', 'pymunk', 'shapely') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unwrapped_world_size_and_render_fps():
+    for env_id in (PUSHT_ID, TREE_DETOUR_ID):
+        env = gym.make(env_id)
+        assert env.unwrapped.world_size == 512.0
+        assert env.metadata["render_fps"] == 10
+        assert env.action_space == gym.spaces.Box(0.0, 512.0, (2,), np.float32)
+
+
+# ----------------------------------------------------------------------------- checkers
+@pytest.mark.parametrize("obs_type", ["state", "keypoints", "pixels"])
+def test_pusht_passes_gymnasium_checker(obs_type):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(PUSHT_ID, obs_type=obs_type, render_mode="rgb_array")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+    assert _only_action_space_advice(caught) == []
+
+
+def test_tree_detour_passes_gymnasium_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(TREE_DETOUR_ID, render_mode="rgb_array")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+    assert _only_action_space_advice(caught) == []
+
+
+@pytest.mark.parametrize("env_id", [PUSHT_ID, TREE_DETOUR_ID])
+def test_passes_stable_baselines3_checker(env_id):
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(gym.make(env_id).unwrapped)
+    assert _only_action_space_advice(caught) == []
+
+
+def test_observation_spaces_match_the_contract():
+    assert gym.make(PUSHT_ID).observation_space.shape == (5,)
+    assert gym.make(PUSHT_ID).observation_space.dtype == np.float64
+    assert gym.make(PUSHT_ID, obs_type="keypoints").observation_space.shape == (18,)
+    pixels = gym.make(PUSHT_ID, obs_type="pixels").observation_space
+    assert pixels["pixels"].shape == (96, 96, 3) and pixels["pixels"].dtype == np.uint8
+    assert pixels["agent_pos"].shape == (2,)
+    assert gym.make(TREE_DETOUR_ID).observation_space.shape == (4,)
+
+
+# ----------------------------------------------------------------------------- determinism
+def _rollout(env_id: str, seed: int, steps: int, **kwargs) -> list:
+    env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+    obs, info = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    record = [(obs, info, env.render())]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        record.append((obs, reward, terminated, info, env.render()))
+        if terminated or truncated:
+            break
+    env.close()
+    return record
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs", [(PUSHT_ID, {}), (PUSHT_ID, {"obs_type": "pixels"}), (TREE_DETOUR_ID, {})]
+)
+def test_same_seed_gives_identical_trajectories_and_frames(env_id, kwargs):
+    first = _rollout(env_id, 3, 12, **kwargs)
+    assert _same(first, _rollout(env_id, 3, 12, **kwargs))
+    assert not _same(first[0][0], _rollout(env_id, 4, 0, **kwargs)[0][0])
+
+
+def test_step_returns_python_types():
+    for env_id in (PUSHT_ID, TREE_DETOUR_ID):
+        env = gym.make(env_id)
+        env.reset(seed=0)
+        _, reward, terminated, truncated, info = env.step(np.array([256.0, 256.0], np.float32))
+        assert type(reward) is float
+        assert type(terminated) is bool and type(truncated) is bool
+        assert type(info["is_success"]) is bool
+
+
+# ----------------------------------------------------------------------------- rendering
+@pytest.mark.parametrize("env_cls", [PushT, TreeDetour])
+def test_render_frame_sizes_and_colours(env_cls):
+    env = env_cls()
+    env.reset(seed=0)
+    for size in (64, 96, 512):
+        frame = env.render_frame(size)
+        assert frame.shape == (size, size, 3) and frame.dtype == np.uint8
+    frame = env.render_frame(512)
+    agent = env.agent_position.round().astype(int)
+    # The agent's rim is RoyalBlue (65, 105, 225), drawn where the physics puts it (y down).
+    rim = frame[agent[1], agent[0] + 13]
+    assert np.abs(rim.astype(int) - (65, 105, 225)).max() <= 12
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 20  # anti-aliased edges
+
+
+def test_pusht_frame_shows_goal_in_light_green_on_white():
+    env = PushT()
+    env.reset(seed=0, options={"reset_to_state": [50, 50, 100, 400, 0.0]})
+    frame = env.render_frame(512)
+    assert tuple(frame[300, 400]) == (255, 255, 255)  # background
+    # A point inside the goal T's crossbar: (256, 256) + R(pi/4) (0, 15).
+    gx, gy = 256 - 15 * math.sin(math.pi / 4), 256 + 15 * math.cos(math.pi / 4)
+    assert tuple(frame[round(gy), round(gx)]) == (144, 238, 144)
+
+
+def test_rgb_array_render_uses_render_size():
+    env = gym.make(PUSHT_ID, render_mode="rgb_array", render_size=200)
+    env.reset(seed=0)
+    assert env.render().shape == (200, 200, 3)
+
+
+@pytest.mark.parametrize("env_id", [PUSHT_ID, TREE_DETOUR_ID])
+def test_human_render_mode_runs_headless(env_id):
+    env = gym.make(env_id, render_mode="human")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    assert env.render() is None
+    env.close()
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_options_and_arguments_get_clear_messages():
+    with pytest.raises(ValueError, match="reset_to_state.*5 finite numbers"):
+        PushT().reset(options={"reset_to_state": [1, 2, 3]})
+    with pytest.raises(ValueError, match="reset_to_state.*4 finite numbers"):
+        TreeDetour().reset(options={"reset_to_state": [1, 2, 3, float("nan")]})
+    with pytest.raises(ValueError, match="obs_type"):
+        PushT(obs_type="image")
+    env = PushT()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.zeros(3))
+
+
+# ----------------------------------------------------------------------------- TreeDetour
+def _drive(env: TreeDetour, waypoints: list[tuple[float, float]], max_steps: int = 200):
+    """Step toward each waypoint in turn (switching within 10 px); returns the last step."""
+    i = 0
+    for _ in range(max_steps):
+        if i < len(waypoints) - 1 and np.hypot(*(env.agent_position - waypoints[i])) < 10:
+            i += 1
+        out = env.step(np.array(waypoints[i], np.float32))
+        if out[2]:
+            return out
+    raise AssertionError("episode did not end")
+
+
+def test_driving_into_the_tree_fails_at_first_touch():
+    env = TreeDetour()
+    env.reset(options={"reset_to_state": [256, 450, 256, 64]})
+    _, reward, terminated, _, info = _drive(env, [(256, 64)])
+    assert terminated and info["hit_tree"] and not info["is_success"] and reward == 0.0
+    gap = np.hypot(*(env.agent_position - td.TREE_CENTER)) - td.TREE_RADIUS - td.AGENT_RADIUS
+    # Checked every substep: the agent stops within one substep's travel of the first touch.
+    assert -np.hypot(*env.agent_velocity) * td.DT <= gap < 0.0
+    assert info["side"] is None
+
+
+@pytest.mark.parametrize("side,x", [("left", 150.0), ("right", 362.0)])
+def test_going_round_reaches_the_goal_and_reports_the_side(side, x):
+    env = TreeDetour()
+    obs, info = env.reset(options={"reset_to_state": [256, 450, 256, 64]})
+    assert info["side"] is None and not info["is_success"]
+    _, reward, terminated, _, info = _drive(env, [(x, 330), (x, 180), (256, 64)])
+    assert terminated and info["is_success"] and not info["hit_tree"] and reward == 1.0
+    assert info["side"] == side
+    assert info["goal_distance"] <= td.GOAL_RADIUS
+
+
+def test_random_starts_need_a_detour_and_are_symmetric():
+    env = TreeDetour()
+    starts = []
+    for seed in range(200):
+        obs, _ = env.reset(seed=seed)
+        a, g = obs[:2], obs[2:]
+        # The straight segment start -> goal passes within touching distance of the tree.
+        t = np.clip(np.dot(td.TREE_CENTER - a, g - a) / np.dot(g - a, g - a), 0, 1)
+        closest = a + t * (g - a)
+        assert np.hypot(*(closest - td.TREE_CENTER)) < td.TREE_RADIUS + td.AGENT_RADIUS
+        assert a[1] > 400 and g[1] < 100
+        starts.append(obs)
+    starts = np.array(starts)
+    assert abs(np.mean(starts[:, 0]) - 256) < 3 and abs(np.mean(starts[:, 2]) - 256) < 3
+
+
+def test_tree_detour_reset_to_state_method_matches_the_observation():
+    env = TreeDetour()
+    env.reset(seed=5)
+    obs, info = env.reset_to_state([300.0, 420.0, 240.0, 70.0])
+    assert np.array_equal(obs, [300.0, 420.0, 240.0, 70.0])
+    assert info["side"] is None and not info["hit_tree"]
+
+
+def test_tree_detour_agent_moves_like_the_pusht_agent():
+    """Same kinematic body and PD control: away from the block and the tree the paths are equal."""
+    pusht, tree = PushT(), TreeDetour()
+    pusht.reset(options={"reset_to_state": [60, 460, 400, 120, 0.0]})
+    tree.reset(options={"reset_to_state": [60, 460, 256, 64]})
+    for target in [(90, 430), (140, 440), (120, 380), (60, 460)]:
+        pusht.step(np.array(target, np.float32))
+        tree.step(np.array(target, np.float32))
+        assert np.array_equal(pusht.agent_position, tree.agent_position)
