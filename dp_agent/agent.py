@@ -46,6 +46,7 @@ def save_policy(
     *,
     extra_tensors: dict[str, torch.Tensor] | None = None,
     extra_header: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write a policy checkpoint (weights under ``model.``) atomically."""
     header = {
@@ -57,6 +58,11 @@ def save_policy(
         **(extra_header or {}),
     }
     tensors = {f"model.{k}": v for k, v in policy.state_dict().items()}
+    if half:  # the normaliser statistics stay float32: they set the action units
+        tensors = {
+            k: v.half() if v.is_floating_point() and "normalizer" not in k else v
+            for k, v in tensors.items()
+        }
     return write_checkpoint(path, {**tensors, **(extra_tensors or {})}, header)
 
 
@@ -66,7 +72,11 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     try:
         config = replace_fields(PolicyConfig(), header["policy_config"])
         policy = DiffusionPolicy(config)
-        policy.load_state_dict(prefixed(tensors, "model"))
+        weights = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in prefixed(tensors, "model").items()
+        }
+        policy.load_state_dict(weights)
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(
             f"{path}: field 'policy_config' or the weights do not fit ({e})"
@@ -145,7 +155,12 @@ class DiffusionPolicyAgent:
             training=header.get("training"),
         )
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, half: bool = False) -> Path:
+        """Write the policy (weights, config, spaces, training metadata) to one file.
+
+        ``half`` stores floating-point weights as float16 (half the size); they are cast back
+        to float32 on load.
+        """
         return save_policy(
             path,
             self.policy,
@@ -153,6 +168,7 @@ class DiffusionPolicyAgent:
             self.action_space,
             self.env_id,
             self.training,
+            half=half,
         )
 
     def set_sampler(self, name: str, num_inference_steps: int | None = None) -> None:

@@ -49,6 +49,9 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the private mode of a temp file
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -162,6 +162,25 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a checkpoint's inference weights only (no optimiser state)"
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--half", action="store_true", help="store weights as float16")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from dp_agent.agent import DiffusionPolicyAgent
+
+    agent = DiffusionPolicyAgent.load(args.checkpoint, "cpu")
+    path = agent.save(args.out, half=args.half)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
 def _add_gui(sub) -> None:
     p = sub.add_parser("gui", help="open the desktop app")
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -177,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_info(sub)
+    _add_export(sub)
     try:
         from dp_agent.demos.cli import add_subcommands
     except ImportError:

@@ -18,6 +18,7 @@ class EvalResult:
     successes: list[bool] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     sides: list[str | None] = field(default_factory=list)
+    max_coverages: list[float] = field(default_factory=list)  # tasks that report info["coverage"]
 
     def summary(self) -> dict:
         n = len(self.successes)
@@ -27,6 +28,8 @@ class EvalResult:
             "success_rate": float(np.mean(self.successes)) if n else float("nan"),
             "mean_length": float(np.mean(self.lengths)) if n else float("nan"),
         }
+        if self.max_coverages:
+            out["mean_max_coverage"] = float(np.mean(self.max_coverages))
         if any(s is not None for s in self.sides):
             counts = Counter(self.sides)
             out["left_share"] = counts["left"] / n
@@ -58,6 +61,7 @@ def evaluate(
             success = np.zeros(len(wave), dtype=bool)
             length = np.zeros(len(wave), dtype=int)
             side: list[str | None] = [None] * len(wave)
+            coverage = np.full(len(wave), np.nan)
             while active.any():
                 actions, _ = agent.predict(obs, deterministic=deterministic)
                 for i in np.flatnonzero(active):
@@ -66,6 +70,8 @@ def evaluate(
                     best[i] = max(best[i], float(r))
                     success[i] |= bool(info.get("is_success", False))
                     side[i] = info.get("side", side[i])
+                    if "coverage" in info:
+                        coverage[i] = np.fmax(coverage[i], info["coverage"])
                     length[i] += 1
                     if term or trunc:
                         active[i] = False
@@ -73,6 +79,8 @@ def evaluate(
             result.successes += success.tolist()
             result.lengths += length.tolist()
             result.sides += side
+            if not np.isnan(coverage).all():
+                result.max_coverages += coverage.tolist()
             done_episodes += len(wave)
             if progress is not None:
                 progress.update(done_episodes, **result.summary())

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from conftest import PointEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
+from support import PointEnv
 
 
 class CountingDenoiser(torch.nn.Module):
