@@ -30,9 +30,28 @@ TASKS = {name: env_id for env_id, name in SHIPPED_TASKS.items()}
 
 
 def train(demos: Path, out: Path, objective: str, args) -> float:
-    cmd = [sys.executable, "-m", "dp_agent.cli", "train", "--demos", str(demos), "--out", str(out),
-           "--preset", args.preset, "--steps", str(args.steps), "--objective", objective,
-           "--device", args.device, "--seed", str(args.seed), "--checkpoint-every", "1000"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "dp_agent.cli",
+        "train",
+        "--demos",
+        str(demos),
+        "--out",
+        str(out),
+        "--preset",
+        args.preset,
+        "--steps",
+        str(args.steps),
+        "--objective",
+        objective,
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+        "--checkpoint-every",
+        "1000",
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     t0 = time.perf_counter()
@@ -64,26 +83,36 @@ def main() -> None:
         agent = DiffusionPolicyAgent.load(out / "final.safetensors", env=gym.make(env_id))
         t0 = time.perf_counter()
         s = evaluate(agent, env_id, args.episodes, seed=args.eval_seed).summary()
-        s |= {"objective": objective, "train_s": seconds or agent.training.get("seconds"),
-              "eval_s": time.perf_counter() - t0}  # fmt: skip
+        s |= {
+            "objective": objective,
+            "train_s": seconds or agent.training.get("seconds"),
+            "eval_s": time.perf_counter() - t0,
+        }
         rows.append(s)
         print(json.dumps(s), file=sys.stderr)
 
-    print(f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}, "
-          f"{args.steps} steps; {os.cpu_count()} cores {platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
+    print(
+        f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}, "
+        f"{args.steps} steps; {os.cpu_count()} cores {platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
     if args.task == "tree_detour":
         print("\n| policy | success | left | right | hit tree or timed out | train time |")
         print("|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['objective']} | {r['success_rate']:.0%} | {r['left_share']:.0%} "
-                  f"| {r['right_share']:.0%} | {1 - r['success_rate']:.0%} "
-                  f"| {r['train_s'] / 60:.1f} min |")  # fmt: skip
+            print(
+                f"| {r['objective']} | {r['success_rate']:.0%} | {r['left_share']:.0%} "
+                f"| {r['right_share']:.0%} | {1 - r['success_rate']:.0%} "
+                f"| {r['train_s'] / 60:.1f} min |"
+            )
     else:
         print("\n| policy | mean max coverage | success (coverage > 0.95) | train time |")
         print("|---|---|---|---|")
         for r in rows:
-            print(f"| {r['objective']} | {r['mean_max_reward']:.3f} | {r['success_rate']:.0%} "
-                  f"| {r['train_s'] / 60:.1f} min |")  # fmt: skip
+            print(
+                f"| {r['objective']} | {r['mean_max_reward']:.3f} | {r['success_rate']:.0%} "
+                f"| {r['train_s'] / 60:.1f} min |"
+            )
 
 
 if __name__ == "__main__":

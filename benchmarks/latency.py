@@ -71,11 +71,15 @@ def main() -> None:
     torch.manual_seed(0)
     presets = ["cpu-small", "gpu-standard"] if args.network == "both" else [args.network]
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")  # fmt: skip
+    print(
+        f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {args.device}"
+    )
     print()
-    print("| network | params | sampler | chunk latency (ms) | per env step, queued (ms) "
-          "| vs DDPM-100 |")  # fmt: skip
+    print(
+        "| network | params | sampler | chunk latency (ms) | per env step, queued (ms) "
+        "| vs DDPM-100 |"
+    )
     print("|---|---|---|---|---|---|")
     for preset in presets:
         agent = make_agent(preset, args.device)
@@ -86,8 +90,10 @@ def main() -> None:
             chunk = time_chunks(agent, max(3, args.repeats // (10 if name == "ddpm" else 1)))
             per_step = time_per_step(agent, 8 * max(2, args.repeats // 4))
             base = base or chunk
-            print(f"| {preset} | {n_params / 1e6:.2f} M | {name}-{steps} | {chunk * 1e3:.1f} "
-                  f"| {per_step * 1e3:.2f} | {base / chunk:.1f}x faster |")  # fmt: skip
+            print(
+                f"| {preset} | {n_params / 1e6:.2f} M | {name}-{steps} | {chunk * 1e3:.1f} "
+                f"| {per_step * 1e3:.2f} | {base / chunk:.1f}x faster |"
+            )
 
 
 if __name__ == "__main__":

@@ -227,9 +227,9 @@ def rollout_expert(
 @_reports_demo_errors
 def cmd_generate(args: argparse.Namespace) -> int:
     import gymnasium as gym
-    from dp_agent.envs.experts import make_expert
 
     import dp_agent  # noqa: F401  (registers the envs)
+    from dp_agent.envs.experts import make_expert
     from dp_agent.progress import Progress
 
     if args.episodes < 1:

@@ -22,7 +22,9 @@ def run(env_id: str, steps: int, episodes: int, out: Path, samples: int = 16) ->
     if demos is None:
         raise FileNotFoundError(f"no shipped demonstrations for {env_id}")
     print(f"1/3 training on {demos.name} for {steps} steps (preset cpu-small)", file=sys.stderr)
-    pc, tc = make_configs("cpu-small", train_overrides={"num_steps": steps, "checkpoint_every": steps})
+    pc, tc = make_configs(
+        "cpu-small", train_overrides={"num_steps": steps, "checkpoint_every": steps}
+    )
     final = train(demos, out, pc, tc)
 
     print(f"2/3 evaluating over {episodes} seeded episodes", file=sys.stderr)

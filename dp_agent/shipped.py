@@ -5,7 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-# Gymnasium id -> short name of the shipped files (tree_detour.hdf5, pretrained/tree_detour.safetensors)
+# Gymnasium id -> short name of the shipped files: tree_detour.hdf5,
+# pretrained/tree_detour.safetensors
 SHIPPED_TASKS: dict[str, str] = {
     "dp_agent/TreeDetour-v0": "tree_detour",
     "dp_agent/PushT-v0": "pusht",

@@ -223,7 +223,12 @@ class PushT(gym.Env):
                 dtype=np.float64,
             )
         elif obs_type == "keypoints":
-            self.observation_space = spaces.Box(0.0, WORLD_SIZE, shape=(18,), dtype=np.float64)
+            # a corner can stick out past a wall by up to its distance from the body origin
+            # (the stem's tip: |(±15, 120)| ≈ 121); the agent position stays inside
+            reach = math.hypot(15.0, 120.0)
+            low = np.r_[np.full(16, -reach), 0.0, 0.0]
+            high = np.r_[np.full(16, WORLD_SIZE + reach), WORLD_SIZE, WORLD_SIZE]
+            self.observation_space = spaces.Box(low, high, dtype=np.float64)
         else:
             size = self.observation_size
             self.observation_space = spaces.Dict(

@@ -37,8 +37,14 @@ def fit(tmp_path, objective, denoiser="unet", steps=600, lr=3e-3):
         "pred_horizon": 8,
         "action_horizon": 4,
     }
-    train_over = {"num_steps": steps, "batch_size": 64, "lr": lr, "warmup_steps": 50,
-                  "checkpoint_every": 10_000, "log_every": 100}  # fmt: skip
+    train_over = {
+        "num_steps": steps,
+        "batch_size": 64,
+        "lr": lr,
+        "warmup_steps": 50,
+        "checkpoint_every": 10_000,
+        "log_every": 100,
+    }
     pc, tc = make_configs("cpu-small", policy_over, train_over)
     final = train(bimodal_episodes(), tmp_path / objective, pc, tc, json_progress=True)
     return DiffusionPolicyAgent.load(final, "cpu")

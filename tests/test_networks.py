@@ -18,8 +18,9 @@ def test_unet_maps_action_sequences_to_same_shape_and_uses_the_condition():
 
 def test_transformer_self_attention_is_causal_over_action_tokens():
     torch.manual_seed(0)
-    net = TransformerDenoiser(2, cond_dim=6, pred_horizon=8, obs_horizon=2, d_model=32,
-                              n_layers=2, dropout=0.0).eval()  # fmt: skip
+    net = TransformerDenoiser(
+        2, cond_dim=6, pred_horizon=8, obs_horizon=2, d_model=32, n_layers=2, dropout=0.0
+    ).eval()
     x, k, c = torch.randn(2, 8, 2), torch.tensor([3, 7]), torch.randn(2, 6)
     out = net(x, k, c)
     x2 = x.clone()

@@ -37,16 +37,31 @@ def test_installed_package_maps_top_level_folders_under_dp_agent(tmp_path):
 
 def test_wheel_installs_envs_gui_demos_and_data_under_dp_agent(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "dist"), str(ROOT)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("dp_agent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.startswith("dp_agent-")}
     assert top == {"dp_agent"}  # nothing named envs or gui lands in site-packages
-    for needed in ("dp_agent/envs/__init__.py", "dp_agent/gui/__init__.py",
-                   "dp_agent/demos/store.py", "dp_agent/cli.py"):  # fmt: skip
+    for needed in (
+        "dp_agent/envs/__init__.py",
+        "dp_agent/gui/__init__.py",
+        "dp_agent/demos/store.py",
+        "dp_agent/cli.py",
+    ):
         assert needed in names
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from dp_agent.demos import DemoError, DemoReader, DemoWriter, Episode, stack_obs
 from dp_agent.demos import store as store_module
 from dp_agent.demos.cli import main

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dp_agent.demos import DemoReader, DemoWriter
 
 WRITER = Path(__file__).with_name("store_kill_writer.py")

@@ -26,8 +26,18 @@ def write_demos(path, n=8, length=30):
     return path
 
 
-TINY = ["--preset", "cpu-small", "--pred-horizon", "8", "--action-horizon", "4",
-        "--batch-size", "16", "--threads", "1"]  # fmt: skip
+TINY = [
+    "--preset",
+    "cpu-small",
+    "--pred-horizon",
+    "8",
+    "--action-horizon",
+    "4",
+    "--batch-size",
+    "16",
+    "--threads",
+    "1",
+]
 
 
 def run_cli(*args, **kw):
@@ -46,8 +56,19 @@ def events(text):
 
 def test_json_progress_reports_start_steps_checkpoints_and_done(tmp_path):
     demos = write_demos(tmp_path / "d.hdf5")
-    proc = run_cli("train", "--demos", str(demos), "--out", str(tmp_path / "run"), "--steps", "40",
-                   "--checkpoint-every", "20", "--json-progress", *TINY)  # fmt: skip
+    proc = run_cli(
+        "train",
+        "--demos",
+        str(demos),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "40",
+        "--checkpoint-every",
+        "20",
+        "--json-progress",
+        *TINY,
+    )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     ev = events(out)
@@ -64,8 +85,19 @@ def test_json_progress_reports_start_steps_checkpoints_and_done(tmp_path):
 def test_resume_after_a_killed_run_continues_from_the_last_checkpoint(tmp_path):
     demos = write_demos(tmp_path / "d.hdf5")
     out_dir = tmp_path / "run"
-    args = ["train", "--demos", str(demos), "--out", str(out_dir), "--steps", "3000",
-            "--checkpoint-every", "25", "--json-progress", *TINY]  # fmt: skip
+    args = [
+        "train",
+        "--demos",
+        str(demos),
+        "--out",
+        str(out_dir),
+        "--steps",
+        "3000",
+        "--checkpoint-every",
+        "25",
+        "--json-progress",
+        *TINY,
+    ]
     proc = run_cli(*args)
     saved = None
     for line in proc.stdout:  # wait for the second checkpoint, then kill without warning
@@ -84,14 +116,20 @@ def test_resume_after_a_killed_run_continues_from_the_last_checkpoint(tmp_path):
     first_step = next(e["step"] for e in ev if e["event"] == "step")
     assert first_step == ev[0]["start_step"] + 10 - ev[0]["start_step"] % 10
     assert ev[-1] == {**ev[-1], "event": "done", "step": 120}
-    info = subprocess.run([sys.executable, "-m", "dp_agent.cli", "info", str(out_dir / "final.safetensors")],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    info = subprocess.run(
+        [sys.executable, "-m", "dp_agent.cli", "info", str(out_dir / "final.safetensors")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "step 120 of 120" in info.stdout
 
 
 def test_nan_loss_stops_the_run_with_a_message(tmp_path):
-    eps = [EpisodeArrays(np.ones((20, 3), np.float32), np.ones((20, 2), np.float32) * k)
-           for k in range(4)]  # fmt: skip
+    eps = [
+        EpisodeArrays(np.ones((20, 3), np.float32), np.ones((20, 2), np.float32) * k)
+        for k in range(4)
+    ]
     pc, tc = make_configs(
         "cpu-small",
         {"pred_horizon": 8, "action_horizon": 4, "down_dims": (16, 32)},
