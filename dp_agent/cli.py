@@ -182,9 +182,8 @@ def cmd_export(args) -> int:
 
 
 def _add_gui(sub) -> None:
-    p = sub.add_parser("gui", help="open the desktop app")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=lambda a: __import__("dp_agent.gui", fromlist=["main"]).main(a.rest))
+    # listed for --help; main() hands "gui ..." to the app's own parser before parsing
+    sub.add_parser("gui", help="open the desktop app (dp-agent gui --help for its options)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from dp_agent.checkpoint import CheckpointError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gui"]:  # the app parses its own options (argparse would eat the dashes)
+        from dp_agent.gui import main as gui_main
+
+        return int(gui_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     json_mode = getattr(args, "json_progress", False)
     known = (CheckpointError, ValueError, FileNotFoundError, RuntimeError)

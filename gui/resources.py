@@ -1,0 +1,90 @@
+"""Where the app finds the shipped files (demos, pretrained policies) and keeps the user's own.
+
+The user's files live under ``$DP_AGENT_HOME`` (default ``~/.dp_agent``); the shipped files in the
+``dp_agent.demos`` package are only ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from dp_agent.shipped import SHIPPED_TASKS, package_dir, shipped_demos, shipped_policy
+
+__all__ = [
+    "DEFAULT_TASK",
+    "SHIPPED_TASKS",
+    "app_home",
+    "is_shipped",
+    "load_settings",
+    "new_run_dir",
+    "package_dir",
+    "save_settings",
+    "shipped_demos",
+    "shipped_policy",
+    "task_name",
+    "user_demo_path",
+]
+
+DEFAULT_TASK = "dp_agent/TreeDetour-v0"
+
+
+def app_home() -> Path:
+    """The folder for the user's demos, runs and settings (``$DP_AGENT_HOME`` or ~/.dp_agent)."""
+    return Path(os.environ.get("DP_AGENT_HOME", "~/.dp_agent")).expanduser()
+
+
+def task_name(env_id: str) -> str:
+    """A short file-name-safe name for a task: 'tree_detour' for dp_agent/TreeDetour-v0."""
+    if env_id in SHIPPED_TASKS:
+        return SHIPPED_TASKS[env_id]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id).strip("_") or "task"
+
+
+def is_shipped(path: str | os.PathLike) -> bool:
+    """True when ``path`` lies inside the installed ``dp_agent.demos`` package (read-only data)."""
+    try:
+        Path(path).expanduser().resolve().relative_to(package_dir().resolve())
+    except (ValueError, ModuleNotFoundError, TypeError):
+        return False
+    return True
+
+
+def user_demo_path(env_id: str) -> Path:
+    """Default file that recordings of ``env_id`` are appended to."""
+    return app_home() / "demos" / f"{task_name(env_id)}.hdf5"
+
+
+def new_run_dir(env_id: str) -> Path:
+    """A fresh output folder for a training run: ~/.dp_agent/runs/<task>-<YYYYmmdd-HHMMSS>."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return app_home() / "runs" / f"{task_name(env_id)}-{stamp}"
+
+
+def _settings_path() -> Path:
+    return app_home() / "gui.json"
+
+
+def load_settings() -> dict[str, Any]:
+    """The app's remembered choices (last task, files); {} on first start or if unreadable."""
+    try:
+        data = json.loads(_settings_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_settings(settings: dict[str, Any]) -> None:
+    """Write the settings atomically (temporary file, then rename); failures are ignored."""
+    path = _settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(settings, indent=2))
+        os.replace(tmp, path)
+    except OSError:
+        pass

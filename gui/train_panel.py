@@ -1,0 +1,514 @@
+"""Train panel: runs ``python -m dp_agent.cli train ... --json-progress`` in a QProcess, shows its
+JSON-lines progress (steps, samples/s, ETA, a live loss curve), cancels it (kill; the last
+checkpoint stays on disk) and hands ``final.safetensors`` to the policy view when it is done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pyqtgraph as pg
+from PyQt6.QtCore import QProcess, QProcessEnvironment, Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import resources
+
+
+def format_seconds(seconds: float | None) -> str:
+    """12 -> '12 s', 125 -> '2 min 05 s', 7300 -> '2 h 01 min'."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def train_command(
+    demos: str | Path, preset: str, steps: int, out: str | Path, device: str = "auto"
+) -> list[str]:
+    """The argument list (after the interpreter) that starts a training run with JSON progress."""
+    return [
+        "-m",
+        "dp_agent.cli",
+        "train",
+        "--demos",
+        str(demos),
+        "--preset",
+        preset,
+        "--steps",
+        str(int(steps)),
+        "--out",
+        str(out),
+        "--device",
+        device,
+        "--json-progress",
+    ]
+
+
+class LossAxis(pg.AxisItem):
+    """A log axis that labels only 1, 2 and 5 times a power of ten (the default labels every
+    minor tick, and they overlap)."""
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph API)
+        labels = []
+        for v in values:
+            x = 10.0**v
+            mantissa = x / 10.0 ** math.floor(math.log10(x) + 1e-9)
+            keep = min(abs(mantissa - k) for k in (1.0, 2.0, 5.0)) < 1e-3
+            labels.append(f"{x:.3g}" if keep else "")
+        return labels
+
+
+class TrainPanel(QWidget):
+    """Starts, follows and cancels one training run at a time."""
+
+    message = pyqtSignal(str)
+    trained = pyqtSignal(str)  # path of final.safetensors
+    file_changed = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.env_id: str | None = None
+        self.process: QProcess | None = None
+        self.extra_env: dict[str, str] = {}  # added to the child's environment
+        self.events: list[dict] = []  # every JSON event of the current run
+        self.state = "idle"  # idle | running | done | cancelled | failed
+        self.out_dir: Path | None = None
+        self.final_path: Path | None = None
+        self._out_edited = False
+        self._stdout_buffer = ""
+        self._stderr_tail: list[str] = []
+        self._error_message: str | None = None
+        self._loss_steps: list[int] = []
+        self._loss_values: list[float] = []
+        self._build()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        from dp_agent.config import PRESETS
+
+        layout = QVBoxLayout(self)
+        setup = QGroupBox("Run")
+        form = QFormLayout(setup)
+        demo_row = QHBoxLayout()
+        self.demos_combo = QComboBox()
+        self.demos_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.demos_combo.setMinimumContentsLength(16)
+        self.demos_combo.currentIndexChanged.connect(self._demos_changed)
+        browse = QPushButton("Open…")
+        browse.clicked.connect(self._choose_demos)
+        demo_row.addWidget(self.demos_combo, 1)
+        demo_row.addWidget(browse)
+        form.addRow("Demos:", demo_row)
+
+        self.preset_combo = QComboBox()
+        for name, preset in PRESETS.items():
+            self.preset_combo.addItem(name, name)
+            self.preset_combo.setItemData(
+                self.preset_combo.count() - 1, preset.description, Qt.ItemDataRole.ToolTipRole
+            )
+        self.preset_combo.currentIndexChanged.connect(self._preset_changed)
+        form.addRow("Preset:", self.preset_combo)
+
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 10_000_000)
+        self.steps_spin.setSingleStep(500)
+        self.steps_spin.setGroupSeparatorShown(True)
+        form.addRow("Steps:", self.steps_spin)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        form.addRow("Device:", self.device_combo)
+
+        out_row = QHBoxLayout()
+        self.out_edit = QLineEdit()
+        self.out_edit.textEdited.connect(lambda _: setattr(self, "_out_edited", True))
+        out_browse = QPushButton("…")
+        out_browse.setFixedWidth(32)
+        out_browse.clicked.connect(self._choose_out)
+        out_row.addWidget(self.out_edit, 1)
+        out_row.addWidget(out_browse)
+        form.addRow("Output:", out_row)
+        layout.addWidget(setup)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.load_last_button = QPushButton("Load last checkpoint")
+        self.load_last_button.clicked.connect(self._load_last)
+        for b in (self.start_button, self.cancel_button, self.load_last_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        layout.addWidget(self.progress)
+
+        stats = QGridLayout()
+        self.step_label = QLabel("–")
+        self.loss_label = QLabel("–")
+        self.speed_label = QLabel("–")
+        self.eta_label = QLabel("–")
+        self.device_label = QLabel("–")
+        self.device_label.setWordWrap(True)
+        for i, (name, label) in enumerate(
+            [
+                ("Step", self.step_label),
+                ("Loss", self.loss_label),
+                ("Samples/s", self.speed_label),
+                ("ETA", self.eta_label),
+            ]
+        ):
+            stats.addWidget(QLabel(f"{name}:"), i // 2, 2 * (i % 2))
+            stats.addWidget(label, i // 2, 2 * (i % 2) + 1)
+        stats.addWidget(QLabel("Device:"), 2, 0)
+        stats.addWidget(self.device_label, 2, 1, 1, 3)
+        stats.setColumnStretch(1, 1)
+        stats.setColumnStretch(3, 1)
+        layout.addLayout(stats)
+
+        self.loss_plot = pg.PlotWidget(axisItems={"left": LossAxis("left")})
+        self.loss_plot.setBackground("w")
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.setLogMode(y=True)
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.loss_plot.setMinimumHeight(160)
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((200, 60, 40), width=2))
+        layout.addWidget(self.loss_plot, 1)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.hide()
+        layout.addWidget(self.error_label)
+
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(400)
+        self.log.setMaximumHeight(90)
+        self.log.setPlaceholderText("Messages from the training process")
+        layout.addWidget(self.log)
+        self._preset_changed()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ setup
+    def set_task(self, env_id: str, files: list[Path]) -> None:
+        """Offer ``files`` (shipped demos, the user's file) for ``env_id``."""
+        self.env_id = env_id
+        self.demos_combo.blockSignals(True)
+        self.demos_combo.clear()
+        for f in files:
+            self.add_demos(f, select=False)
+        self.demos_combo.blockSignals(False)
+        existing = [i for i, f in enumerate(files) if Path(f).is_file()]
+        if existing:
+            # prefer the user's own recordings, else the shipped demos
+            self.demos_combo.setCurrentIndex(existing[-1])
+        self._demos_changed()
+        if not self._out_edited:
+            self.out_edit.setText(str(resources.new_run_dir(env_id)))
+
+    def add_demos(self, path: str | Path, select: bool = True) -> None:
+        path = Path(path)
+        for i in range(self.demos_combo.count()):
+            if Path(self.demos_combo.itemData(i)) == path:
+                if select:
+                    self.demos_combo.setCurrentIndex(i)
+                return
+        label = path.name + ("  (shipped)" if resources.is_shipped(path) else "")
+        self.demos_combo.addItem(label, str(path))
+        self.demos_combo.setItemData(
+            self.demos_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole
+        )
+        if select:
+            self.demos_combo.setCurrentIndex(self.demos_combo.count() - 1)
+
+    def demos_path(self) -> Path | None:
+        data = self.demos_combo.currentData()
+        return Path(data) if data else None
+
+    def current_file(self) -> Path | None:
+        return self.demos_path()
+
+    def set_preset(self, name: str) -> None:
+        index = self.preset_combo.findData(name)
+        if index >= 0:
+            self.preset_combo.setCurrentIndex(index)
+
+    def _preset_changed(self, *_: object) -> None:
+        from dp_agent.config import PRESETS
+
+        preset = PRESETS.get(self.preset_combo.currentData())
+        if preset is not None:
+            self.steps_spin.setValue(int(preset.train.get("num_steps", 3000)))
+            self.preset_combo.setToolTip(preset.description)
+
+    def _demos_changed(self, *_: object) -> None:
+        path = self.demos_path()
+        self.file_changed.emit(str(path) if path else "")
+        self._update_buttons()
+
+    def _choose_demos(self) -> None:
+        current = self.demos_path()
+        start = str(current.parent) if current else str(resources.app_home())
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Demo file to train on", start, "HDF5 demo files (*.hdf5 *.h5);;All files (*)"
+        )
+        if name:
+            self.add_demos(name)
+
+    def _choose_out(self) -> None:
+        name = QFileDialog.getExistingDirectory(self, "Output folder", str(resources.app_home()))
+        if name:
+            self.out_edit.setText(name)
+            self._out_edited = True
+
+    # ------------------------------------------------------------------ run
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
+
+    def start(self) -> bool:
+        """Start a training run in a child process; False (with a message) if it cannot start."""
+        if self.running:
+            return False
+        demos = self.demos_path()
+        if demos is None or not demos.is_file():
+            self._set_error(f"Demo file not found: {demos}. Record episodes or open a file first.")
+            return False
+        out_text = self.out_edit.text().strip()
+        if not out_text or (not self._out_edited and Path(out_text).exists()):
+            out_text = str(resources.new_run_dir(self.env_id or "task"))
+            self.out_edit.setText(out_text)
+        self.out_dir = Path(out_text).expanduser()
+        self.final_path = None
+        self.events = []
+        self._stdout_buffer = ""
+        self._stderr_tail = []
+        self._error_message = None
+        self._loss_steps, self._loss_values = [], []
+        self.loss_curve.setData([], [])
+        self.log.clear()
+        self._set_error("")
+        for label in (self.step_label, self.loss_label, self.speed_label, self.eta_label):
+            label.setText("–")
+        self.device_label.setText("starting…")
+        self.progress.setRange(0, 0)  # busy until the "start" event
+        self.progress.setFormat("starting…")
+
+        args = train_command(
+            demos,
+            self.preset_combo.currentData(),
+            self.steps_spin.value(),
+            self.out_dir,
+            self.device_combo.currentText(),
+        )
+        process = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        for key, value in self.extra_env.items():
+            env.insert(key, value)
+        process.setProcessEnvironment(env)
+        process.readyReadStandardOutput.connect(self._read_stdout)
+        process.readyReadStandardError.connect(self._read_stderr)
+        process.finished.connect(self._finished)
+        process.errorOccurred.connect(self._process_error)
+        self.process = process
+        self.state = "running"
+        self._append_log(f"$ {Path(sys.executable).name} {' '.join(args)}")
+        process.start(sys.executable, args)
+        self._update_buttons()
+        self.message.emit(f"Training started on {demos.name} → {self.out_dir}")
+        return True
+
+    def cancel(self) -> None:
+        """Stop the run now; checkpoints already written stay (they are written atomically)."""
+        if not self.running:
+            return
+        self.state = "cancelled"
+        self.process.kill()
+
+    def shutdown(self) -> None:
+        if self.running:
+            self.state = "cancelled"
+            self.process.kill()
+            self.process.waitForFinished(3000)
+
+    # ------------------------------------------------------------------ process output
+    def _read_stdout(self) -> None:
+        data = bytes(self.process.readAllStandardOutput()).decode("utf-8", errors="replace")
+        self._stdout_buffer += data
+        *lines, self._stdout_buffer = self._stdout_buffer.split("\n")
+        for line in lines:
+            self._handle_line(line.strip())
+
+    def _read_stderr(self) -> None:
+        data = bytes(self.process.readAllStandardError()).decode("utf-8", errors="replace")
+        for line in data.replace("\r", "\n").splitlines():
+            line = line.rstrip()
+            if line:
+                self._stderr_tail = (self._stderr_tail + [line])[-20:]
+                self._append_log(line)
+
+    def _handle_line(self, line: str) -> None:
+        if not line:
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self._append_log(line)
+            return
+        if not isinstance(event, dict) or "event" not in event:
+            self._append_log(line)
+            return
+        self.handle_event(event)
+
+    def handle_event(self, event: dict) -> None:
+        """Apply one progress event ("start", "step", "checkpoint", "done", "error")."""
+        self.events.append(event)
+        kind = event["event"]
+        if kind == "start":
+            total = int(event.get("total_steps", self.steps_spin.value()))
+            self.progress.setRange(0, total)
+            self.progress.setValue(int(event.get("start_step", 0)))
+            self.progress.setFormat("%v / %m steps")
+            name = event.get("device_name") or event.get("device", "?")
+            self.device_label.setText(f"{name} ({event.get('device', '?')})")
+            self._append_log(
+                f"training on {event.get('num_episodes', '?')} episodes, "
+                f"{event.get('num_samples', '?')} windows, device {name}"
+            )
+        elif kind == "step":
+            step = int(event["step"])
+            total = int(event.get("total_steps", self.progress.maximum()))
+            if self.progress.maximum() != total:
+                self.progress.setRange(0, total)
+            self.progress.setValue(step)
+            self.step_label.setText(f"{step:,} / {total:,}")
+            loss = event.get("loss")
+            if loss is not None:
+                self.loss_label.setText(f"{loss:.4g}")
+                if loss > 0:
+                    self._loss_steps.append(step)
+                    self._loss_values.append(float(loss))
+                    self.loss_curve.setData(self._loss_steps, self._loss_values)
+            if event.get("samples_per_s") is not None:
+                self.speed_label.setText(f"{event['samples_per_s']:,.0f}")
+            self.eta_label.setText(format_seconds(event.get("eta_s")))
+        elif kind == "checkpoint":
+            self._append_log(f"checkpoint at step {event.get('step')}: {event.get('path')}")
+        elif kind == "done":
+            self.final_path = Path(event["path"]) if event.get("path") else None
+            self.progress.setValue(self.progress.maximum())
+            self.eta_label.setText("0 s")
+            seconds = event.get("seconds")
+            self._append_log(f"done in {format_seconds(seconds)}: {event.get('path')}")
+        elif kind == "error":
+            self._error_message = str(event.get("message", "unknown error"))
+
+    def _process_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.state = "failed"
+            self._set_error(f"Could not start the training process ({sys.executable}).")
+            self._reset_progress("failed")
+            self._update_buttons()
+
+    def _finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
+        if self._stdout_buffer.strip():
+            self._handle_line(self._stdout_buffer.strip())
+            self._stdout_buffer = ""
+        last = self.out_dir / "last.safetensors" if self.out_dir else None
+        if self.state == "cancelled":
+            self._reset_progress("cancelled")
+            kept = f" The last checkpoint is kept: {last}" if last and last.exists() else ""
+            self.message.emit(f"Training cancelled.{kept}")
+            self._append_log(f"cancelled.{kept}")
+        elif exit_status == QProcess.ExitStatus.NormalExit and exit_code == 0:
+            path = self.final_path or (self.out_dir / "final.safetensors")
+            if path.is_file():
+                self.state = "done"
+                self.final_path = path
+                self.progress.setFormat("done – %m steps")
+                self.message.emit(f"Training finished: {path}")
+                self.trained.emit(str(path))
+            else:
+                self.state = "failed"
+                self._set_error(f"Training ended but {path} was not written.")
+        else:
+            self.state = "failed"
+            self._reset_progress("failed")
+            why = self._error_message
+            if why is None:
+                tail = [ln for ln in self._stderr_tail if not ln.startswith(("  ", "Traceback"))]
+                why = tail[-1] if tail else f"the process exited with code {exit_code}"
+                if exit_status == QProcess.ExitStatus.CrashExit:
+                    why = f"the training process crashed ({why})"
+            self._set_error(f"Training failed: {why}")
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ helpers
+    def _load_last(self) -> None:
+        if self.out_dir is None:
+            return
+        for name in ("final.safetensors", "last.safetensors"):
+            path = self.out_dir / name
+            if path.is_file():
+                self.trained.emit(str(path))
+                return
+        self.message.emit(f"No checkpoint in {self.out_dir} yet.")
+
+    def _reset_progress(self, text: str) -> None:
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(0)
+        self.progress.setFormat(f"{text} – %v / %m steps")
+
+    def _update_buttons(self) -> None:
+        running = self.running
+        demos = self.demos_path()
+        self.start_button.setEnabled(not running and demos is not None)
+        self.cancel_button.setEnabled(running)
+        has_ckpt = self.out_dir is not None and any(
+            (self.out_dir / n).is_file() for n in ("final.safetensors", "last.safetensors")
+        )
+        self.load_last_button.setEnabled(not running and has_ckpt)
+        for w in (self.demos_combo, self.preset_combo, self.steps_spin, self.device_combo):
+            w.setEnabled(not running)
+
+    def _append_log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def _set_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
+        if text:
+            self.message.emit(text)

@@ -1,0 +1,121 @@
+"""The policy view runs a real checkpoint and shows its denoising, frame by frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.gui.main_window import TAB_POLICY
+
+
+def _load(window, qtbot, checkpoint):
+    window.tabs.setCurrentIndex(TAB_POLICY)
+    panel = window.policy_panel
+    with qtbot.waitSignal(panel.policy_loaded, timeout=60_000):
+        panel.load(checkpoint)
+    return panel
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("ddim", 5), ("dpmsolver++", 3), ("ddpm", 7)])
+def test_denoising_view_gets_k_plus_1_frames_that_are_the_policys_samples(
+    window, qtbot, tiny_checkpoint, sampler, steps
+):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData(sampler))
+    panel.steps_spin.setValue(steps)
+    panel.samples_spin.setValue(5)
+    panel.speed_spin.setValue(0)  # instant animation
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.plans_completed >= 1, timeout=60_000)
+    plan = panel.plan
+    panel.stop()
+
+    assert [f.step for f in plan.frames] == list(range(steps + 1))
+    assert all(f.total == steps for f in plan.frames)
+    tp = panel.agent.config.pred_horizon
+    assert plan.frames[0].sample.shape == (5, tp, 2)
+    # the same samples as the policy gives for that history and seed
+    fresh = DiffusionPolicyAgent.load(tiny_checkpoint, device="cpu")
+    expected = fresh.sample(
+        plan.history,
+        num_samples=5,
+        sampler=sampler,
+        num_inference_steps=steps,
+        seed=plan.seed,
+        return_trajectory=True,
+    )
+    np.testing.assert_allclose(np.stack([f.sample for f in plan.frames]), expected, atol=1e-4)
+
+
+def test_plan_is_executed_after_the_animation_with_chunk_and_queue_drawn(
+    window, qtbot, tiny_checkpoint
+):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    cfg = panel.agent.config
+    panel.steps_spin.setValue(4)
+    panel.speed_spin.setValue(200)  # animated: 5 frames at 200 steps/s
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.episode_steps >= 2, timeout=60_000)
+    panel.pause_button.setChecked(True)
+    view = window.view
+    assert view.samples is not None and view.samples.shape == (8, cfg.pred_horizon, 2)
+    assert view.samples_fraction == 1.0  # the final iterate stays on screen
+    assert view.plan is not None and view.plan.shape == (cfg.pred_horizon, 2)
+    start = cfg.obs_horizon - 1
+    assert view.executed == (start, start + cfg.action_horizon)
+    assert view.queued is not None and len(view.queued) <= cfg.action_horizon - 1
+    steps = panel.episode_steps
+    qtbot.wait(300)
+    assert panel.episode_steps == steps  # paused
+
+    # scrubbing shows earlier iterates, down to pure noise
+    panel.scrub.setValue(0)
+    assert view.samples_fraction == 0.0
+    np.testing.assert_allclose(view.samples, panel.plan.frames[0].sample)
+    assert "pure noise" in panel.step_label.text()
+    panel.scrub.setValue(4)
+    np.testing.assert_allclose(view.samples, panel.plan.frames[-1].sample)
+
+
+def test_the_window_keeps_handling_events_while_the_policy_samples(window, qtbot, tiny_checkpoint):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
+    panel.steps_spin.setValue(100)
+    panel.samples_spin.setValue(64)
+    panel.speed_spin.setValue(0)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.frames_received >= 1, timeout=60_000)
+    # the worker is now sampling 64 trajectories with 100 DDPM steps; the UI thread stays free
+    ticks = []
+    from PyQt6.QtCore import QTimer
+
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    qtbot.wait(500)
+    timer.stop()
+    panel.stop()
+    assert len(ticks) >= 20
+
+
+def test_loading_a_policy_switches_to_the_task_it_was_trained_on(window, qtbot, tiny_checkpoint):
+    window.set_task("Pendulum-v1")
+    panel = window.policy_panel
+    window.tabs.setCurrentIndex(TAB_POLICY)
+    with qtbot.waitSignal(panel.policy_loaded, timeout=60_000, raising=False):
+        panel.load(tiny_checkpoint)
+    # the policy names its task: the window switches to it
+    qtbot.waitUntil(lambda: window.task_id == "dp_agent/TreeDetour-v0", timeout=10_000)
+    assert panel.agent is not None
+
+
+def test_a_broken_checkpoint_gives_a_message_not_a_crash(window, qtbot, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"nonsense")
+    window.tabs.setCurrentIndex(TAB_POLICY)
+    panel = window.policy_panel
+    with qtbot.waitSignal(panel.worker.load_failed, timeout=60_000):
+        panel.load(bad)
+    qtbot.waitUntil(lambda: "bad.safetensors" in panel.policy_label.text())
+    assert panel.agent is None and not panel.run_button.isEnabled()
