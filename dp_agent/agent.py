@@ -125,6 +125,7 @@ class DiffusionPolicyAgent:
                 f"{self.config.obs_dim}"
             )
         self._n_envs = 0
+        self._single = False
         self.reset()
 
     # ---- construction and persistence -------------------------------------------------------
@@ -224,8 +225,23 @@ class DiffusionPolicyAgent:
         """Next action for one observation, or for each env of a batch; SB3's signature.
 
         ``deterministic=True`` makes sampling reproducible (fixed noise per chunk), not a mean.
+        The three steps are public for callers that plan themselves (the app's live view):
+        ``observe`` -> ``queue_plan`` for the envs it returns -> ``act``.
         """
-        obs, single = self._as_batch(observation)  # (n, Do)
+        need = self.observe(observation, episode_start)
+        if need:
+            chunks = self._sample(self._history[need], 1, deterministic)  # (len(need), Tp, Da)
+            for i, chunk in zip(need, chunks, strict=True):
+                self.queue_plan(i, chunk)
+        actions = self.act()
+        return (actions[0] if self._single else actions), state
+
+    def observe(
+        self, observation: np.ndarray, episode_start: np.ndarray | None = None
+    ) -> list[int]:
+        """Push one observation per env into the histories (clearing the envs flagged in
+        ``episode_start`` first); returns the envs whose action queue is empty."""
+        obs, self._single = self._as_batch(observation)  # (n, Do)
         n = obs.shape[0]
         if n != self._n_envs:
             self.reset(n)
@@ -237,17 +253,26 @@ class DiffusionPolicyAgent:
         self._history[:, -1] = obs
         self._history[self._fresh] = obs[self._fresh, None, :]
         self._fresh[:] = False
+        return [i for i in range(n) if not self._queues[i]]
 
-        need = [i for i in range(n) if not self._queues[i]]
-        if need:
-            chunks = self._sample(self._history[need], 1, deterministic)  # (len(need), Tp, Da)
-            start = self.config.obs_horizon - 1
-            for i, chunk in zip(need, chunks, strict=True):
-                self._last_plan[i] = chunk
-                self._queues[i].extend(chunk[start : start + self.config.action_horizon])
+    def queue_plan(self, env_index: int, chunk: np.ndarray) -> None:
+        """Make ``chunk`` (Tp, Da) env ``env_index``'s plan: queue its executed slice
+        ``[To-1, To-1+Ta)``, replacing whatever was queued."""
+        chunk = np.asarray(chunk, dtype=np.float32)
+        expected = (self.config.pred_horizon, self.config.action_dim)
+        if chunk.shape != expected:
+            raise ValueError(f"a plan has shape {expected}, got {chunk.shape}")
+        start = self.config.obs_horizon - 1
+        self._last_plan[env_index] = chunk
+        self._queues[env_index] = deque(chunk[start : start + self.config.action_horizon])
+
+    def act(self) -> np.ndarray:
+        """Pop the next queued action of every env: (n_envs, Da), clipped to the action space."""
+        empty = [i for i, q in enumerate(self._queues) if not q]
+        if empty:
+            raise RuntimeError(f"no queued action for envs {empty}: observe and plan first")
         actions = np.stack([q.popleft() for q in self._queues])  # (n, Da)
-        actions = np.clip(actions, self.action_space.low, self.action_space.high)
-        return (actions[0] if single else actions), state
+        return np.clip(actions, self.action_space.low, self.action_space.high)
 
     def predict_chunk(self, obs_history: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """The executed slice (Ta, Da) for an explicit history (To, *obs_shape), or (B, Ta, Da)

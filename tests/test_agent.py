@@ -127,3 +127,20 @@ def test_runs_in_sb3_evaluate_policy_with_a_4_env_dummy_vec_env(tiny_agent):
     chunks_per_episode = -(-horizon // ta)  # ceil: a fresh chunk every Ta steps and at each reset
     assert counter.rows == n_envs * per_env * chunks_per_episode * k
     assert tiny_agent.num_chunks_sampled == per_env * chunks_per_episode  # batched over envs
+
+
+def test_caller_made_plans_are_queued_and_executed_in_order(tiny_agent):
+    cfg = tiny_agent.config
+    need = tiny_agent.observe(np.zeros((2, 3), np.float32))
+    assert need == [0, 1]
+    plans = np.arange(2 * cfg.pred_horizon * 2, dtype=np.float32).reshape(2, -1, 2) / 100
+    for i in need:
+        tiny_agent.queue_plan(i, plans[i])
+    start = cfg.obs_horizon - 1
+    np.testing.assert_allclose(tiny_agent.act(), plans[:, start])
+    # the next observation needs no plan; predict pops the queue without sampling
+    actions, _ = tiny_agent.predict(np.zeros((2, 3), np.float32))
+    np.testing.assert_allclose(actions, plans[:, start + 1])
+    assert tiny_agent.num_chunks_sampled == 0
+    with pytest.raises(ValueError, match="a plan has shape"):
+        tiny_agent.queue_plan(0, plans[0, :3])
