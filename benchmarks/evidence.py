@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.evaluate import evaluate
 from dp_agent.shipped import SHIPPED_TASKS, shipped_demos
@@ -80,9 +78,9 @@ def main() -> None:
     for objective in args.objectives:
         out = args.out / args.task / objective
         seconds = None if args.skip_train else train(demos, out, objective, args)
-        agent = DiffusionPolicyAgent.load(out / "final.safetensors", env=gym.make(env_id))
+        agent = DiffusionPolicyAgent.load(out / "final.safetensors")
         t0 = time.perf_counter()
-        s = evaluate(agent, env_id, args.episodes, seed=args.eval_seed).summary()
+        s = evaluate(agent, episodes=args.episodes, seed=args.eval_seed).summary()
         s |= {
             "objective": objective,
             "train_s": seconds or agent.training.get("seconds"),

@@ -47,6 +47,7 @@ def save_policy(
     extra_tensors: dict[str, torch.Tensor] | None = None,
     extra_header: dict[str, Any] | None = None,
     half: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Write a policy checkpoint (weights under ``model.``) atomically."""
     header = {
@@ -54,6 +55,7 @@ def save_policy(
         "observation_space": space_to_dict(observation_space),
         "action_space": space_to_dict(action_space),
         "env_id": env_id,
+        "env_kwargs": env_kwargs or {},
         "training": training or {},
         **(extra_header or {}),
     }
@@ -103,6 +105,7 @@ class DiffusionPolicyAgent:
         device: str | torch.device | None = None,
         seed: int = 0,
         training: dict[str, Any] | None = None,
+        env_kwargs: dict[str, Any] | None = None,
     ):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -112,6 +115,7 @@ class DiffusionPolicyAgent:
         self.observation_space = observation_space
         self.action_space = action_space
         self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})  # e.g. {"obs_type": "keypoints"}
         self.training = training or {}
         self.seed = seed
         self.sampler = self.config.sampler
@@ -154,6 +158,7 @@ class DiffusionPolicyAgent:
             device=device,
             seed=seed,
             training=header.get("training"),
+            env_kwargs=header.get("env_kwargs"),
         )
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:
@@ -170,6 +175,7 @@ class DiffusionPolicyAgent:
             self.env_id,
             self.training,
             half=half,
+            env_kwargs=self.env_kwargs,
         )
 
     def set_sampler(self, name: str, num_inference_steps: int | None = None) -> None:
@@ -181,6 +187,12 @@ class DiffusionPolicyAgent:
         )
         make_sampler(name, self.policy.schedule, steps)  # validates name and step count
         self.sampler, self.num_inference_steps = name, steps
+
+    def make_env(self, **kwargs) -> gym.Env:
+        """The env this policy was trained for, made with its recorded ``env_kwargs``."""
+        if self.env_id is None:
+            raise ValueError("this checkpoint records no env id")
+        return gym.make(self.env_id, **{**self.env_kwargs, **kwargs})
 
     # ---- per-env state ----------------------------------------------------------------------
     def reset(self, n_envs: int | None = None) -> None:

@@ -95,7 +95,7 @@ def _add_eval(sub) -> None:
 def cmd_eval(args) -> int:
     import gymnasium as gym
 
-    from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.agent import DiffusionPolicyAgent, check_spaces
     from dp_agent.evaluate import evaluate
     from dp_agent.progress import Progress
 
@@ -103,15 +103,22 @@ def cmd_eval(args) -> int:
     env_id = args.env or agent.env_id
     if env_id is None:
         raise ValueError(f"{args.checkpoint}: no env_id in the checkpoint; pass --env")
-    from dp_agent.agent import check_spaces
-
-    env = gym.make(env_id)
+    env_kwargs = agent.env_kwargs if env_id == agent.env_id else {}
+    env = gym.make(env_id, **env_kwargs)
     check_spaces(args.checkpoint, agent.observation_space, agent.action_space, env, agent.env_id)
     env.close()
     if args.sampler or args.steps:
         agent.set_sampler(args.sampler or agent.sampler, args.steps)
     progress = Progress(args.episodes, "eval", args.json_progress)
-    result = evaluate(agent, env_id, args.episodes, args.seed, args.n_envs, progress=progress)
+    result = evaluate(
+        agent,
+        env_id,
+        args.episodes,
+        args.seed,
+        args.n_envs,
+        env_kwargs=env_kwargs,
+        progress=progress,
+    )
     progress.close()
     summary = {"env_id": env_id, "sampler": agent.sampler, "steps": agent.num_inference_steps}
     summary |= result.summary()
@@ -142,7 +149,7 @@ def cmd_info(args) -> int:
     size = Path(args.checkpoint).stat().st_size / 1e6
     lines = [
         f"checkpoint   {args.checkpoint} ({size:.1f} MB)",
-        f"env          {header.get('env_id')}",
+        f"env          {header.get('env_id')} {header.get('env_kwargs') or ''}",
         f"observation  {header['observation_space']['dtype']} "
         f"{len(header['observation_space']['low'])} values per frame",
         f"action       {len(header['action_space']['low'])} values, "

@@ -39,7 +39,7 @@ class EvalResult:
 
 def evaluate(
     agent,
-    env_id: str,
+    env_id: str | None = None,
     episodes: int = 50,
     seed: int = 0,
     n_envs: int = 10,
@@ -47,7 +47,13 @@ def evaluate(
     env_kwargs: dict | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
-    """Run ``episodes`` episodes with seeds seed, seed+1, ...; ``n_envs`` at a time, batched."""
+    """Run ``episodes`` episodes with seeds seed, seed+1, ...; ``n_envs`` at a time, batched.
+
+    The env defaults to the agent's own (``agent.env_id`` made with ``agent.env_kwargs``).
+    """
+    if env_id is None or (env_kwargs is None and env_id == getattr(agent, "env_id", None)):
+        env_id = env_id or agent.env_id
+        env_kwargs = getattr(agent, "env_kwargs", None)
     result = EvalResult()
     envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(min(n_envs, episodes))]
     done_episodes = 0

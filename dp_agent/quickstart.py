@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 
@@ -28,19 +27,19 @@ def run(env_id: str, steps: int, episodes: int, out: Path, samples: int = 16) ->
     final = train(demos, out, pc, tc)
 
     print(f"2/3 evaluating over {episodes} seeded episodes", file=sys.stderr)
-    rows = [("trained now", DiffusionPolicyAgent.load(final, env=gym.make(env_id)))]
+    rows = [("trained now", DiffusionPolicyAgent.load(final))]
     pretrained = shipped_policy(env_id)
     if pretrained is not None:
         rows.append(("shipped pretrained", DiffusionPolicyAgent.load(pretrained)))
     print(f"\n{'policy':<20} {'score':>7} {'success':>8} {'left/right':>11}")
     for name, agent in rows:
-        s = evaluate(agent, env_id, episodes, seed=100_000).summary()
+        s = evaluate(agent, episodes=episodes, seed=100_000).summary()
         sides = f"{s['left_share']:.0%}/{s['right_share']:.0%}" if "left_share" in s else "-"
         print(f"{name:<20} {s['mean_max_reward']:>7.3f} {s['success_rate']:>8.0%} {sides:>11}")
 
     print(f"\n3/3 drawing {samples} sampled plans as they are denoised", file=sys.stderr)
     agent = rows[-1][1]
-    env = gym.make(env_id)
+    env = agent.make_env()
     obs, _ = env.reset(seed=100_000)
     history = np.repeat(np.asarray(obs, np.float32)[None], agent.config.obs_horizon, axis=0)
     agent.set_sampler("ddpm", agent.config.num_train_steps)

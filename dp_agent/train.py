@@ -68,13 +68,13 @@ def cosine_with_warmup(warmup_steps: int, total_steps: int):
     return factor
 
 
-def _spaces_for(env_id: str | None, dataset: WindowDataset):
+def _spaces_for(env_id: str | None, env_kwargs: dict, dataset: WindowDataset):
     """The env's spaces when it is registered here, else boxes spanning the data."""
     import gymnasium as gym
 
     if env_id is not None and env_id in gym.registry:
         try:
-            env = gym.make(env_id)
+            env = gym.make(env_id, **env_kwargs)
         except Exception:  # an env that cannot be built here: fall back to the data's ranges
             env = None
         if env is not None:
@@ -119,6 +119,7 @@ def train(
 
         demos = DemoReader(demos)
     env_id = getattr(demos, "env_id", None)
+    env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
     source = str(getattr(demos, "path", "in-memory episodes"))
     episodes = load_episodes(demos, obs_keys)
     pc = replace_fields(
@@ -126,7 +127,7 @@ def train(
         {"obs_dim": episodes[0].obs.shape[1], "action_dim": episodes[0].actions.shape[1]},
     )
     data = WindowDataset(episodes, pc.obs_horizon, pc.pred_horizon, pc.action_horizon, device)
-    obs_space, act_space = _spaces_for(env_id, data)
+    obs_space, act_space = _spaces_for(env_id, env_kwargs, data)
 
     model = DiffusionPolicy(pc)
     model.fit_normalizers(data.obs, data.actions)
@@ -181,6 +182,7 @@ def train(
             env_id,
             training,
             extra_tensors=extra,
+            env_kwargs=env_kwargs,
             extra_header={"optimizer": opt_meta},
         )
 

@@ -74,3 +74,22 @@ def test_garbage_and_foreign_files_fail_with_the_file_name(tmp_path):
         DiffusionPolicyAgent.load(foreign, "cpu")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         DiffusionPolicyAgent.load(tmp_path / "missing.safetensors", "cpu")
+
+
+def test_env_kwargs_travel_with_the_checkpoint(tmp_path):
+    from support import tiny_policy
+
+    import dp_agent  # noqa: F401  (registers the tasks)
+
+    env = gym.make("dp_agent/PushT-v0", obs_type="keypoints")
+    agent = DiffusionPolicyAgent(
+        tiny_policy(obs_dim=18), env.observation_space, env.action_space, "dp_agent/PushT-v0",
+        device="cpu", env_kwargs={"obs_type": "keypoints"},
+    )  # fmt: skip
+    loaded = DiffusionPolicyAgent.load(agent.save(tmp_path / "kp.safetensors"), "cpu")
+    assert loaded.env_kwargs == {"obs_type": "keypoints"}
+    made = loaded.make_env()
+    assert made.observation_space.shape == (18,)
+    obs, _ = made.reset(seed=0)
+    action, _ = loaded.predict(obs)
+    assert action.shape == (2,)
