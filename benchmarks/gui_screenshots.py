@@ -1,6 +1,7 @@
 """Save a PNG screenshot of each panel of the app to docs/screenshots/ (offscreen Qt).
 
     python benchmarks/gui_screenshots.py [--policy CKPT] [--train-steps 300] [--out DIR]
+                                         [--only record demos train policy pusht]
 
 Uses the shipped TreeDetour demos and policy when they are installed; otherwise it records expert
 demos into a temporary file, and trains the policy shown in the Policy tab through the Train tab
@@ -76,6 +77,10 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1, help="episode and sampling seed")
+    panels = ["record", "demos", "train", "policy", "pusht"]
+    parser.add_argument(
+        "--only", nargs="+", choices=panels, default=panels, help="the shots to take (default: all)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,96 +107,109 @@ def main() -> int:
         print(f"wrote {path}")
 
     # Record: drive the target like a person would (the expert's targets), mid-episode.
-    window.tabs.setCurrentIndex(TAB_RECORD)
-    window.loop.stop()
-    rec = window.record_panel
-    expert = make_expert(rec.task.env)
-    expert.reset(3)
-    rec.on_press(*rec.task.agent_point())
-    for _ in range(22):
-        rec.on_drag(*expert.act(rec.task.obs))
-        rec.tick()
-    shot("record")
-    rec.on_release(*rec.target)
-    rec.save_episode()
+    if "record" in args.only:
+        window.tabs.setCurrentIndex(TAB_RECORD)
+        window.loop.stop()
+        rec = window.record_panel
+        expert = make_expert(rec.task.env)
+        expert.reset(3)
+        rec.on_press(*rec.task.agent_point())
+        for _ in range(22):
+            rec.on_drag(*expert.act(rec.task.obs))
+            rec.tick()
+        shot("record")
+        rec.on_release(*rec.target)
+        rec.save_episode()
 
     # Demos: the demo file, one episode selected and replayed half-way.
-    window.tabs.setCurrentIndex(TAB_DEMOS)
-    browser = window.browser_panel
-    browser.open_file(demos)
-    browser.select(browser.rows[min(5, len(browser.rows) - 1)]["name"])
-    browser.replay_selected()
-    for _ in range(len(browser.replay_episode) // 2):
-        browser.tick()
-    shot("demos")
-    browser.stop_replay()
+    if "demos" in args.only:
+        window.tabs.setCurrentIndex(TAB_DEMOS)
+        browser = window.browser_panel
+        browser.open_file(demos)
+        browser.select(browser.rows[min(5, len(browser.rows) - 1)]["name"])
+        browser.replay_selected()
+        for _ in range(len(browser.replay_episode) // 2):
+            browser.tick()
+        shot("demos")
+        browser.stop_replay()
 
     # Train: a real training run through the panel.
-    window.tabs.setCurrentIndex(TAB_TRAIN)
-    train = window.train_panel
-    train.add_demos(demos)
-    train.set_preset("cpu-small")
-    train.steps_spin.setValue(args.train_steps)
-    train.out_edit.setText(str(tmp / "run"))
-    train._out_edited = True
-    train.start()
-    total = args.train_steps
-    wait(app, until=lambda: train.progress.value() >= total // 2, timeout=1800)
-    shot("train_running")
-    wait(app, until=lambda: not train.running, timeout=1800)
-    if train.state != "done":
-        print(f"training failed: {train.error_label.text()}", file=sys.stderr)
-        return 1
-    shot("train")
+    if "train" in args.only:
+        window.tabs.setCurrentIndex(TAB_TRAIN)
+        train = window.train_panel
+        train.add_demos(demos)
+        train.set_preset("cpu-small")
+        train.steps_spin.setValue(args.train_steps)
+        train.out_edit.setText(str(tmp / "run"))
+        train._out_edited = True
+        train.start()
+        total = args.train_steps
+        wait(app, until=lambda: train.progress.value() >= total // 2, timeout=1800)
+        shot("train_running")
+        wait(app, until=lambda: not train.running, timeout=1800)
+        if train.state != "done":
+            print(f"training failed: {train.error_label.text()}", file=sys.stderr)
+            return 1
+        shot("train")
 
     # Policy: the shipped policy (or the one just trained), denoising live.
-    policy_path = args.policy or resources.shipped_policy(TREE) or train.final_path
-    window.tabs.setCurrentIndex(TAB_POLICY)
-    panel = window.policy_panel
-    wait(app, until=lambda: not panel.loading)  # the Train tab hands its result over
-    if str(panel.agent_path) != str(policy_path):
-        panel.load(policy_path)
-        wait(app, until=lambda: not panel.loading and panel.agent is not None)
-    window.loop.start()
-    panel.samples_spin.setValue(args.samples)
-    panel.speed_spin.setValue(0)
-    panel.set_seed(args.seed)
-    panel.new_episode()
-    panel.start()
-    wait(app, until=lambda: panel.plans_completed >= 1 and panel.episode_steps >= 1, timeout=120)
-    panel.pause_button.setChecked(True)
-    wait(app, 0.2)
-    total_steps = panel.plan.frames[-1].total
-    shot("policy")
-    panel.scrub.setValue(total_steps // 2)
-    shot("policy_denoising_mid")
-    panel.x0_check.setChecked(True)  # the clean chunk predicted at that step
-    shot("policy_denoising_mid_pred_x0")
-    panel.x0_check.setChecked(False)
-    panel.scrub.setValue(0)
-    shot("policy_noise")
-    panel.pause_button.setChecked(False)
-    wait(app, until=lambda: panel.plans_completed >= 3 or not panel.running, timeout=120)
-    panel.pause_button.setChecked(True)
-    shot("policy_later")
-    panel.stop()
+    if "policy" in args.only:
+        policy_path = args.policy or resources.shipped_policy(TREE)
+        if policy_path is None and "train" in args.only:
+            policy_path = window.train_panel.final_path
+        if policy_path is None:
+            print("no policy for the Policy tab: pass --policy or add train", file=sys.stderr)
+            return 1
+        window.tabs.setCurrentIndex(TAB_POLICY)
+        panel = window.policy_panel
+        wait(app, until=lambda: not panel.loading)  # the Train tab hands its result over
+        if str(panel.agent_path) != str(policy_path):
+            panel.load(policy_path)
+            wait(app, until=lambda: not panel.loading and panel.agent is not None)
+        window.loop.start()
+        panel.samples_spin.setValue(args.samples)
+        panel.speed_spin.setValue(0)
+        panel.set_seed(args.seed)
+        panel.new_episode()
+        panel.start()
+        wait(
+            app, until=lambda: panel.plans_completed >= 1 and panel.episode_steps >= 1, timeout=120
+        )
+        panel.pause_button.setChecked(True)
+        wait(app, 0.2)
+        total_steps = panel.plan.frames[-1].total
+        shot("policy")
+        panel.scrub.setValue(total_steps // 2)
+        shot("policy_denoising_mid")
+        panel.x0_check.setChecked(True)  # the clean chunk predicted at that step
+        shot("policy_denoising_mid_pred_x0")
+        panel.x0_check.setChecked(False)
+        panel.scrub.setValue(0)
+        shot("policy_noise")
+        panel.pause_button.setChecked(False)
+        wait(app, until=lambda: panel.plans_completed >= 3 or not panel.running, timeout=120)
+        panel.pause_button.setChecked(True)
+        shot("policy_later")
+        panel.stop()
 
     # PushT: recording with the live coverage.
-    window.set_task("dp_agent/PushT-v0")
-    window.tabs.setCurrentIndex(TAB_RECORD)
-    window.loop.stop()
-    rec = window.record_panel
-    rec.task.reset(seed=7)
-    expert = make_expert(rec.task.env)
-    expert.reset(7)
-    rec.target = rec.task.agent_point()
-    rec.on_press(*rec.target)
-    for _ in range(120):
-        rec.on_drag(*expert.act(rec.task.obs))
-        rec.tick()
-        if rec.state != "recording":
-            break
-    shot("record_pusht")
+    if "pusht" in args.only:
+        window.set_task("dp_agent/PushT-v0")
+        window.tabs.setCurrentIndex(TAB_RECORD)
+        window.loop.stop()
+        rec = window.record_panel
+        rec.task.reset(seed=7)
+        expert = make_expert(rec.task.env)
+        expert.reset(7)
+        rec.target = rec.task.agent_point()
+        rec.on_press(*rec.target)
+        for _ in range(120):
+            rec.on_drag(*expert.act(rec.task.obs))
+            rec.tick()
+            if rec.state != "recording":
+                break
+        shot("record_pusht")
+
     window.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -19,7 +19,8 @@ import torch
 from dp_agent.config import PRESETS, make_configs
 from dp_agent.progress import Progress
 from dp_agent.shipped import shipped_demos
-from dp_agent.train import device_name, select_device, train
+from dp_agent.devices import device_name, select_device
+from dp_agent.train import train
 
 
 class Quiet(Progress):

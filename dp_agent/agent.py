@@ -23,7 +23,14 @@ from dp_agent.checkpoint import (
     write_checkpoint,
 )
 from dp_agent.config import PolicyConfig, replace_fields
+from dp_agent.devices import select_device
 from dp_agent.policy import DiffusionPolicy
+
+
+def default_steps(sampler: str, config: PolicyConfig) -> int:
+    """Denoising steps a sampler runs when none are given: DDPM walks every training step, the
+    fast samplers use ``config.num_inference_steps``."""
+    return config.num_train_steps if sampler == "ddpm" else config.num_inference_steps
 
 
 @dataclass
@@ -107,9 +114,7 @@ class DiffusionPolicyAgent:
         training: dict[str, Any] | None = None,
         env_kwargs: dict[str, Any] | None = None,
     ):
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = select_device(device)
         self.policy = policy.to(self.device).eval()
         self.config: PolicyConfig = policy.config
         self.observation_space = observation_space
@@ -143,8 +148,7 @@ class DiffusionPolicyAgent:
         seed: int = 0,
     ) -> DiffusionPolicyAgent:
         """Load a checkpoint; with ``env``, check that its spaces fit the checkpoint's."""
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = select_device(device)
         policy, header = load_policy(path, device)
         obs_space = space_from_dict(header["observation_space"])
         act_space = space_from_dict(header["action_space"])
@@ -179,12 +183,11 @@ class DiffusionPolicyAgent:
         )
 
     def set_sampler(self, name: str, num_inference_steps: int | None = None) -> None:
-        """Sampler used from the next chunk on: "ddpm", "ddim" or "dpmsolver++"."""
+        """Sampler used from the next chunk on: "ddpm", "ddim" or "dpmsolver++"; the step count
+        defaults to ``default_steps`` (all training steps for DDPM, the config's otherwise)."""
         from dp_agent.schedulers import make_sampler
 
-        steps = num_inference_steps or (
-            self.config.num_train_steps if name == "ddpm" else self.num_inference_steps
-        )
+        steps = num_inference_steps or default_steps(name, self.config)
         make_sampler(name, self.policy.schedule, steps)  # validates name and step count
         self.sampler, self.num_inference_steps = name, steps
 
@@ -241,8 +244,14 @@ class DiffusionPolicyAgent:
         ``observe`` -> ``queue_plan`` for the envs it returns -> ``act``.
         """
         need = self.observe(observation, episode_start)
-        if need:
-            chunks = self._sample(self._history[need], 1, deterministic)  # (len(need), Tp, Da)
+        if need and deterministic:
+            # sample every env's row so that env i always gets noise row i of the fixed seed,
+            # whichever other envs re-plan at the same moment
+            chunks = self._sample(self._history, 1, deterministic=True)  # (n_envs, Tp, Da)
+            for i in need:
+                self.queue_plan(i, chunks[i])
+        elif need:
+            chunks = self._sample(self._history[need], 1, deterministic=False)  # (len(need), ...)
             for i, chunk in zip(need, chunks, strict=True):
                 self.queue_plan(i, chunk)
         actions = self.act()
@@ -274,24 +283,28 @@ class DiffusionPolicyAgent:
         expected = (self.config.pred_horizon, self.config.action_dim)
         if chunk.shape != expected:
             raise ValueError(f"a plan has shape {expected}, got {chunk.shape}")
-        start = self.config.obs_horizon - 1
         self._last_plan[env_index] = chunk
-        self._queues[env_index] = deque(chunk[start : start + self.config.action_horizon])
+        self._queues[env_index] = deque(self._executed(chunk))
 
     def act(self) -> np.ndarray:
         """Pop the next queued action of every env: (n_envs, Da), clipped to the action space."""
         empty = [i for i, q in enumerate(self._queues) if not q]
         if empty:
             raise RuntimeError(f"no queued action for envs {empty}: observe and plan first")
-        actions = np.stack([q.popleft() for q in self._queues])  # (n, Da)
-        return np.clip(actions, self.action_space.low, self.action_space.high)
+        return np.stack([q.popleft() for q in self._queues])  # (n, Da), clipped when queued
+
+    def _executed(self, chunks: np.ndarray) -> np.ndarray:
+        """The executed slice [To-1, To-1+Ta) of chunks (..., Tp, Da), clipped to the action
+        space."""
+        start = self.config.obs_horizon - 1
+        executed = chunks[..., start : start + self.config.action_horizon, :]
+        return np.clip(executed, self.action_space.low, self.action_space.high)
 
     def predict_chunk(self, obs_history: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """The executed slice (Ta, Da) for an explicit history (To, *obs_shape), or (B, Ta, Da)
         for (B, To, *obs_shape). Uses and changes no per-env state."""
         hist, single = self._as_history_batch(obs_history)
-        start = self.config.obs_horizon - 1
-        chunk = self._sample(hist, 1, deterministic)[:, start : start + self.config.action_horizon]
+        chunk = self._executed(self._sample(hist, 1, deterministic))  # (B, Ta, Da)
         return chunk[0] if single else chunk
 
     def sample(
@@ -309,16 +322,13 @@ class DiffusionPolicyAgent:
         Returns (B*N, Tp, Da) (B=1 for one history), or with ``return_trajectory`` every
         denoising iterate: (K+1, B*N, Tp, Da), from pure noise to the final chunk.
         """
-        frames = self.iter_denoise(
-            obs_history,
-            num_samples,
-            sampler=sampler,
-            num_inference_steps=num_inference_steps,
-            seed=seed,
-        )
+        kwargs = {"sampler": sampler, "num_inference_steps": num_inference_steps, "seed": seed}
         if return_trajectory:
+            frames = self.iter_denoise(obs_history, num_samples, **kwargs)
             return np.stack([f.sample for f in frames])
-        return deque(frames, maxlen=1)[0].sample  # run to the end, keep the final chunk
+        steps = self._denoise_steps(obs_history, num_samples, **kwargs)
+        last = deque(steps, maxlen=1)[0]  # run to the end on the device, copy only the result
+        return self.policy.action_normalizer.unnormalize(last.sample).float().cpu().numpy()
 
     def iter_denoise(
         self,
@@ -330,15 +340,9 @@ class DiffusionPolicyAgent:
         seed: int | None = None,
     ) -> Iterator[DenoiseFrame]:
         """Yield the K+1 iterates of sampling ``num_samples`` chunks, as they are computed."""
-        hist, _ = self._as_history_batch(obs_history)
-        obs = torch.as_tensor(hist, device=self.device)
-        generator = self._generator if seed is None else self._seeded(seed)
-        sampler = sampler or self.sampler
-        if num_inference_steps is None and sampler == self.sampler:
-            num_inference_steps = self.num_inference_steps
         unnorm = self.policy.action_normalizer.unnormalize
-        for step in self.policy.iter_denoise(
-            obs, num_samples, sampler, num_inference_steps, generator
+        for step in self._denoise_steps(
+            obs_history, num_samples, sampler, num_inference_steps, seed
         ):
             yield DenoiseFrame(
                 step.step,
@@ -348,6 +352,19 @@ class DiffusionPolicyAgent:
             )
 
     # ---- internals ------------------------------------------------------------------------------
+    def _denoise_steps(self, obs_history, num_samples, sampler, num_inference_steps, seed):
+        """The policy's reverse process (normalised device tensors) with this agent's defaults."""
+        hist, _ = self._as_history_batch(obs_history)
+        obs = torch.as_tensor(hist, device=self.device)
+        generator = self._generator if seed is None else self._seeded(seed)
+        sampler = sampler or self.sampler
+        if num_inference_steps is None:
+            same = sampler == self.sampler
+            num_inference_steps = (
+                self.num_inference_steps if same else default_steps(sampler, self.config)
+            )
+        return self.policy.iter_denoise(obs, num_samples, sampler, num_inference_steps, generator)
+
     def _seeded(self, seed: int) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(seed)
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 FORMAT = "dp-agent/1"
+REQUIRED_HEADER = ("policy_config", "observation_space", "action_space", "training")
 
 
 class CheckpointError(ValueError):
@@ -49,9 +50,7 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     try:
         save_file(tensors, str(tmp), metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the private mode of a temp file
+        os.chmod(tmp, 0o644)  # an ordinary readable file, not a temp file's private mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -85,6 +84,9 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
         header = json.loads(metadata["header"])
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: metadata field 'header' is not valid JSON ({e})") from None
+    for field in REQUIRED_HEADER:
+        if not isinstance(header.get(field), dict):
+            raise CheckpointError(f"{path}: header field {field!r} is missing or not an object")
     return tensors, header
 
 

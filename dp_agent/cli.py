@@ -31,6 +31,7 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace checkpoints already in OUT")
     p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout")
     p.set_defaults(func=cmd_train)
 
@@ -70,6 +71,7 @@ def cmd_train(args) -> int:
         pc,
         tc,
         resume=args.resume,
+        overwrite=args.overwrite,
         obs_keys=args.obs_keys,
         json_progress=args.json_progress,
     )
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(gui_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     json_mode = getattr(args, "json_progress", False)
-    known = (CheckpointError, ValueError, FileNotFoundError, RuntimeError)
+    from gymnasium.error import Error as GymError
+
+    known = (CheckpointError, ValueError, FileNotFoundError, RuntimeError, GymError)
     try:
         return int(args.func(args) or 0)
     except known as e:  # bad input or a stopped run: one readable line, no traceback

@@ -59,6 +59,17 @@ class PolicyConfig:
                 )
         elif self.denoiser != "transformer":
             raise ValueError(f"denoiser must be 'unet' or 'transformer', got {self.denoiser!r}")
+        from dp_agent.schedulers import PREDICTION_TYPES, NoiseSchedule, make_sampler
+
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
+            )
+        make_sampler(  # checks the sampler name, the schedule and the step count
+            self.sampler,
+            NoiseSchedule(self.num_train_steps, self.beta_schedule),
+            self.num_inference_steps,
+        )
         if self.objective not in ("diffusion", "mse"):
             raise ValueError(f"objective must be 'diffusion' or 'mse', got {self.objective!r}")
         if self.obs_encoder not in ("mlp", "identity"):
@@ -83,6 +94,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int = 0  # 0 = torch default
+
+    def validate(self) -> None:
+        for name in ("num_steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
 
 
 @dataclass

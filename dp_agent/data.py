@@ -51,6 +51,11 @@ def flatten_obs(obs, keys: Sequence[str] | None = None) -> np.ndarray:
     """Per-key arrays (T, ...) -> (T, Do), keys in the given or sorted order; arrays -> (T, Do)."""
     if isinstance(obs, dict):
         keys = list(keys) if keys else sorted(obs)
+        missing = [k for k in keys if k not in obs]
+        if missing:
+            raise ValueError(
+                f"observation keys {missing} not found; the episodes have {sorted(obs)}"
+            )
         parts = [np.asarray(obs[k], dtype=np.float32).reshape(len(obs[k]), -1) for k in keys]
         return np.concatenate(parts, axis=1)
     obs = np.asarray(obs, dtype=np.float32)
@@ -86,6 +91,17 @@ class WindowDataset:
         episodes = list(episodes)
         if not episodes:
             raise ValueError("no episodes to train on")
+        for k, ep in enumerate(episodes):
+            if len(ep.obs) != len(ep.actions):
+                raise ValueError(
+                    f"episode {k}: {len(ep.obs)} observations but {len(ep.actions)} actions "
+                    "(expected one observation per action)"
+                )
+            if ep.obs.shape[1:] != episodes[0].obs.shape[1:]:
+                raise ValueError(
+                    f"episode {k}: observations of shape {ep.obs.shape[1:]}, episode 0 has "
+                    f"{episodes[0].obs.shape[1:]}"
+                )
         lengths = [len(ep.actions) for ep in episodes]
         self.obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float32)  # (F, Do)
         self.actions = np.concatenate([ep.actions for ep in episodes]).astype(np.float32)

@@ -15,31 +15,13 @@ import torch
 from dp_agent.checkpoint import CheckpointError, optimizer_from_flat, optimizer_to_flat, prefixed
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
 from dp_agent.data import WindowDataset, load_episodes
+from dp_agent.devices import bf16_autocast_ok, device_name, select_device
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, data that does not fit the checkpoint being resumed)."""
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """CUDA > MPS > CPU for "auto"; otherwise the named device (checked to exist)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return device.type.upper()
 
 
 def ema_decay(step: int, power: float = 0.75, max_decay: float = 0.9999) -> float:
@@ -96,6 +78,7 @@ def train(
     train_config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     obs_keys: list[str] | None = None,
     progress: Progress | None = None,
     json_progress: bool = False,
@@ -108,7 +91,15 @@ def train(
     from dp_agent.agent import save_policy
 
     tc = train_config
+    tc.validate()
     out_dir = Path(out_dir)
+    existing = [p.name for p in (out_dir / "last.safetensors", out_dir / "final.safetensors")
+                if p.exists()]  # fmt: skip
+    if existing and not (resume or overwrite):
+        raise TrainingError(
+            f"{out_dir} already holds {' and '.join(existing)}; pass --resume to go on from it, "
+            "--overwrite to replace it, or choose another --out"
+        )
     torch.manual_seed(tc.seed)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -122,6 +113,8 @@ def train(
     env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
     source = str(getattr(demos, "path", "in-memory episodes"))
     episodes = load_episodes(demos, obs_keys)
+    if not episodes:
+        raise TrainingError(f"{source}: no episodes to train on")
     pc = replace_fields(
         policy_config,
         {"obs_dim": episodes[0].obs.shape[1], "action_dim": episodes[0].actions.shape[1]},
@@ -158,7 +151,7 @@ def train(
         parameters=sum(p.numel() for p in model.parameters()),
     )
     generator = torch.Generator(device).manual_seed(tc.seed + start_step)
-    autocast = device.type == "cuda"
+    autocast = bf16_autocast_ok(device)
 
     def save(path: Path, step: int, seconds: float) -> Path:
         training = {
@@ -188,6 +181,15 @@ def train(
 
     t0 = time.perf_counter()
     step = start_step
+    went_bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss so far
+
+    def check_finite(step: int) -> None:
+        if went_bad.item():  # one host sync, only at logging and checkpoint steps
+            raise TrainingError(
+                f"the loss became NaN or inf by step {step}; try a lower learning rate (--lr) or "
+                f"check the data. The last good checkpoint is {last_path}"
+            )
+
     model.train()
     for step in range(start_step + 1, tc.num_steps + 1):
         idx = torch.randint(len(data), (tc.batch_size,), generator=generator, device=device)
@@ -200,14 +202,11 @@ def train(
         optimizer.step()
         scheduler.step()
         ema_update(ema, model, ema_decay(step, tc.ema_power, tc.ema_max_decay))
+        went_bad |= ~torch.isfinite(loss.detach())
 
         if step % tc.log_every == 0 or step == tc.num_steps:
+            check_finite(step)
             value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"loss became {value} at step {step}; try a lower learning rate (--lr) or "
-                    f"check the data. The last good checkpoint is {last_path}"
-                )
             seconds = time.perf_counter() - t0
             done = step - start_step
             progress.update(
@@ -218,9 +217,11 @@ def train(
                 eta_s=(tc.num_steps - step) * seconds / done,
             )
         if step % tc.checkpoint_every == 0 and step < tc.num_steps:
+            check_finite(step)  # never replace a good checkpoint with NaN weights
             save(last_path, step, elapsed_before + time.perf_counter() - t0)
             progress.event("checkpoint", step=step, path=str(last_path))
 
+    check_finite(step)
     seconds = elapsed_before + time.perf_counter() - t0
     save(last_path, step, seconds)
     final = save(out_dir / "final.safetensors", step, seconds)
@@ -235,8 +236,8 @@ def _restore(path: Path, model, ema, optimizer, pc: PolicyConfig) -> tuple[int, 
     tensors, header = read_checkpoint(path)
     saved = header["policy_config"]
     for key in ("obs_dim", "action_dim", "pred_horizon", "obs_horizon", "denoiser", "down_dims"):
-        mine = getattr(pc, key)
-        theirs = tuple(saved[key]) if isinstance(saved[key], list) else saved[key]
+        mine, theirs = getattr(pc, key), saved.get(key)
+        theirs = tuple(theirs) if isinstance(theirs, list) else theirs
         if mine != theirs:
             raise TrainingError(
                 f"{path}: cannot resume, policy_config.{key} is {theirs!r} in the checkpoint but "
@@ -246,6 +247,8 @@ def _restore(path: Path, model, ema, optimizer, pc: PolicyConfig) -> tuple[int, 
         model.load_state_dict(prefixed(tensors, "train"))
         ema.load_state_dict(prefixed(tensors, "model"))
         optimizer_from_flat(optimizer, prefixed(tensors, "optim"), header["optimizer"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: cannot resume from this checkpoint ({e})") from None
-    return int(header["training"]["step"]), float(header["training"].get("seconds", 0.0))
+        return int(header["training"]["step"]), float(header["training"].get("seconds", 0.0))
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: cannot resume from this checkpoint (missing or bad field: {e})"
+        ) from None

@@ -1,11 +1,15 @@
 """Policy view: run a diffusion policy in the task and watch it denoise.
 
-At every re-plan (the agent's action queue is empty) the worker thread samples the plan with
-``agent.predict`` and then draws N extra trajectories with ``agent.iter_denoise`` from the same
-observation history, emitting its K+1 iterates as they are computed. The view animates them from
-pure noise (grey-purple) to the final chunk (yellow), then executes the chunk: the sampled plan is
-drawn dashed, its executed slice [To-1, To-1+Ta) in orange, the queued actions as dots.
-All agent calls run in the worker thread, so the window stays responsive whatever the sampler.
+At every re-plan (the agent's action queue is empty) the worker thread runs ONE sampling of N
+chunks with ``agent.iter_denoise`` on the agent's observation history, emitting its K+1 iterates
+as they are computed, and queues sample ``EXECUTED_SAMPLE`` (0) of the final iterate as the plan
+(``agent.observe`` -> ``agent.queue_plan`` -> ``agent.act``). The N samples are independent draws
+from the policy for that history, so executing the first one executes a policy sample; it is drawn
+highlighted (thicker, outlined in the executed-chunk orange) among the others. The view animates
+the iterates from pure noise (grey-purple) to the final chunks (yellow), then executes the plan:
+drawn dashed, its executed slice [To-1, To-1+Ta) in orange, the queued actions as dots. With the
+live view off a re-plan samples one chunk. All agent calls run in the worker thread, so the
+window stays responsive whatever the sampler.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .tasks import Task
 
 SAMPLERS = [("DDIM", "ddim"), ("DPM-Solver++", "dpmsolver++"), ("DDPM", "ddpm")]
 MAX_SAMPLES = 64
+EXECUTED_SAMPLE = 0  # which of a re-plan's N samples is executed (and highlighted)
 
 
 class PolicyWorker(QObject):
@@ -68,45 +73,63 @@ class PolicyWorker(QObject):
 
     @pyqtSlot(int, object, object)
     def act(self, request_id: int, obs: object, options: dict) -> None:
-        """One ``predict``; on a re-plan also the N-sample denoising, frame by frame."""
+        """One control step of env 0: observe ``obs``, re-plan if the queue is empty, act.
+
+        A re-plan is one sampling run of ``num_samples`` chunks (1 with the live view off) with
+        the request's seed; each iterate is emitted with the live view on, and sample
+        ``EXECUTED_SAMPLE`` of the last one becomes the plan. ``stop`` aborts the denoising:
+        the result is then ``{"aborted": True}``, nothing is queued, and the agent keeps the
+        observation, so the next request is sent with ``observe=False``.
+        """
         agent = self.agent
         self.abort = False
         try:
             if options.get("reset"):
                 agent.reset()
-            replan = agent.n_envs == 0 or len(agent.queued_actions(0)) == 0
-            if replan:
+            t0 = time.perf_counter()
+            if options.get("observe", True) or agent.n_envs == 0:
+                need = agent.observe(obs)
+            else:  # the agent already holds this observation (its re-plan was aborted)
+                need = [] if len(agent.queued_actions(0)) else [0]
+            result: dict = {"replanned": bool(need)}
+            if need:
                 sampler, steps = options["sampler"], options["steps"]
                 if (sampler, steps) != (agent.sampler, agent.num_inference_steps):
                     agent.set_sampler(sampler, steps)
-            t0 = time.perf_counter()
-            action, _ = agent.predict(obs)
-            latency = time.perf_counter() - t0
-            result = {
-                "action": np.asarray(action),
-                "replanned": replan,
-                "latency": latency,
-                "queued": agent.queued_actions(0),
-                "plan": None if agent.last_plan(0) is None else np.array(agent.last_plan(0)),
-                "sampler": agent.sampler,
-                "steps": agent.num_inference_steps,
-            }
-            if replan and options.get("live"):
+                live = bool(options.get("live"))
+                num_samples = options["num_samples"] if live else 1
                 history = agent.obs_history(0)
-                result["history"] = history
-                result["seed"] = options["seed"]
-                t0 = time.perf_counter()
-                for denoise_frame in agent.iter_denoise(
+                t1 = time.perf_counter()
+                last = None
+                for last in agent.iter_denoise(
                     history,
-                    num_samples=options["num_samples"],
+                    num_samples=num_samples,
                     sampler=agent.sampler,
                     num_inference_steps=agent.num_inference_steps,
                     seed=options["seed"],
                 ):
-                    self.frame.emit(request_id, denoise_frame)
-                    if self.abort:
-                        break
-                result["denoise_seconds"] = time.perf_counter() - t0
+                    if live:
+                        self.frame.emit(request_id, last)
+                    if self.abort and last.step < last.total:
+                        self.acted.emit(request_id, {"aborted": True, "replanned": True})
+                        return
+                agent.queue_plan(0, np.array(last.sample[EXECUTED_SAMPLE]))
+                result["denoise_seconds"] = time.perf_counter() - t1
+                result["num_samples"] = num_samples
+                result["executed_sample"] = EXECUTED_SAMPLE
+                result["seed"] = options["seed"]
+                if live:
+                    result["history"] = history
+            action = agent.act()[0]
+            plan = agent.last_plan(0)
+            result.update(
+                action=np.asarray(action),
+                latency=time.perf_counter() - t0,
+                queued=agent.queued_actions(0),
+                plan=None if plan is None else np.array(plan),
+                sampler=agent.sampler,
+                steps=agent.num_inference_steps,
+            )
         except Exception as exc:  # noqa: BLE001  (shape mismatch etc.: reported, run stops)
             self.acted.emit(request_id, {"error": f"The policy failed: {exc}"})
             return
@@ -124,6 +147,7 @@ class Plan:
     scrubbed: bool = False
     seed: int | None = None
     history: np.ndarray | None = None
+    executed: int = EXECUTED_SAMPLE  # index of the sample that became the plan
 
 
 class DenoiseLegend(QWidget):
@@ -179,6 +203,7 @@ class PolicyPanel(QWidget):
         self._in_flight: int | None = None
         self._pending: dict | None = None
         self._reset_agent = True
+        self._replan_only = False  # the agent holds the current obs (its re-plan was aborted)
         self.plan: Plan | None = None
         self.plans_completed = 0
         self.frames_received = 0
@@ -439,6 +464,7 @@ class PolicyPanel(QWidget):
         self._in_flight = None  # a late result of the old episode is ignored
         self._pending = None
         self._reset_agent = True
+        self._replan_only = False
         self._episode_over = False
         self.episode_steps = 0
         self.episode_return = 0.0
@@ -463,10 +489,11 @@ class PolicyPanel(QWidget):
         return self.pause_button.isChecked()
 
     def _send_request(self) -> None:
-        """Ask the worker for the next action; the shown samples of a re-plan use ``seed``."""
+        """Ask the worker for the next action; a re-plan samples with ``seed``."""
         self._request_id += 1
         options = {
             "reset": self._reset_agent,
+            "observe": self._reset_agent or not self._replan_only,
             "sampler": self.sampler_combo.currentData(),
             "steps": self.steps_spin.value(),
             "num_samples": self.samples_spin.value(),
@@ -475,6 +502,7 @@ class PolicyPanel(QWidget):
             "seed": self.seed_base + self._request_id,
         }
         self._reset_agent = False
+        self._replan_only = False
         self._in_flight = self._request_id
         self._request_act.emit(self._request_id, self.task.obs, options)
 
@@ -539,6 +567,13 @@ class PolicyPanel(QWidget):
             self.message.emit(result["error"])
             self.policy_label.setText(f"<span style='color:#c0392b'>{result['error']}</span>")
             return
+        if result.get("aborted"):  # stopped mid-denoising: re-plan from this obs when restarted
+            self._replan_only = True
+            self.plan = None
+            if self.active:
+                self.view.set_samples(None)
+                self.view.set_caption("")
+            return
         self._pending = result
         if result["replanned"]:
             if result.get("history") is not None and self.plan is not None:
@@ -546,6 +581,7 @@ class PolicyPanel(QWidget):
                     self.plan.complete = True
                     self.plan.seed = result.get("seed")
                     self.plan.history = result["history"]
+                    self.plan.executed = result["executed_sample"]
                     self.plans_completed += 1
             else:
                 self.plan = None
@@ -554,11 +590,10 @@ class PolicyPanel(QWidget):
             self.stat_labels["Plan"].setText(
                 f"{1000 * result['latency']:.0f} ms ({result['sampler']} ×{result['steps']})"
             )
-            if "denoise_seconds" in result:
-                n = self.samples_spin.value()
-                self.stat_labels["Denoise"].setText(
-                    f"{1000 * result['denoise_seconds']:.0f} ms ({n} samples)"
-                )
+            n, per_step = result["num_samples"], result["denoise_seconds"] / max(result["steps"], 1)
+            self.stat_labels["Denoise"].setText(
+                f"{1000 * per_step:.1f} ms/step ({n} sample{'s' if n > 1 else ''})"
+            )
         if self.animation_done:
             self._show_plan()
 
@@ -602,7 +637,7 @@ class PolicyPanel(QWidget):
         if not self.active or self.task is None or not self.task.draws_actions:
             return
         values = frame.pred_x0 if self.x0_check.isChecked() else frame.sample
-        self.view.set_samples(self.task.point_from_action(values), fraction)
+        self.view.set_samples(self.task.point_from_action(values), fraction, plan.executed)
         self.view.set_caption(f"denoising {frame.step}/{total}")
 
     def _show_plan(self) -> None:

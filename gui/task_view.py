@@ -28,6 +28,9 @@ _DENOISE_STOPS = np.array(
 )
 
 
+_EXECUTED = QColor(255, 110, 40)  # the executed chunk (and the sample it came from)
+
+
 def denoise_color(fraction: float, alpha: int = 255) -> QColor:
     """Colour of denoising iterate ``fraction`` = step / K in [0, 1] (0 = pure noise, 1 = final)."""
     f = float(np.clip(fraction, 0.0, 1.0))
@@ -83,6 +86,7 @@ class TaskView(QWidget):
         self.paths: list[np.ndarray] = []  # a dataset's action paths, drawn thin
         self.samples: np.ndarray | None = None  # (N, Tp, 2) denoising iterates
         self.samples_fraction = 1.0  # step / K of the iterates shown
+        self.samples_highlight: int | None = None  # the sample that is (to be) executed
         self.plan: np.ndarray | None = None  # (Tp, 2) chunk being executed
         self.executed: tuple[int, int] | None = None  # slice of plan that is executed
         self.queued: np.ndarray | None = None  # (n, 2) pending actions
@@ -115,10 +119,15 @@ class TaskView(QWidget):
         self.paths = [np.asarray(p, np.float64) for p in paths if len(p) > 1]
         self.update()
 
-    def set_samples(self, samples: np.ndarray | None, fraction: float = 1.0) -> None:
-        """Denoising iterates (N, Tp, 2) in world units, drawn in the colour of ``fraction``."""
+    def set_samples(
+        self, samples: np.ndarray | None, fraction: float = 1.0, highlight: int | None = None
+    ) -> None:
+        """Denoising iterates (N, Tp, 2) in world units, drawn in the colour of ``fraction``;
+        sample ``highlight`` (the executed one) is drawn on top, thicker and outlined in the
+        executed-chunk orange."""
         self.samples = None if samples is None else np.asarray(samples, np.float64)
         self.samples_fraction = fraction
+        self.samples_highlight = highlight
         self.update()
 
     def set_plan(
@@ -231,6 +240,21 @@ class TaskView(QWidget):
             p.setBrush(QBrush(color))
             for x, y in samples[:, 0]:
                 p.drawEllipse(QPointF(float(x), float(y)), 2.5, 2.5)
+            h = self.samples_highlight
+            if h is not None and 0 <= h < len(samples):
+                # the executed sample: orange-outlined, thicker; aliased while denoising, where
+                # wide antialiased strokes of long noisy segments would triple the paint time
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.setRenderHint(QPainter.RenderHint.Antialiasing, self.samples_fraction >= 1.0)
+                p.setPen(_pen(_EXECUTED, 6.0))
+                p.drawLines(_segments(samples[h]))
+                p.setPen(_pen(color, 2.5))
+                p.drawLines(_segments(samples[h]))
+                p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+                p.setPen(_pen(_EXECUTED, 1.5))
+                p.setBrush(QBrush(color))
+                x, y = samples[h, 0]
+                p.drawEllipse(QPointF(float(x), float(y)), 4.5, 4.5)
         if self.plan is not None and len(self.plan) > 1:
             plan = self._to_widget(self.plan, r)
             p.setBrush(Qt.BrushStyle.NoBrush)
@@ -239,7 +263,7 @@ class TaskView(QWidget):
             if self.executed is not None:
                 a, b = self.executed
                 if len(plan[a:b]) > 1:
-                    p.setPen(_pen(QColor(255, 110, 40), 4.0))
+                    p.setPen(_pen(_EXECUTED, 4.0))
                     p.drawLines(_segments(plan[a:b]))
         if self.queued is not None:
             p.setPen(_pen(QColor(20, 20, 20), 1.0))

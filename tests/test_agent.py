@@ -144,3 +144,22 @@ def test_caller_made_plans_are_queued_and_executed_in_order(tiny_agent):
     assert tiny_agent.num_chunks_sampled == 0
     with pytest.raises(ValueError, match="a plan has shape"):
         tiny_agent.queue_plan(0, plans[0, :3])
+
+
+def test_deterministic_actions_of_an_env_do_not_depend_on_the_other_envs(tiny_agent):
+    obs = np.random.default_rng(1).uniform(-0.5, 0.5, (3, 3)).astype(np.float32)
+    together, _ = tiny_agent.predict(obs, deterministic=True)
+    tiny_agent.reset()
+    tiny_agent.predict(obs, deterministic=True)
+    # only env 2 re-plans now; it must get what it gets when all three re-plan together
+    again, _ = tiny_agent.predict(obs, episode_start=np.array([0, 0, 1]), deterministic=True)
+    np.testing.assert_array_equal(again[2], together[2])
+
+
+def test_sampler_step_counts_default_per_sampler_not_from_the_previous_one(tiny_agent):
+    tiny_agent.set_sampler("ddpm")
+    assert tiny_agent.num_inference_steps == tiny_agent.config.num_train_steps
+    tiny_agent.set_sampler("dpmsolver++")
+    assert tiny_agent.num_inference_steps == tiny_agent.config.num_inference_steps
+    frames = list(tiny_agent.iter_denoise(np.zeros((2, 3), np.float32), sampler="ddpm"))
+    assert len(frames) == tiny_agent.config.num_train_steps + 1

@@ -7,6 +7,7 @@ import struct
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import CheckpointError
@@ -46,6 +47,7 @@ def test_checkpoint_is_plain_safetensors_and_loads_with_pickle_disabled(
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)  # torch's own (weights-only) unpickler too
     DiffusionPolicyAgent.load(path, "cpu")
 
 

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from dp_agent.config import make_configs
 from dp_agent.data import EpisodeArrays
@@ -125,7 +126,9 @@ def test_resume_after_a_killed_run_continues_from_the_last_checkpoint(tmp_path):
     assert "step 120 of 120" in info.stdout
 
 
-def test_nan_loss_stops_the_run_with_a_message(tmp_path):
+def test_nan_loss_stops_the_run_and_never_overwrites_the_last_good_checkpoint(tmp_path):
+    from safetensors.torch import load_file
+
     eps = [
         EpisodeArrays(np.ones((20, 3), np.float32), np.ones((20, 2), np.float32) * k)
         for k in range(4)
@@ -133,10 +136,69 @@ def test_nan_loss_stops_the_run_with_a_message(tmp_path):
     pc, tc = make_configs(
         "cpu-small",
         {"pred_horizon": 8, "action_horizon": 4, "down_dims": (16, 32)},
-        {"num_steps": 50, "lr": 1e30, "warmup_steps": 0, "log_every": 1, "batch_size": 8},
-    )
-    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+"):
+        # checkpoints more often than the loss is logged: the NaN check must still come first
+        {"num_steps": 50, "lr": 1e30, "warmup_steps": 0, "log_every": 100,
+         "checkpoint_every": 1, "batch_size": 8},
+    )  # fmt: skip
+    with pytest.raises(TrainingError, match=r"loss became NaN or inf by step \d+"):
         train(eps, tmp_path / "nan", pc, tc, json_progress=True)
+    last = tmp_path / "nan" / "last.safetensors"
+    if last.exists():
+        assert all(torch.isfinite(t).all() for t in load_file(last).values())
+
+
+def test_training_refuses_to_overwrite_an_earlier_run_unless_asked(tmp_path):
+    eps = [EpisodeArrays(np.zeros((12, 3), np.float32), np.zeros((12, 2), np.float32))] * 2
+    pc, tc = make_configs(
+        "cpu-small",
+        {"pred_horizon": 8, "action_horizon": 4, "down_dims": (16, 32)},
+        {"num_steps": 2, "batch_size": 4},
+    )
+    train(eps, tmp_path / "run", pc, tc, json_progress=True)
+    with pytest.raises(TrainingError, match="already holds last.safetensors and final"):
+        train(eps, tmp_path / "run", pc, tc, json_progress=True)
+    train(eps, tmp_path / "run", pc, tc, overwrite=True, json_progress=True)
+
+
+def test_resume_restores_weights_ema_and_optimizer_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    demos = write_demos(tmp_path / "d.hdf5")
+    out_dir = tmp_path / "run"
+    common = ["train", "--demos", str(demos), "--out", str(out_dir), "--json-progress", *TINY]
+    first = run_cli(*common, "--steps", "30", "--checkpoint-every", "20")
+    assert first.wait(timeout=120) == 0
+    before = load_file(out_dir / "last.safetensors")
+    # resuming at the last step runs no step: what it saves is exactly what it restored
+    again = run_cli(*common, "--steps", "30", "--resume")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert events(out)[0]["start_step"] == 30
+    after = load_file(out_dir / "final.safetensors")
+    assert before.keys() == after.keys()
+    assert any(k.startswith("optim.") for k in before) and any(
+        k.startswith("train.") for k in before
+    )
+    for k in before:
+        torch.testing.assert_close(after[k], before[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["eval", "CKPT", "--env", "Nope-v0"], "Nope"),
+        (["train", "--demos", "DEMOS", "--obs-keys", "nope", "--out", "OUT"], "['nope'] not found"),
+        (["train", "--demos", "DEMOS", "--checkpoint-every", "0", "--out", "OUT"],
+         "checkpoint_every must be at least 1"),
+    ],
+)  # fmt: skip
+def test_cli_bad_arguments_give_one_line_and_no_traceback(tmp_path, tiny_agent, args, message):
+    subs = {"CKPT": str(tiny_agent.save(tmp_path / "c.safetensors")),
+            "DEMOS": str(write_demos(tmp_path / "d.hdf5")), "OUT": str(tmp_path / "o")}  # fmt: skip
+    proc = run_cli(*[subs.get(a, a) for a in args])
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.startswith("error: ") and message in err
 
 
 def test_cli_reports_bad_demo_files_in_one_line(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.gui.main_window import TAB_POLICY
@@ -78,6 +79,71 @@ def test_plan_is_executed_after_the_animation_with_chunk_and_queue_drawn(
     np.testing.assert_allclose(view.samples, panel.plan.frames[-1].sample)
 
 
+class CountingDenoiser(torch.nn.Module):
+    """The real denoiser, counting its calls and their batch sizes."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def forward(self, x, k, cond):
+        self.batches.append(int(x.shape[0]))
+        return self.inner(x, k, cond)
+
+
+def test_the_executed_plan_is_the_highlighted_sample_of_one_sampling_run(
+    window, qtbot, tiny_checkpoint
+):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    window.loop.stop()  # the test drives the control steps itself
+    agent = panel.agent
+    cfg = agent.config
+    steps, n = 3, 4
+    counter = CountingDenoiser(agent.policy.denoiser)
+    agent.policy.denoiser = counter
+    executed = []
+    env_step = panel.task.step
+    panel.task.step = lambda action: (executed.append(np.array(action)), env_step(action))[1]
+    panel.steps_spin.setValue(steps)
+    panel.samples_spin.setValue(n)
+    panel.speed_spin.setValue(0)
+    assert panel.start()
+
+    def control_step():
+        done = panel.episode_steps
+        qtbot.waitUntil(lambda: (panel.tick(), panel.episode_steps > done)[1], timeout=60_000)
+
+    control_step()
+    # one sampling run of n chunks for the re-plan: K denoiser calls on a batch of n
+    assert counter.batches == [n] * steps
+    plan = panel.plan
+    final = plan.frames[-1].sample  # (n, Tp, Da)
+    chunk = agent.last_plan(0)
+    assert sum(np.array_equal(chunk, s) for s in final) >= 1
+    np.testing.assert_array_equal(chunk, final[plan.executed])
+    assert window.view.samples_highlight == plan.executed  # drawn highlighted
+    start, ta = cfg.obs_horizon - 1, cfg.action_horizon
+    low, high = agent.action_space.low, agent.action_space.high
+    expected = np.clip(chunk[start : start + ta], low, high)
+    # the rest of the executed slice is what is queued, and it is executed in order
+    np.testing.assert_allclose(
+        np.clip(panel.last_result["queued"], low, high), expected[1:], rtol=1e-6
+    )
+    while len(executed) < ta and panel.running:  # (the untrained policy may hit the tree)
+        assert len(counter.batches) == steps  # no sampling while the queue lasts
+        control_step()
+    np.testing.assert_allclose(np.array(executed), expected[: len(executed)], rtol=1e-6)
+
+    if not panel.running:  # the episode ended: the new one re-plans at once
+        assert panel.start()
+    control_step()  # the next re-plan: again one run of n, and its sample is executed
+    assert panel.plans_completed == 2 and counter.batches == [n] * (2 * steps)
+    chunk = agent.last_plan(0)
+    np.testing.assert_array_equal(chunk, panel.plan.frames[-1].sample[panel.plan.executed])
+    np.testing.assert_allclose(executed[-1], np.clip(chunk[start], low, high), rtol=1e-6)
+
+
 def test_the_window_keeps_handling_events_while_the_policy_samples(window, qtbot, tiny_checkpoint):
     panel = _load(window, qtbot, tiny_checkpoint)
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
@@ -97,6 +163,38 @@ def test_the_window_keeps_handling_events_while_the_policy_samples(window, qtbot
     timer.stop()
     panel.stop()
     assert len(ticks) >= 20
+
+
+def test_stopping_mid_denoising_queues_nothing_and_a_restart_plans_afresh(
+    window, qtbot, tiny_checkpoint
+):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    agent = panel.agent
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
+    panel.steps_spin.setValue(100)
+    panel.samples_spin.setValue(64)
+    panel.speed_spin.setValue(0)
+    obs0 = np.array(panel.task.obs, np.float32)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.frames_received >= 1, timeout=60_000)
+    with qtbot.waitSignal(panel.worker.acted, timeout=60_000) as aborted:
+        panel.stop()
+    assert aborted.args[1].get("aborted")
+    assert panel.episode_steps == 0 and panel.plans_completed == 0
+    assert len(agent.queued_actions(0)) == 0 and agent.last_plan(0) is None
+    assert panel.plan is None and window.view.samples is None
+
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
+    panel.steps_spin.setValue(2)
+    panel.samples_spin.setValue(3)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.episode_steps >= 1, timeout=60_000)
+    panel.stop()
+    plan = panel.plan
+    assert [f.step for f in plan.frames] == [0, 1, 2] and plan.frames[-1].sample.shape[0] == 3
+    np.testing.assert_array_equal(agent.last_plan(0), plan.frames[-1].sample[plan.executed])
+    # the same episode goes on: the plan is conditioned on its first observation
+    np.testing.assert_allclose(plan.history, np.repeat(obs0[None], len(plan.history), 0))
 
 
 def test_loading_a_policy_switches_to_the_task_it_was_trained_on(window, qtbot, tiny_checkpoint):
