@@ -17,9 +17,9 @@ import time
 import torch
 
 from dp_agent.config import PRESETS, make_configs
+from dp_agent.devices import device_name, select_device
 from dp_agent.progress import Progress
 from dp_agent.shipped import shipped_demos
-from dp_agent.devices import device_name, select_device
 from dp_agent.train import train
 
 
