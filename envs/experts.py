@@ -27,6 +27,9 @@ class Expert(Protocol):
     def act(self, obs: Any) -> np.ndarray: ...
 
 
+_EXPERT_STREAM = 0x7EE  # second word of the TreeDetour expert's seed sequence
+
+
 def make_expert(env: Any) -> Expert:
     """The scripted expert for ``env`` (a ``gym.make``'d PushT or TreeDetour, wrappers allowed)."""
     base = getattr(env, "unwrapped", env)
@@ -355,7 +358,9 @@ class TreeDetourExpert:
         self.reset(None)
 
     def reset(self, seed: int | None = None) -> None:
-        self.rng = np.random.default_rng(seed)
+        # A stream of its own: seeded like the env (default_rng(seed)), the first draw would be
+        # the env's own first draw, the start x, and the route would follow the start position.
+        self.rng = np.random.default_rng(None if seed is None else [seed, _EXPERT_STREAM])
         self.side = "left" if self.rng.random() < 0.5 else "right"
         self._path: np.ndarray | None = None
         self._progress = 0.0

@@ -72,3 +72,20 @@ def test_travel_path_goes_round_the_block():
 def test_make_expert_rejects_other_envs():
     with pytest.raises(TypeError, match="PushT or TreeDetour"):
         make_expert(gym.make("CartPole-v1"))
+
+
+def test_tree_detour_route_choice_is_independent_of_the_start_position():
+    import gymnasium as gym
+
+    from dp_agent.envs.experts import make_expert
+
+    env = gym.make("dp_agent/TreeDetour-v0")
+    expert = make_expert(env)
+    left_of_centre, right_of_centre = [], []
+    for seed in range(200):
+        obs, _ = env.reset(seed=seed)
+        expert.reset(seed=seed)
+        (left_of_centre if obs[0] < 256 else right_of_centre).append(expert.side == "left")
+    # the coin flip must not follow the start x: both routes from both halves of the start box
+    assert 0.3 < np.mean(left_of_centre) < 0.7
+    assert 0.3 < np.mean(right_of_centre) < 0.7
