@@ -2,11 +2,14 @@
 the same backbone, trained on the same shipped demos with the same budget, evaluated over the
 same 50 seeds.
 
-    python benchmarks/evidence.py --task tree_detour --steps 3000
-    python benchmarks/evidence.py --task pusht --steps 20000 --device cuda   # the GPU recipe
+    python benchmarks/evidence.py --task tree_detour --steps 2000
+    python benchmarks/evidence.py --task pusht --steps 6000 --continue-to 12000
+    python benchmarks/evidence.py --task pusht --steps 50000 --preset gpu-standard --device cuda
 
-Checkpoints go to runs/evidence/<task>/{diffusion,mse}/; the table is printed at the end.
-Pass --skip-train to evaluate checkpoints that are already there.
+``--continue-to N`` then resumes the diffusion run to N steps (a second cosine cycle) and adds
+that row. Checkpoints go to runs/evidence/<task>/{diffusion,mse}/ (the diffusion checkpoint at
+--steps is kept as diffusion_<steps>.safetensors); the table is printed at the end. With
+--skip-train the checkpoints already there are evaluated.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -27,90 +31,75 @@ from dp_agent.shipped import SHIPPED_TASKS, shipped_demos
 TASKS = {name: env_id for env_id, name in SHIPPED_TASKS.items()}
 
 
-def train(demos: Path, out: Path, objective: str, args) -> float:
-    cmd = [
-        sys.executable,
-        "-m",
-        "dp_agent.cli",
-        "train",
-        "--demos",
-        str(demos),
-        "--out",
-        str(out),
-        "--preset",
-        args.preset,
-        "--steps",
-        str(args.steps),
-        "--objective",
-        objective,
-        "--device",
-        args.device,
-        "--seed",
-        str(args.seed),
-        "--checkpoint-every",
-        "1000",
-    ]
+def train(demos: Path, out: Path, objective: str, steps: int, args, resume=False) -> None:
+    cmd = [sys.executable, "-m", "dp_agent.cli", "train", "--demos", str(demos),
+           "--out", str(out), "--preset", args.preset, "--steps", str(steps),
+           "--objective", objective, "--device", args.device, "--seed", str(args.seed),
+           "--checkpoint-every", "1000", "--resume" if resume else "--overwrite"]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
+
+
+def score(name: str, checkpoint: Path, args) -> dict:
+    agent = DiffusionPolicyAgent.load(checkpoint)
+    t0 = time.perf_counter()
+    s = evaluate(agent, episodes=args.episodes, seed=args.eval_seed).summary()
+    s |= {"policy": name, "steps": agent.training["step"], "train_s": agent.training["seconds"],
+          "eval_s": time.perf_counter() - t0}  # fmt: skip
+    print(json.dumps(s), file=sys.stderr)
+    return s
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000, help="budget for both objectives")
+    parser.add_argument("--continue-to", type=int, help="then resume the diffusion run to N")
     parser.add_argument("--preset", default="cpu-small")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100_000)
-    parser.add_argument("--objectives", nargs="+", default=["diffusion", "mse"])
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/evidence"))
     args = parser.parse_args()
 
     env_id = TASKS[args.task]
     demos = shipped_demos(env_id)
-    rows = []
-    for objective in args.objectives:
-        out = args.out / args.task / objective
-        seconds = None if args.skip_train else train(demos, out, objective, args)
-        agent = DiffusionPolicyAgent.load(out / "final.safetensors")
-        t0 = time.perf_counter()
-        s = evaluate(agent, episodes=args.episodes, seed=args.eval_seed).summary()
-        s |= {
-            "objective": objective,
-            "train_s": seconds or agent.training.get("seconds"),
-            "eval_s": time.perf_counter() - t0,
-        }
-        rows.append(s)
-        print(json.dumps(s), file=sys.stderr)
+    base = args.out / args.task
+    at_budget = base / f"diffusion_{args.steps}.safetensors"
+    if not args.skip_train:
+        for objective in ("diffusion", "mse"):
+            train(demos, base / objective, objective, args.steps, args)
+        shutil.copyfile(base / "diffusion" / "final.safetensors", at_budget)
+        if args.continue_to:
+            train(demos, base / "diffusion", "diffusion", args.continue_to, args, resume=True)
+    rows = [
+        score("diffusion", at_budget, args),
+        score("MSE baseline", base / "mse" / "final.safetensors", args),
+    ]
+    if args.continue_to:
+        rows.append(score("diffusion, continued", base / "diffusion" / "final.safetensors", args))
 
-    print(
-        f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}, "
-        f"{args.steps} steps; {os.cpu_count()} cores {platform.machine()}, "
-        f"{time.strftime('%Y-%m-%d')}"
-    )
+    print(f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}; "
+          f"{os.cpu_count()} cores {platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
     if args.task == "tree_detour":
-        print("\n| policy | success | left | right | hit tree or timed out | train time |")
+        print("\n| policy | steps | success | left | right | train time |")
         print("|---|---|---|---|---|---|")
         for r in rows:
-            print(
-                f"| {r['objective']} | {r['success_rate']:.0%} | {r['left_share']:.0%} "
-                f"| {r['right_share']:.0%} | {1 - r['success_rate']:.0%} "
-                f"| {r['train_s'] / 60:.1f} min |"
-            )
+            print(f"| {r['policy']} | {r['steps']} | {r['success_rate']:.0%} "
+                  f"| {r.get('left_share', 0):.0%} | {r.get('right_share', 0):.0%} "
+                  f"| {r['train_s'] / 60:.0f} min |")  # fmt: skip
     else:
-        print("\n| policy | mean max coverage | success (coverage > 0.95) | train time |")
-        print("|---|---|---|---|")
+        print("\n| policy | steps | mean max coverage | score (mean max reward) | success | "
+              "train time |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
         for r in rows:
-            print(
-                f"| {r['objective']} | {r['mean_max_reward']:.3f} | {r['success_rate']:.0%} "
-                f"| {r['train_s'] / 60:.1f} min |"
-            )
+            print(f"| {r['policy']} | {r['steps']} | {r['mean_max_coverage']:.3f} "
+                  f"| {r['mean_max_reward']:.3f} | {r['success_rate']:.0%} "
+                  f"| {r['train_s'] / 60:.0f} min |")  # fmt: skip
 
 
 if __name__ == "__main__":

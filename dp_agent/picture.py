@@ -50,6 +50,8 @@ def denoising_strip(
             for pt in pts[:1]:
                 pygame.draw.circle(panel, colour, pt, 3)
         label = font.render(f"step {step}/{k}", True, (20, 20, 20))
+        box = label.get_rect(topleft=(8, 6)).inflate(8, 4)
+        pygame.draw.rect(panel, (255, 255, 255), box, border_radius=3)
         panel.blit(label, (8, 6))
         pygame.draw.rect(panel, (90, 90, 90), panel.get_rect(), 1)
         strip.blit(panel, (p * panel_size, 0))

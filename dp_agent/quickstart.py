@@ -38,7 +38,7 @@ def run(env_id: str, steps: int, episodes: int, out: Path, samples: int = 16) ->
         print(f"{name:<20} {s['mean_max_reward']:>7.3f} {s['success_rate']:>8.0%} {sides:>11}")
 
     print(f"\n3/3 drawing {samples} sampled plans as they are denoised", file=sys.stderr)
-    agent = rows[-1][1]
+    agent = rows[0][1]  # the policy trained just now
     env = agent.make_env()
     obs, _ = env.reset(seed=100_000)
     history = np.repeat(np.asarray(obs, np.float32)[None], agent.config.obs_horizon, axis=0)
