@@ -3,7 +3,8 @@ the same backbone, trained on the same shipped demos with the same budget, evalu
 same 50 seeds.
 
     python benchmarks/evidence.py --task tree_detour --steps 2000
-    python benchmarks/evidence.py --task pusht --steps 6000 --continue-to 12000
+    python benchmarks/evidence.py --task pusht --steps 6000 --continue-to 12000 \
+        --samplers ddim:10 dpmsolver++:8 ddpm:100
     python benchmarks/evidence.py --task pusht --steps 50000 --preset gpu-standard --device cuda
 
 ``--continue-to N`` then resumes the diffusion run to N steps (a second cosine cycle) and adds
@@ -41,8 +42,12 @@ def train(demos: Path, out: Path, objective: str, steps: int, args, resume=False
     subprocess.run(cmd, check=True)
 
 
-def score(name: str, checkpoint: Path, args) -> dict:
+def score(name: str, checkpoint: Path, args, sampler: str | None = None) -> dict:
     agent = DiffusionPolicyAgent.load(checkpoint)
+    if sampler:
+        kind, steps = sampler.split(":")
+        agent.set_sampler(kind, int(steps))
+        name = f"{name}, {kind}-{steps}"
     t0 = time.perf_counter()
     s = evaluate(agent, episodes=args.episodes, seed=args.eval_seed).summary()
     s |= {"policy": name, "steps": agent.training["step"], "train_s": agent.training["seconds"],
@@ -62,6 +67,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=100_000)
+    parser.add_argument(
+        "--samplers", nargs="+", default=["ddim:10"], help="sampler:steps to evaluate with"
+    )
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/evidence"))
     args = parser.parse_args()
@@ -76,12 +84,11 @@ def main() -> None:
         shutil.copyfile(base / "diffusion" / "final.safetensors", at_budget)
         if args.continue_to:
             train(demos, base / "diffusion", "diffusion", args.continue_to, args, resume=True)
-    rows = [
-        score("diffusion", at_budget, args),
-        score("MSE baseline", base / "mse" / "final.safetensors", args),
-    ]
+    rows = [score("diffusion", at_budget, args, s) for s in args.samplers]
+    rows.append(score("MSE baseline", base / "mse" / "final.safetensors", args))
     if args.continue_to:
-        rows.append(score("diffusion, continued", base / "diffusion" / "final.safetensors", args))
+        final = base / "diffusion" / "final.safetensors"
+        rows += [score("diffusion, continued", final, args, s) for s in args.samplers]
 
     print(f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}; "
           f"{os.cpu_count()} cores {platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip

@@ -178,6 +178,8 @@ def _add_export(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--half", action="store_true", help="store weights as float16")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"], help="default sampler")
+    p.add_argument("--steps", type=int, help="its default number of denoising steps")
     p.set_defaults(func=cmd_export)
 
 
@@ -185,6 +187,12 @@ def cmd_export(args) -> int:
     from dp_agent.agent import DiffusionPolicyAgent
 
     agent = DiffusionPolicyAgent.load(args.checkpoint, "cpu")
+    if args.sampler or args.steps:  # the policy's own default, used wherever it is loaded
+        agent.set_sampler(args.sampler or agent.sampler, args.steps)
+        agent.config.sampler, agent.config.num_inference_steps = (
+            agent.sampler,
+            agent.num_inference_steps,
+        )
     path = agent.save(args.out, half=args.half)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0

@@ -95,3 +95,21 @@ def test_env_kwargs_travel_with_the_checkpoint(tmp_path):
     obs, _ = made.reset(seed=0)
     action, _ = loaded.predict(obs)
     assert action.shape == (2,)
+
+
+def test_export_writes_half_precision_weights_with_a_default_sampler(tiny_agent, tmp_path):
+    from dp_agent.cli import main
+
+    src = tiny_agent.save(tmp_path / "full.safetensors")
+    out = tmp_path / "small.safetensors"
+    assert (
+        main(["export", str(src), str(out), "--half", "--sampler", "dpmsolver++", "--steps", "5"])
+        == 0
+    )
+    small = DiffusionPolicyAgent.load(out, "cpu")
+    assert (small.sampler, small.num_inference_steps) == ("dpmsolver++", 5)
+    assert out.stat().st_size < 0.6 * src.stat().st_size
+    for (name, a), b in zip(
+        tiny_agent.policy.state_dict().items(), small.policy.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3, msg=name)

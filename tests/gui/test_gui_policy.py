@@ -162,7 +162,9 @@ def test_the_window_keeps_handling_events_while_the_policy_samples(window, qtbot
     qtbot.wait(500)
     timer.stop()
     panel.stop()
-    assert len(ticks) >= 20
+    # the UI thread kept handling timer events while the worker sampled (a blocked event loop
+    # delivers at most one); how many depends on the machine's load, so no rate is asserted
+    assert len(ticks) >= 5
 
 
 def test_stopping_mid_denoising_queues_nothing_and_a_restart_plans_afresh(
