@@ -7,9 +7,9 @@ same 50 seeds.
         --samplers ddim:10 dpmsolver++:8 ddpm:100
     python benchmarks/evidence.py --task pusht --steps 50000 --preset gpu-standard --device cuda
 
-``--continue-to N`` then resumes the diffusion run to N steps (a second cosine cycle) and adds
-that row. Checkpoints go to runs/evidence/<task>/{diffusion,mse}/ (the diffusion checkpoint at
---steps is kept as diffusion_<steps>.safetensors); the table is printed at the end. With
+``--continue-to N`` then resumes both runs to N steps (a second cosine cycle) and adds those
+rows. Checkpoints go to runs/evidence/<task>/{diffusion,mse}/, and each objective's checkpoint at
+--steps is kept as <objective>_<steps>.safetensors; the table is printed at the end. With
 --skip-train the checkpoints already there are evaluated.
 """
 
@@ -77,18 +77,20 @@ def main() -> None:
     env_id = TASKS[args.task]
     demos = shipped_demos(env_id)
     base = args.out / args.task
-    at_budget = base / f"diffusion_{args.steps}.safetensors"
+    budgets = [args.steps] + ([args.continue_to] if args.continue_to else [])
     if not args.skip_train:
-        for objective in ("diffusion", "mse"):
-            train(demos, base / objective, objective, args.steps, args)
-        shutil.copyfile(base / "diffusion" / "final.safetensors", at_budget)
-        if args.continue_to:
-            train(demos, base / "diffusion", "diffusion", args.continue_to, args, resume=True)
-    rows = [score("diffusion", at_budget, args, s) for s in args.samplers]
-    rows.append(score("MSE baseline", base / "mse" / "final.safetensors", args))
-    if args.continue_to:
-        final = base / "diffusion" / "final.safetensors"
-        rows += [score("diffusion, continued", final, args, s) for s in args.samplers]
+        for budget in budgets:
+            for objective in ("diffusion", "mse"):
+                out = base / objective
+                train(demos, out, objective, budget, args, resume=budget != args.steps)
+                shutil.copyfile(
+                    out / "final.safetensors", base / f"{objective}_{budget}.safetensors"
+                )
+    rows = []
+    for budget in budgets:
+        rows += [score("diffusion", base / f"diffusion_{budget}.safetensors", args, s)
+                 for s in args.samplers]  # fmt: skip
+        rows.append(score("MSE baseline", base / f"mse_{budget}.safetensors", args))
 
     print(f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}; "
           f"{os.cpu_count()} cores {platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip

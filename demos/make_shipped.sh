@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demonstrations (seeded scripted experts: identical files every time) and
-# the pretrained policies (about 10 min for TreeDetour and 1.5 h for PushT on 2 CPU cores).
+# the pretrained policies (about 15 min for TreeDetour and 1.5 h for PushT on 2 CPU cores).
 #   bash demos/make_shipped.sh            # everything
 #   bash demos/make_shipped.sh demos      # only the demonstration files
 set -euo pipefail
@@ -13,11 +13,13 @@ mv demos/pusht.hdf5.new demos/pusht.hdf5
 mv demos/tree_detour.hdf5.new demos/tree_detour.hdf5
 [ "$what" = demos ] && exit 0
 
-# the same runs as benchmarks/evidence.py (README "Evidence"), diffusion objective only
+# the same diffusion runs as benchmarks/evidence.py (README "Evidence")
 train() { dp-agent train --preset cpu-small --seed 0 --checkpoint-every 1000 --threads 1 "$@"; }
 train --demos demos/tree_detour.hdf5 --steps 2000 --out runs/evidence/tree_detour/diffusion --overwrite
 train --demos demos/pusht.hdf5 --steps 6000 --out runs/evidence/pusht/diffusion --overwrite
 train --demos demos/pusht.hdf5 --steps 12000 --out runs/evidence/pusht/diffusion --resume
 mkdir -p demos/pretrained
-dp-agent export runs/evidence/tree_detour/diffusion/final.safetensors demos/pretrained/tree_detour.safetensors --half
-dp-agent export runs/evidence/pusht/diffusion/final.safetensors demos/pretrained/pusht.safetensors --half
+dp-agent export runs/evidence/tree_detour/diffusion/final.safetensors \
+    demos/pretrained/tree_detour.safetensors --half
+dp-agent export runs/evidence/pusht/diffusion/final.safetensors \
+    demos/pretrained/pusht.safetensors --half --sampler dpmsolver++ --steps 8
