@@ -78,7 +78,7 @@ def main() -> None:
     print()
     print(
         "| network | params | sampler | chunk latency (ms) | per env step, queued (ms) "
-        "| vs DDPM-100 |"
+        "| speed-up vs DDPM-100 |"
     )
     print("|---|---|---|---|---|---|")
     for preset in presets:
@@ -92,7 +92,7 @@ def main() -> None:
             base = base or chunk
             print(
                 f"| {preset} | {n_params / 1e6:.2f} M | {name}-{steps} | {chunk * 1e3:.1f} "
-                f"| {per_step * 1e3:.2f} | {base / chunk:.1f}x faster |"
+                f"| {per_step * 1e3:.2f} | {base / chunk:.1f}x |"
             )
 
 
