@@ -132,3 +132,34 @@ class HumanWindow:
 
     def close(self) -> None:
         self.pygame.display.quit()
+
+
+class RenderModes:
+    """``render()`` and ``close()`` for envs that draw themselves with ``render_frame(size)``:
+    "rgb_array" returns the frame, "human" shows it in a pygame window at ``render_fps``."""
+
+    render_mode: str | None
+    render_size: int
+    _window: HumanWindow | None
+
+    def render(self) -> np.ndarray | None:
+        name = type(self).__name__
+        if self.render_mode is None:
+            import gymnasium as gym
+
+            gym.logger.warn(f"{name}.render() called without a render_mode (rgb_array or human).")
+            return None
+        frame = self.render_frame(self.render_size)
+        if self.render_mode == "rgb_array":
+            return frame
+        if self._window is None:
+            self._window = HumanWindow(
+                f"dp-agent {name}", self.render_size, self.metadata["render_fps"]
+            )
+        self._window.show(frame)
+        return None
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None

@@ -26,6 +26,7 @@ from ._render import (
     WHITE,
     Canvas,
     HumanWindow,
+    RenderModes,
     lighten,
 )
 
@@ -170,7 +171,7 @@ class _ContactCounter:
         self.count += len(arbiter.contact_point_set.points)
 
 
-class PushT(gym.Env):
+class PushT(RenderModes, gym.Env):
     """Push the grey T onto the green target T with a round agent.
 
     Actions: absolute target (x, y) for the agent in world pixels, Box [0, 512]^2 float32 (not
@@ -377,22 +378,3 @@ class PushT(gym.Env):
             canvas.circle(agent, AGENT_RADIUS, ROYAL_BLUE)
             canvas.circle(agent, AGENT_RADIUS - 4.0, lighten(ROYAL_BLUE))
         return canvas.to_array()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn("PushT.render() called without a render_mode (rgb_array or human).")
-            return None
-        frame = self.render_frame(self.render_size)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._window is None:
-            self._window = HumanWindow(
-                "dp-agent PushT", self.render_size, self.metadata["render_fps"]
-            )
-        self._window.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None

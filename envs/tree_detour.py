@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ._checks import as_state_vector
-from ._render import ROYAL_BLUE, Canvas, HumanWindow, lighten
+from ._render import ROYAL_BLUE, Canvas, HumanWindow, RenderModes, lighten
 
 WORLD_SIZE = 512.0
 AGENT_RADIUS = 15.0
@@ -38,7 +38,7 @@ GOAL_FILL = (255, 228, 140)
 GOAL_EDGE = (218, 165, 32)
 
 
-class TreeDetour(gym.Env):
+class TreeDetour(RenderModes, gym.Env):
     """A round agent starts near the bottom and must reach the goal disk near the top without
     touching the tree in the middle of the straight path.
 
@@ -200,24 +200,3 @@ class TreeDetour(gym.Env):
             canvas.circle(self._pos, AGENT_RADIUS, ROYAL_BLUE)
             canvas.circle(self._pos, AGENT_RADIUS - 4.0, lighten(ROYAL_BLUE))
         return canvas.to_array()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gym.logger.warn(
-                "TreeDetour.render() called without a render_mode (rgb_array or human)."
-            )
-            return None
-        frame = self.render_frame(self.render_size)
-        if self.render_mode == "rgb_array":
-            return frame
-        if self._window is None:
-            self._window = HumanWindow(
-                "dp-agent TreeDetour", self.render_size, self.metadata["render_fps"]
-            )
-        self._window.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-            self._window = None
