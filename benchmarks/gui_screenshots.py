@@ -39,34 +39,17 @@ def wait(app, seconds: float = 0.0, until=None, timeout: float = 600.0) -> None:
 
 def expert_demos(path: Path, episodes: int) -> Path:
     import gymnasium as gym
-    import numpy as np
 
     from dp_agent.demos import DemoWriter
+    from dp_agent.demos.cli import rollout_expert
     from dp_agent.envs.experts import make_expert
 
     env = gym.make(TREE)
     expert = make_expert(env)
     with DemoWriter(path, {"env_name": TREE, "env_kwargs": {}}) as writer:
-        for seed in range(episodes):
-            obs, _ = env.reset(seed=seed)
-            expert.reset(seed)
-            o, a, r, d = [], [], [], []
-            done, info = False, {}
-            while not done:
-                action = expert.act(obs)
-                o.append(obs)
-                a.append(action)
-                obs, reward, term, trunc, info = env.step(action)
-                r.append(reward)
-                d.append(term)
-                done = term or trunc
-            writer.append_episode(
-                np.array(o),
-                np.array(a),
-                np.array(r),
-                np.array(d),
-                attrs={"success": bool(info["is_success"]), "seed": seed, "source": "expert"},
-            )
+        writer.append_episodes(
+            rollout_expert(env, expert, seed, None)[0] for seed in range(episodes)
+        )
     return path
 
 

@@ -322,13 +322,15 @@ class DiffusionPolicyAgent:
         Returns (B*N, Tp, Da) (B=1 for one history), or with ``return_trajectory`` every
         denoising iterate: (K+1, B*N, Tp, Da), from pure noise to the final chunk.
         """
-        kwargs = {"sampler": sampler, "num_inference_steps": num_inference_steps, "seed": seed}
         if return_trajectory:
-            frames = self.iter_denoise(obs_history, num_samples, **kwargs)
+            frames = self.iter_denoise(
+                obs_history, num_samples, sampler=sampler,
+                num_inference_steps=num_inference_steps, seed=seed,
+            )  # fmt: skip
             return np.stack([f.sample for f in frames])
-        steps = self._denoise_steps(obs_history, num_samples, **kwargs)
-        last = deque(steps, maxlen=1)[0]  # run to the end on the device, copy only the result
-        return self.policy.action_normalizer.unnormalize(last.sample).float().cpu().numpy()
+        hist, _ = self._as_history_batch(obs_history)
+        return self._chunks(hist, num_samples, self._generator_for(seed), sampler,
+                            num_inference_steps)  # fmt: skip
 
     def iter_denoise(
         self,
@@ -340,9 +342,12 @@ class DiffusionPolicyAgent:
         seed: int | None = None,
     ) -> Iterator[DenoiseFrame]:
         """Yield the K+1 iterates of sampling ``num_samples`` chunks, as they are computed."""
+        hist, _ = self._as_history_batch(obs_history)
+        obs = torch.as_tensor(hist, device=self.device)
+        sampler, steps = self._resolve_sampler(sampler, num_inference_steps)
         unnorm = self.policy.action_normalizer.unnormalize
-        for step in self._denoise_steps(
-            obs_history, num_samples, sampler, num_inference_steps, seed
+        for step in self.policy.iter_denoise(
+            obs, num_samples, sampler, steps, self._generator_for(seed)
         ):
             yield DenoiseFrame(
                 step.step,
@@ -352,34 +357,33 @@ class DiffusionPolicyAgent:
             )
 
     # ---- internals ------------------------------------------------------------------------------
-    def _denoise_steps(self, obs_history, num_samples, sampler, num_inference_steps, seed):
-        """The policy's reverse process (normalised device tensors) with this agent's defaults."""
-        hist, _ = self._as_history_batch(obs_history)
-        obs = torch.as_tensor(hist, device=self.device)
-        generator = self._generator if seed is None else self._seeded(seed)
+    def _resolve_sampler(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
+        """This agent's sampler and step count where a call leaves them out."""
         sampler = sampler or self.sampler
-        if num_inference_steps is None:
-            same = sampler == self.sampler
-            num_inference_steps = (
-                self.num_inference_steps if same else default_steps(sampler, self.config)
-            )
-        return self.policy.iter_denoise(obs, num_samples, sampler, num_inference_steps, generator)
+        if steps is None:
+            steps = self.num_inference_steps if sampler == self.sampler else None
+        return sampler, steps or default_steps(sampler, self.config)
 
-    def _seeded(self, seed: int) -> torch.Generator:
+    def _generator_for(self, seed: int | None) -> torch.Generator:
+        """A fresh generator for an explicit seed, else the agent's running one."""
+        if seed is None:
+            return self._generator
         return torch.Generator(self.device).manual_seed(seed)
 
-    def _sample(self, hist: np.ndarray, num_samples: int, deterministic: bool) -> np.ndarray:
-        generator = self._seeded(self.seed) if deterministic else self._generator
+    def _chunks(self, hist, num_samples, generator, sampler=None, num_inference_steps=None):
+        """Final chunks (B*N, Tp, Da) in env units for histories (B, To, Do)."""
+        sampler, steps = self._resolve_sampler(sampler, num_inference_steps)
         obs = torch.as_tensor(hist, device=self.device)
         chunks = self.policy.sample(
-            obs,
-            num_samples,
-            sampler=self.sampler,
-            num_inference_steps=self.num_inference_steps,
-            generator=generator,
+            obs, num_samples, sampler=sampler, num_inference_steps=steps, generator=generator
         )
-        self.num_chunks_sampled += 1
         return chunks.float().cpu().numpy()
+
+    def _sample(self, hist: np.ndarray, num_samples: int, deterministic: bool) -> np.ndarray:
+        """A plan for each history, with fixed noise when deterministic (predict's sampling)."""
+        self.num_chunks_sampled += 1
+        generator = self._generator_for(self.seed if deterministic else None)
+        return self._chunks(hist, num_samples, generator)
 
     def _as_batch(self, observation) -> tuple[np.ndarray, bool]:
         obs = np.asarray(observation, dtype=np.float32)

@@ -40,30 +40,25 @@ def cmd_train(args) -> int:
     from dp_agent.config import make_configs
     from dp_agent.train import train
 
-    policy_over = {
-        k: v
-        for k, v in {
-            "objective": args.objective,
-            "denoiser": args.denoiser,
-            "obs_horizon": args.obs_horizon,
-            "pred_horizon": args.pred_horizon,
-            "action_horizon": args.action_horizon,
-        }.items()
-        if v is not None
-    }
-    train_over = {
-        k: v
-        for k, v in {
-            "num_steps": args.steps,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "checkpoint_every": args.checkpoint_every,
-            "device": args.device,
-            "seed": args.seed,
-            "num_threads": args.threads,
-        }.items()
-        if v is not None
-    }
+    def given(**fields):  # the options set on the command line override the preset
+        return {k: v for k, v in fields.items() if v is not None}
+
+    policy_over = given(
+        objective=args.objective,
+        denoiser=args.denoiser,
+        obs_horizon=args.obs_horizon,
+        pred_horizon=args.pred_horizon,
+        action_horizon=args.action_horizon,
+    )
+    train_over = given(
+        num_steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        seed=args.seed,
+        num_threads=args.threads,
+    )
     pc, tc = make_configs(args.preset, policy_over, train_over)
     final = train(
         args.demos,

@@ -13,7 +13,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 TREE = "dp_agent/TreeDetour-v0"
@@ -31,35 +30,17 @@ def write_expert_demos(path: Path, num_episodes: int, first_seed: int = 0) -> li
     """Record ``num_episodes`` TreeDetour expert episodes with DemoWriter; returns their lengths."""
     import dp_agent  # noqa: F401  (registers the envs)
     from dp_agent.demos import DemoWriter
+    from dp_agent.demos.cli import rollout_expert
     from dp_agent.envs.experts import make_expert
 
     env = gym.make(TREE)
     expert = make_expert(env)
-    lengths = []
+    seeds = range(first_seed, first_seed + num_episodes)
+    episodes = [rollout_expert(env, expert, seed, None)[0] for seed in seeds]
     with DemoWriter(path, {"env_name": TREE, "env_kwargs": {}}) as writer:
-        for seed in range(first_seed, first_seed + num_episodes):
-            obs, _ = env.reset(seed=seed)
-            expert.reset(seed)
-            observations, actions, rewards, dones = [], [], [], []
-            done, info = False, {}
-            while not done:
-                action = expert.act(obs)
-                observations.append(obs)
-                actions.append(action)
-                obs, reward, terminated, truncated, info = env.step(action)
-                rewards.append(reward)
-                dones.append(terminated)
-                done = terminated or truncated
-            writer.append_episode(
-                np.array(observations),
-                np.array(actions),
-                np.array(rewards),
-                np.array(dones),
-                attrs={"success": bool(info["is_success"]), "seed": seed, "source": "expert"},
-            )
-            lengths.append(len(actions))
+        writer.append_episodes(episodes)
     env.close()
-    return lengths
+    return [len(ep) for ep in episodes]
 
 
 @pytest.fixture(scope="session")
