@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# The samplers, by the name used everywhere (CLI, checkpoints, the app) -> the name people read.
+SAMPLERS: dict[str, str] = {"ddim": "DDIM", "dpmsolver++": "DPM-Solver++", "ddpm": "DDPM"}
+
 
 @dataclass
 class PolicyConfig:
@@ -38,6 +41,13 @@ class PolicyConfig:
     objective: str = "diffusion"  # "diffusion", or "mse": a regression baseline, same backbone
     sampler: str = "ddim"  # default sampler at inference
     num_inference_steps: int = 10
+
+    def default_steps(self, sampler: str) -> int:
+        """Denoising steps ``sampler`` runs when none are given: the policy's own default for its
+        own sampler, every training step for DDPM, ``num_inference_steps`` for the others."""
+        if sampler == self.sampler:
+            return self.num_inference_steps
+        return self.num_train_steps if sampler == "ddpm" else self.num_inference_steps
 
     def validate(self) -> None:
         if self.obs_dim <= 0 or self.action_dim <= 0:
@@ -156,7 +166,3 @@ def replace_fields(cfg, values: dict[str, Any]):
             value = tuple(value)
         clean[key] = value
     return dataclasses.replace(cfg, **clean)
-
-
-def to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 
 class Progress:
@@ -32,6 +34,14 @@ class Progress:
             msg = " ".join(f"{k}={v}" for k, v in fields.items())
             (self._bar.write if self._bar else print)(f"[{name}] {msg}", file=sys.stderr)
 
+    def emit(self, event: TrainEvent) -> None:
+        """Report one typed event (``TrainStep`` advances the bar like ``update``)."""
+        if isinstance(event, TrainStep):
+            metrics = {k: v for k, v in asdict(event).items() if k not in ("step", "total_steps")}
+            self.update(event.step, **{k: v for k, v in metrics.items() if v is not None})
+        else:
+            self.event(event.event, **asdict(event))
+
     def update(self, n: int, **metrics) -> None:
         if self._bar is not None:
             if metrics:
@@ -47,3 +57,75 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Training events: written by dp_agent.train (``--json-progress``), read by the app's Train tab.
+
+
+@dataclass
+class TrainStart:
+    total_steps: int
+    start_step: int = 0
+    device: str = "cpu"
+    device_name: str = "CPU"
+    num_episodes: int = 0
+    num_samples: int = 0
+    out: str = ""
+    parameters: int = 0
+    event: ClassVar[str] = "start"
+
+
+@dataclass
+class TrainStep:
+    step: int
+    total_steps: int
+    loss: float | None = None
+    lr: float | None = None
+    samples_per_s: float | None = None
+    eta_s: float | None = None
+    event: ClassVar[str] = "step"
+
+
+@dataclass
+class TrainCheckpoint:
+    step: int
+    path: str
+    event: ClassVar[str] = "checkpoint"
+
+
+@dataclass
+class TrainDone:
+    step: int
+    path: str
+    seconds: float
+    event: ClassVar[str] = "done"
+
+
+@dataclass
+class TrainError:
+    message: str
+    event: ClassVar[str] = "error"
+
+
+TrainEvent = TrainStart | TrainStep | TrainCheckpoint | TrainDone | TrainError
+TRAIN_EVENTS: dict[str, type] = {
+    cls.event: cls for cls in (TrainStart, TrainStep, TrainCheckpoint, TrainDone, TrainError)
+}
+
+
+def parse_train_event(line: str) -> TrainEvent | None:
+    """The training event on one JSON line, or None when the line is not one (a log line, or
+    an object whose fields do not fit its event type)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    cls = TRAIN_EVENTS.get(obj.get("event")) if isinstance(obj, dict) else None
+    if cls is None:
+        return None
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in obj.items() if k in names})
+    except TypeError:  # a required field is missing
+        return None
