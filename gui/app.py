@@ -1,15 +1,21 @@
-"""Command line of the app (``dp-agent gui [options]``) and the Qt application start-up."""
+"""Command line of the app (``dp-agent gui [options]``) and the Qt application start-up.
+
+SIGINT (Ctrl+C) and SIGTERM close the window the way the close button does (a running training
+run is stopped, nothing is asked) and end the app with the conventional code 128 + signal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 DESCRIPTION = (
     "Record demonstrations with mouse or gamepad, train, and watch the policy denoise. "
     "Gamepad: left stick moves the target; A start/stop, B discard, X save, Y reset."
 )
+SIGNAL_POLL_MS = 200  # how often the Qt loop hands control to Python, which runs signal handlers
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -27,10 +33,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def prepare_environment() -> None:
-    """SDL settings for reading gamepads without a pygame window (before pygame is imported)."""
+    """SDL settings for reading gamepads without a pygame window (before pygame is imported).
+
+    SDL would otherwise install SIGINT/SIGTERM handlers of its own that only queue an SDL quit
+    event nobody reads: the app would ignore ``kill`` and Ctrl+C.
+    """
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ["SDL_NO_SIGNAL_HANDLERS"] = "1"
+
+
+def install_signal_handlers(app, window) -> None:
+    """Close ``window`` and end ``app`` with 128 + signal on SIGINT or SIGTERM.
+
+    The handler only schedules the close (it may interrupt any Python code); a second signal
+    while closing ends the process the default way. A timer wakes Python up regularly, since
+    Python runs signal handlers only between its own bytecodes, not inside Qt's C++ loop.
+    """
+    from PyQt6.QtCore import QTimer
+
+    def close(signum: int) -> None:
+        window.close_now()
+        app.exit(128 + signum)
+
+    def handler(signum: int, _frame) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        QTimer.singleShot(0, lambda: close(signum))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    wake = QTimer(app)
+    wake.timeout.connect(lambda: None)
+    wake.start(SIGNAL_POLL_MS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,5 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         record_to=args.record_to,
         use_gamepad=not args.no_gamepad,
     )
+    install_signal_handlers(app, window)
     window.show()
     return app.exec()

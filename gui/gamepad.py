@@ -9,12 +9,13 @@ X (2) save, Y (3) reset. :class:`GamepadReader` reads any joystick-like object (
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Protocol
 
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
+
+from .app import prepare_environment
 
 BUTTONS: dict[int, str] = {0: "A", 1: "B", 2: "X", 3: "Y"}
 BUTTON_ACTIONS: dict[str, str] = {"A": "start/stop", "B": "discard", "X": "save", "Y": "reset"}
@@ -98,9 +99,7 @@ class GamepadManager(QObject):
 
     # ------------------------------------------------------------------ pygame
     def _init_pygame(self) -> None:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        os.environ.setdefault("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")
-        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        prepare_environment()  # also keeps SDL from taking over SIGINT and SIGTERM
         try:
             import pygame
 
@@ -152,6 +151,11 @@ class GamepadManager(QObject):
             self.connected.emit(self.reader.name)
         elif had:
             self.disconnected.emit()
+
+    @property
+    def uses_sdl(self) -> bool:
+        """True when real pads are looked for through pygame (SDL)."""
+        return self._pygame is not None
 
     @property
     def name(self) -> str | None:

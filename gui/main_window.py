@@ -412,6 +412,11 @@ class MainWindow(QMainWindow):
         self.status_episodes.setText(f"episodes: {'?' if n is None else n}")
 
     # ------------------------------------------------------------------ shutdown
+    def close_now(self) -> None:
+        """Close without asking anything (SIGTERM, Ctrl+C): a running training run is stopped."""
+        self._force_close = True
+        self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.loop.stop()
         self.gamepad.stop()
