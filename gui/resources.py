@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dp_agent.files import write_text_atomic
 from dp_agent.shipped import SHIPPED_TASKS, package_dir, shipped_demos, shipped_policy
 
 __all__ = [
@@ -79,12 +80,9 @@ def load_settings() -> dict[str, Any]:
 
 
 def save_settings(settings: dict[str, Any]) -> None:
-    """Write the settings atomically (temporary file, then rename); failures are ignored."""
-    path = _settings_path()
+    """Write the settings crash-safely (``write_text_atomic``: a kill or power loss leaves the old
+    file or the new one); a failure (read-only home, full disk) is ignored."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(settings, indent=2))
-        os.replace(tmp, path)
+        write_text_atomic(_settings_path(), json.dumps(settings, indent=2))
     except OSError:
         pass

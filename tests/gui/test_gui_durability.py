@@ -54,3 +54,24 @@ def test_killing_the_app_keeps_every_saved_episode(tmp_path):
         child.wait(timeout=60)
     with DemoReader(path, expected_env_id="dp_agent/TreeDetour-v0") as reader:
         assert reader.lengths == [5, 6]
+
+
+def test_settings_are_fsynced_before_they_replace_the_old_file(app_home, monkeypatch):
+    from dp_agent import files
+    from dp_agent.gui import resources
+
+    resources.save_settings({"task": "dp_agent/PushT-v0"})
+    assert resources.load_settings() == {"task": "dp_agent/PushT-v0"}
+    synced = []
+    monkeypatch.setattr(files, "fsync_path", lambda path: synced.append(path.name))
+    resources.save_settings({"task": "dp_agent/TreeDetour-v0"})
+    assert synced and synced[0].startswith(".gui.json.")  # the new content, before the rename
+    assert resources.load_settings() == {"task": "dp_agent/TreeDetour-v0"}
+
+    def power_loss(path):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(files, "fsync_path", power_loss)
+    resources.save_settings({"task": "Pendulum-v1"})  # a failed write is ignored ...
+    assert resources.load_settings() == {"task": "dp_agent/TreeDetour-v0"}  # ... the old file stays
+    assert [p.name for p in app_home.iterdir()] == ["gui.json"]  # and no temporary file is left
