@@ -1,12 +1,15 @@
 """DiffusionPolicyAgent: a trained diffusion policy behind the stable-baselines3 ``predict``
-signature, with a per-env observation history and action queue (receding horizon)."""
+signature, with a per-env observation history and action queue (receding horizon).
+
+The sampling path is four hops: ``predict`` (or ``predict_chunk``, ``sample``, ``iter_denoise``)
+-> ``_sample`` (histories to tensors, noise streams, back to NumPy) -> ``DiffusionPolicy.sample``
+(the denoising loop) -> the denoiser network.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,81 +19,23 @@ import torch
 
 from dp_agent.checkpoint import (
     CheckpointError,
-    prefixed,
-    read_checkpoint,
+    check_spaces,
+    load_policy,
+    save_policy,
     space_from_dict,
-    space_to_dict,
-    write_checkpoint,
 )
-from dp_agent.config import PolicyConfig, replace_fields
+from dp_agent.config import PolicyConfig
 from dp_agent.devices import select_device
-from dp_agent.policy import DiffusionPolicy
+from dp_agent.policy import DenoiseStep, DiffusionPolicy
+
+Generators = torch.Generator | Sequence[torch.Generator]
 
 
-def default_steps(sampler: str, config: PolicyConfig) -> int:
-    """Denoising steps a sampler runs when none are given: DDPM walks every training step, the
-    fast samplers use ``config.num_inference_steps``."""
-    return config.num_train_steps if sampler == "ddpm" else config.num_inference_steps
-
-
-@dataclass
-class DenoiseFrame:
-    """One denoising iterate in environment units; step 0 is pure noise, step ``total`` the plan."""
-
-    step: int
-    total: int
-    sample: np.ndarray  # (N, Tp, Da)
-    pred_x0: np.ndarray  # (N, Tp, Da)
-
-
-def save_policy(
-    path: str | Path,
-    policy: DiffusionPolicy,
-    observation_space: gym.spaces.Box,
-    action_space: gym.spaces.Box,
-    env_id: str | None,
-    training: dict[str, Any] | None = None,
-    *,
-    extra_tensors: dict[str, torch.Tensor] | None = None,
-    extra_header: dict[str, Any] | None = None,
-    half: bool = False,
-    env_kwargs: dict[str, Any] | None = None,
-) -> Path:
-    """Write a policy checkpoint (weights under ``model.``) atomically."""
-    header = {
-        "policy_config": dataclasses.asdict(policy.config),
-        "observation_space": space_to_dict(observation_space),
-        "action_space": space_to_dict(action_space),
-        "env_id": env_id,
-        "env_kwargs": env_kwargs or {},
-        "training": training or {},
-        **(extra_header or {}),
-    }
-    tensors = {f"model.{k}": v for k, v in policy.state_dict().items()}
-    if half:  # the normaliser statistics stay float32: they set the action units
-        tensors = {
-            k: v.half() if v.is_floating_point() and "normalizer" not in k else v
-            for k, v in tensors.items()
-        }
-    return write_checkpoint(path, {**tensors, **(extra_tensors or {})}, header)
-
-
-def load_policy(path: str | Path, device: str | torch.device = "cpu"):
-    """-> (policy in eval mode, header)."""
-    tensors, header = read_checkpoint(path, device)
-    try:
-        config = replace_fields(PolicyConfig(), header["policy_config"])
-        policy = DiffusionPolicy(config)
-        weights = {
-            k: v.float() if v.is_floating_point() else v
-            for k, v in prefixed(tensors, "model").items()
-        }
-        policy.load_state_dict(weights)
-    except (KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{path}: field 'policy_config' or the weights do not fit ({e})"
-        ) from None
-    return policy.to(device).eval(), header
+def noise_stream(seed: int, env_index: int, episode: int) -> torch.Generator:
+    """The generator of one env's noise in one episode of a deterministic run: a pure function
+    of the agent's seed, the env index and that env's episode count."""
+    state = np.random.SeedSequence([seed, env_index, episode]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 class DiffusionPolicyAgent:
@@ -142,12 +87,18 @@ class DiffusionPolicyAgent:
     def load(
         cls,
         path: str | Path,
-        device: str | torch.device | None = None,
-        *,
         env: gym.Env | None = None,
+        device: str | torch.device | None = "auto",
+        *,
         seed: int = 0,
     ) -> DiffusionPolicyAgent:
-        """Load a checkpoint; with ``env``, check that its spaces fit the checkpoint's."""
+        """Load a checkpoint (stable-baselines3's argument order); with ``env``, check that its
+        spaces fit the checkpoint's."""
+        if isinstance(env, (str, torch.device)):
+            raise TypeError(
+                f"load(path, env=None, device='auto'): got {env!r} for env; pass the device by "
+                "keyword, e.g. load(path, device='cpu')"
+            )
         device = select_device(device)
         policy, header = load_policy(path, device)
         obs_space = space_from_dict(header["observation_space"])
@@ -166,11 +117,8 @@ class DiffusionPolicyAgent:
         )
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:
-        """Write the policy (weights, config, spaces, training metadata) to one file.
-
-        ``half`` stores floating-point weights as float16 (half the size); they are cast back
-        to float32 on load.
-        """
+        """Write the policy (weights, config, spaces, training metadata) to one file; ``half``
+        stores floating-point weights as float16 (cast back to float32 on load)."""
         return save_policy(
             path,
             self.policy,
@@ -178,18 +126,15 @@ class DiffusionPolicyAgent:
             self.action_space,
             self.env_id,
             self.training,
-            half=half,
             env_kwargs=self.env_kwargs,
+            half=half,
         )
 
     def set_sampler(self, name: str, num_inference_steps: int | None = None) -> None:
-        """Sampler used from the next chunk on: "ddpm", "ddim" or "dpmsolver++"; the step count
-        defaults to ``default_steps`` (all training steps for DDPM, the config's otherwise)."""
-        from dp_agent.schedulers import make_sampler
-
-        steps = num_inference_steps or default_steps(name, self.config)
-        make_sampler(name, self.policy.schedule, steps)  # validates name and step count
-        self.sampler, self.num_inference_steps = name, steps
+        """Sampler used from the next chunk on ("ddpm", "ddim" or "dpmsolver++"); the step count
+        defaults to ``PolicyConfig.default_steps`` (all training steps for DDPM)."""
+        sampler = self.policy.make_sampler(name, num_inference_steps)  # validates both
+        self.sampler, self.num_inference_steps = name, sampler.num_steps
 
     def make_env(self, **kwargs) -> gym.Env:
         """The env this policy was trained for, made with its recorded ``env_kwargs``."""
@@ -199,15 +144,18 @@ class DiffusionPolicyAgent:
 
     # ---- per-env state ----------------------------------------------------------------------
     def reset(self, n_envs: int | None = None) -> None:
-        """Forget every env's history and queue (and resize to ``n_envs`` if given)."""
+        """Forget every env's history, queue and episode count (and resize to ``n_envs``)."""
         n = self._n_envs if n_envs is None else n_envs
         self._n_envs = n
         self._history = np.zeros((n, self.config.obs_horizon, self.config.obs_dim), np.float32)
         self._fresh = np.ones(n, dtype=bool)  # history not started: next obs fills it
         self._queues: list[deque[np.ndarray]] = [deque() for _ in range(n)]
         self._last_plan: list[np.ndarray | None] = [None] * n
+        self._episodes = np.full(n, -1)  # episodes started per env (deterministic noise)
+        self._streams: list[torch.Generator | None] = [None] * n
 
     def reset_env(self, i: int) -> None:
+        """Start a new episode in env ``i``: clear its history and queue."""
         self._fresh[i] = True
         self._queues[i].clear()
         self._last_plan[i] = None
@@ -239,19 +187,18 @@ class DiffusionPolicyAgent:
     ) -> tuple[np.ndarray, None]:
         """Next action for one observation, or for each env of a batch; SB3's signature.
 
-        ``deterministic=True`` makes sampling reproducible (fixed noise per chunk), not a mean.
-        The three steps are public for callers that plan themselves (the app's live view):
-        ``observe`` -> ``queue_plan`` for the envs it returns -> ``act``.
+        ``deterministic=True`` makes the run reproducible, not a mean action: each env draws its
+        noise from its own stream (``noise_stream(seed, env index, episode count)``), so the same
+        evaluation after ``reset()`` repeats exactly while episodes differ from each other.
+        Only the envs whose queue is empty are sampled, in one batched call. The three steps are
+        public for callers that plan themselves: ``observe`` -> ``queue_plan`` -> ``act``.
         """
         need = self.observe(observation, episode_start)
-        if need and deterministic:
-            # sample every env's row so that env i always gets noise row i of the fixed seed,
-            # whichever other envs re-plan at the same moment
-            chunks = self._sample(self._history, 1, deterministic=True)  # (n_envs, Tp, Da)
-            for i in need:
-                self.queue_plan(i, chunks[i])
-        elif need:
-            chunks = self._sample(self._history[need], 1, deterministic=False)  # (len(need), ...)
+        if need:
+            generator = [self._stream(i) for i in need] if deterministic else self._generator
+            chunks = self._sample(
+                self._history[need], 1, self.sampler, self.num_inference_steps, generator
+            )
             for i, chunk in zip(need, chunks, strict=True):
                 self.queue_plan(i, chunk)
         actions = self.act()
@@ -269,6 +216,9 @@ class DiffusionPolicyAgent:
         if episode_start is not None:
             for i in np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1)):
                 self.reset_env(int(i))
+        for i in np.flatnonzero(self._fresh):  # a new episode: a new deterministic stream
+            self._episodes[i] += 1
+            self._streams[i] = None
         # roll the histories, then fill fresh ones by repeating their first frame
         self._history[:, :-1] = self._history[:, 1:]
         self._history[:, -1] = obs
@@ -293,19 +243,15 @@ class DiffusionPolicyAgent:
             raise RuntimeError(f"no queued action for envs {empty}: observe and plan first")
         return np.stack([q.popleft() for q in self._queues])  # (n, Da), clipped when queued
 
-    def _executed(self, chunks: np.ndarray) -> np.ndarray:
-        """The executed slice [To-1, To-1+Ta) of chunks (..., Tp, Da), clipped to the action
-        space."""
-        start = self.config.obs_horizon - 1
-        executed = chunks[..., start : start + self.config.action_horizon, :]
-        return np.clip(executed, self.action_space.low, self.action_space.high)
-
     def predict_chunk(self, obs_history: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """The executed slice (Ta, Da) for an explicit history (To, *obs_shape), or (B, Ta, Da)
-        for (B, To, *obs_shape). Uses and changes no per-env state."""
+        for (B, To, *obs_shape). Uses and changes no per-env state; ``deterministic`` draws the
+        noise from the agent's seed afresh, so equal histories give equal chunks."""
         hist, single = self._as_history_batch(obs_history)
-        chunk = self._executed(self._sample(hist, 1, deterministic))  # (B, Ta, Da)
-        return chunk[0] if single else chunk
+        generator = self._fresh_generator(self.seed) if deterministic else self._generator
+        chunks = self._sample(hist, 1, self.sampler, self.num_inference_steps, generator)
+        chunk = self._executed(chunks)
+        return chunk[0] if single else chunk  # (B, Ta, Da)
 
     def sample(
         self,
@@ -316,74 +262,84 @@ class DiffusionPolicyAgent:
         num_inference_steps: int | None = None,
         seed: int | None = None,
         return_trajectory: bool = False,
+        on_step: Callable[[DenoiseStep], None] | None = None,
     ) -> np.ndarray:
         """Whole chunks for an explicit history (To, *obs_shape) or a batch of them.
 
         Returns (B*N, Tp, Da) (B=1 for one history), or with ``return_trajectory`` every
-        denoising iterate: (K+1, B*N, Tp, Da), from pure noise to the final chunk.
+        denoising iterate: (K+1, B*N, Tp, Da), from pure noise to the final chunk. ``on_step``
+        gets each iterate as it is computed (a ``DenoiseStep`` of NumPy arrays, env units).
+        The sampler defaults to the agent's, its steps to ``PolicyConfig.default_steps``.
         """
-        if return_trajectory:
-            frames = self.iter_denoise(
-                obs_history, num_samples, sampler=sampler,
-                num_inference_steps=num_inference_steps, seed=seed,
-            )  # fmt: skip
-            return np.stack([f.sample for f in frames])
         hist, _ = self._as_history_batch(obs_history)
-        return self._chunks(hist, num_samples, self._generator_for(seed), sampler,
-                            num_inference_steps)  # fmt: skip
+        generator = self._generator if seed is None else self._fresh_generator(seed)
+        frames: list[np.ndarray] = []
 
-    def iter_denoise(
-        self,
-        obs_history: np.ndarray,
-        num_samples: int = 1,
-        *,
-        sampler: str | None = None,
-        num_inference_steps: int | None = None,
-        seed: int | None = None,
-    ) -> Iterator[DenoiseFrame]:
-        """Yield the K+1 iterates of sampling ``num_samples`` chunks, as they are computed."""
-        hist, _ = self._as_history_batch(obs_history)
-        obs = torch.as_tensor(hist, device=self.device)
-        sampler, steps = self._resolve_sampler(sampler, num_inference_steps)
-        unnorm = self.policy.action_normalizer.unnormalize
-        for step in self.policy.iter_denoise(
-            obs, num_samples, sampler, steps, self._generator_for(seed)
-        ):
-            yield DenoiseFrame(
-                step.step,
-                step.total,
-                unnorm(step.sample).cpu().numpy(),
-                unnorm(step.pred_x0).cpu().numpy(),
-            )
+        def collect(step: DenoiseStep) -> None:
+            frames.append(step.sample)
+            if on_step is not None:
+                on_step(step)
+
+        want_steps = return_trajectory or on_step is not None
+        sampler = sampler or self.sampler
+        if num_inference_steps is None and sampler == self.sampler:
+            num_inference_steps = self.num_inference_steps
+        chunks = self._sample(
+            hist,
+            num_samples,
+            sampler,
+            num_inference_steps,
+            generator,
+            collect if want_steps else None,
+        )
+        return np.stack(frames) if return_trajectory else chunks
+
+    def iter_denoise(self, obs_history: np.ndarray, num_samples: int = 1, **kwargs) -> Iterator:
+        """The K+1 iterates of ``sample`` (same arguments) as ``DenoiseStep``s; computed first,
+        then yielded (pass ``on_step`` to ``sample`` to see them while they are computed)."""
+        steps: list[DenoiseStep] = []
+        self.sample(obs_history, num_samples, on_step=steps.append, **kwargs)
+        yield from steps
 
     # ---- internals ------------------------------------------------------------------------------
-    def _resolve_sampler(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
-        """This agent's sampler and step count where a call leaves them out."""
-        sampler = sampler or self.sampler
-        if steps is None:
-            steps = self.num_inference_steps if sampler == self.sampler else None
-        return sampler, steps or default_steps(sampler, self.config)
-
-    def _generator_for(self, seed: int | None) -> torch.Generator:
-        """A fresh generator for an explicit seed, else the agent's running one."""
-        if seed is None:
-            return self._generator
-        return torch.Generator(self.device).manual_seed(seed)
-
-    def _chunks(self, hist, num_samples, generator, sampler=None, num_inference_steps=None):
-        """Final chunks (B*N, Tp, Da) in env units for histories (B, To, Do)."""
-        sampler, steps = self._resolve_sampler(sampler, num_inference_steps)
+    def _sample(
+        self,
+        hist: np.ndarray,
+        num_samples: int,
+        sampler: str,
+        num_inference_steps: int | None,
+        generator: Generators,
+        on_step: Callable[[DenoiseStep], None] | None = None,
+    ) -> np.ndarray:
+        """The one sampling call: histories (B, To, Do) -> chunks (B*N, Tp, Da), env units."""
+        self.num_chunks_sampled += 1
         obs = torch.as_tensor(hist, device=self.device)
+
+        def to_numpy(step: DenoiseStep) -> None:
+            as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
+            on_step(DenoiseStep(step.step, step.total, as_np(step.sample), as_np(step.pred_x0)))
+
         chunks = self.policy.sample(
-            obs, num_samples, sampler=sampler, num_inference_steps=steps, generator=generator
-        )
+            obs, num_samples, sampler, num_inference_steps, generator,
+            on_step=to_numpy if on_step is not None else None,
+        )  # fmt: skip
         return chunks.float().cpu().numpy()
 
-    def _sample(self, hist: np.ndarray, num_samples: int, deterministic: bool) -> np.ndarray:
-        """A plan for each history, with fixed noise when deterministic (predict's sampling)."""
-        self.num_chunks_sampled += 1
-        generator = self._generator_for(self.seed if deterministic else None)
-        return self._chunks(hist, num_samples, generator)
+    def _stream(self, i: int) -> torch.Generator:
+        """Env i's deterministic noise stream for its current episode."""
+        if self._streams[i] is None:
+            self._streams[i] = noise_stream(self.seed, i, int(self._episodes[i]))
+        return self._streams[i]
+
+    def _fresh_generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(seed)
+
+    def _executed(self, chunks: np.ndarray) -> np.ndarray:
+        """The executed slice [To-1, To-1+Ta) of chunks (..., Tp, Da), clipped to the action
+        space."""
+        start = self.config.obs_horizon - 1
+        executed = chunks[..., start : start + self.config.action_horizon, :]
+        return np.clip(executed, self.action_space.low, self.action_space.high)
 
     def _as_batch(self, observation) -> tuple[np.ndarray, bool]:
         obs = np.asarray(observation, dtype=np.float32)
@@ -407,16 +363,3 @@ class DiffusionPolicyAgent:
         raise ValueError(
             f"observation history has shape {hist.shape}; expected {shape} or (B, *{shape})"
         )
-
-
-def check_spaces(path, obs_space, act_space, env: gym.Env, env_id: str | None) -> None:
-    """Raise CheckpointError when an env's spaces differ from the checkpoint's."""
-    for name, mine, theirs in (
-        ("observation_space", obs_space, env.observation_space),
-        ("action_space", act_space, env.action_space),
-    ):
-        if not isinstance(theirs, gym.spaces.Box) or theirs.shape != mine.shape:
-            raise CheckpointError(
-                f"{path}: field '{name}' has shape {mine.shape} (trained on {env_id!r}), but the "
-                f"env's {name} is {theirs}"
-            )

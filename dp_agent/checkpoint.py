@@ -1,16 +1,23 @@
-"""Checkpoints: one safetensors file with the weights and a JSON header (config, normaliser
-statistics live in the weights, spaces, training metadata). Loading never unpickles anything."""
+"""Persistence in one place: a policy checkpoint is one safetensors file holding the weights
+(normaliser statistics included) and a JSON header (config, spaces, env id and kwargs, training
+metadata); resumable training state (raw weights, optimiser) rides along under its own prefixes.
+Loading never unpickles anything. Also: checking a checkpoint's spaces against an env."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+from dp_agent.files import atomic_path
+
+if TYPE_CHECKING:
+    from dp_agent.policy import DiffusionPolicy
 
 FORMAT = "dp-agent/1"
 REQUIRED_HEADER = ("policy_config", "observation_space", "action_space", "training")
@@ -40,23 +47,14 @@ def space_from_dict(d: dict[str, Any]) -> gym.spaces.Box:
 
 
 def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write ``tensors`` and ``header`` crash-safely (``dp_agent.files.atomic_path``)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     metadata = {"format": FORMAT, "header": json.dumps(header)}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # an ordinary readable file, not a temp file's private mode
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
@@ -118,3 +116,137 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# ----------------------------------------------------------------------------------------------
+# Policies
+
+
+def save_policy(
+    path: str | Path,
+    policy: DiffusionPolicy,
+    observation_space: gym.spaces.Box,
+    action_space: gym.spaces.Box,
+    env_id: str | None,
+    training: dict[str, Any] | None = None,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    half: bool = False,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_header: dict[str, Any] | None = None,
+) -> Path:
+    """Write a policy checkpoint (weights under ``model.``); ``half`` stores floating-point
+    weights as float16 (the normaliser statistics stay float32: they set the units)."""
+    header = {
+        "policy_config": dataclasses.asdict(policy.config),
+        "observation_space": space_to_dict(observation_space),
+        "action_space": space_to_dict(action_space),
+        "env_id": env_id,
+        "env_kwargs": env_kwargs or {},
+        "training": training or {},
+        **(extra_header or {}),
+    }
+    tensors = {f"model.{k}": v for k, v in policy.state_dict().items()}
+    if half:
+        tensors = {
+            k: v.half() if v.is_floating_point() and "normalizer" not in k else v
+            for k, v in tensors.items()
+        }
+    return write_checkpoint(path, {**tensors, **(extra_tensors or {})}, header)
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu"):
+    """-> (policy in eval mode on ``device``, header)."""
+    from dp_agent.config import PolicyConfig, replace_fields
+    from dp_agent.policy import DiffusionPolicy
+
+    tensors, header = read_checkpoint(path, device)
+    try:
+        policy = DiffusionPolicy(replace_fields(PolicyConfig(), header["policy_config"]))
+        weights = {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in prefixed(tensors, "model").items()
+        }
+        policy.load_state_dict(weights)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: field 'policy_config' or the weights do not fit ({e})"
+        ) from None
+    return policy.to(device).eval(), header
+
+
+def check_spaces(path, obs_space, act_space, env: gym.Env, env_id: str | None) -> None:
+    """Raise CheckpointError when an env's spaces differ from the checkpoint's."""
+    for name, mine, theirs in (
+        ("observation_space", obs_space, env.observation_space),
+        ("action_space", act_space, env.action_space),
+    ):
+        if not isinstance(theirs, gym.spaces.Box) or theirs.shape != mine.shape:
+            raise CheckpointError(
+                f"{path}: field '{name}' has shape {mine.shape} (trained on {env_id!r}), but the "
+                f"env's {name} is {theirs}"
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# Resumable training state: the EMA policy (what inference loads, under ``model.``), plus the raw
+# weights (``train.``), the optimiser (``optim.``) and the batch generator (``rng.``)
+
+
+def save_training_state(
+    path: str | Path,
+    ema: DiffusionPolicy,
+    observation_space: gym.spaces.Box,
+    action_space: gym.spaces.Box,
+    env_id: str | None,
+    training: dict[str, Any],
+    env_kwargs: dict[str, Any],
+    state: tuple[torch.nn.Module, torch.optim.Optimizer, torch.Generator] | None,
+) -> Path:
+    """A checkpoint of the EMA policy; with ``state`` = (model, optimizer, generator) also all
+    that ``load_training_state`` needs to go on exactly where training stopped."""
+    extra, header = {}, {}
+    if state is not None:
+        model, optimizer, generator = state
+        opt_tensors, header["optimizer"] = optimizer_to_flat(optimizer)
+        extra = {f"train.{k}": v for k, v in model.state_dict().items()}
+        extra |= {f"optim.{k}": v for k, v in opt_tensors.items()}
+        extra["rng.generator"] = generator.get_state()
+    return save_policy(
+        path,
+        ema,
+        observation_space,
+        action_space,
+        env_id,
+        training,
+        env_kwargs=env_kwargs,
+        extra_tensors=extra,
+        extra_header=header,
+    )
+
+
+def load_training_state(
+    path: str | Path,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """Restore what ``save_training_state`` wrote into the given objects; -> its "training"
+    header (step, seconds, ...)."""
+    tensors, header = read_checkpoint(path)
+    try:
+        model.load_state_dict(prefixed(tensors, "train"))
+        ema.load_state_dict(prefixed(tensors, "model"))
+        optimizer_from_flat(optimizer, prefixed(tensors, "optim"), header["optimizer"])
+        if "rng.generator" in tensors:  # checkpoints before 0.2 re-seed instead
+            generator.set_state(tensors["rng.generator"])
+        else:
+            tr = header["training"]
+            generator.manual_seed(tr["train_config"]["seed"] + tr["step"])
+        int(header["training"]["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: cannot resume from this checkpoint (missing or bad field: {e})"
+        ) from None
+    return header["training"]

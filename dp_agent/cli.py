@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import dp_agent
+from dp_agent.config import SAMPLERS
+from dp_agent.demos.cli import add_subcommands as add_demos_subcommands
 
 
 def _add_train(sub) -> None:
@@ -82,7 +84,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=100000, help="first episode seed")
     p.add_argument("--n-envs", type=int, default=10)
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"])
+    p.add_argument("--sampler", choices=list(SAMPLERS))
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--device", default=None)
     p.add_argument("--json-progress", action="store_true")
@@ -92,11 +94,12 @@ def _add_eval(sub) -> None:
 def cmd_eval(args) -> int:
     import gymnasium as gym
 
-    from dp_agent.agent import DiffusionPolicyAgent, check_spaces
+    from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.checkpoint import check_spaces
     from dp_agent.evaluate import evaluate
     from dp_agent.progress import Progress
 
-    agent = DiffusionPolicyAgent.load(args.checkpoint, args.device)
+    agent = DiffusionPolicyAgent.load(args.checkpoint, device=args.device)
     env_id = args.env or agent.env_id
     if env_id is None:
         raise ValueError(f"{args.checkpoint}: no env_id in the checkpoint; pass --env")
@@ -173,7 +176,7 @@ def _add_export(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--half", action="store_true", help="store weights as float16")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"], help="default sampler")
+    p.add_argument("--sampler", choices=list(SAMPLERS), help="default sampler")
     p.add_argument("--steps", type=int, help="its default number of denoising steps")
     p.set_defaults(func=cmd_export)
 
@@ -181,7 +184,7 @@ def _add_export(sub) -> None:
 def cmd_export(args) -> int:
     from dp_agent.agent import DiffusionPolicyAgent
 
-    agent = DiffusionPolicyAgent.load(args.checkpoint, "cpu")
+    agent = DiffusionPolicyAgent.load(args.checkpoint, device="cpu")
     if args.sampler or args.steps:  # the policy's own default, used wherever it is loaded
         agent.set_sampler(args.sampler or agent.sampler, args.steps)
         agent.config.sampler, agent.config.num_inference_steps = (
@@ -208,12 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_info(sub)
     _add_export(sub)
-    try:
-        from dp_agent.demos.cli import add_subcommands
-    except ImportError:
-        pass
-    else:
-        add_subcommands(sub)
+    add_demos_subcommands(sub)
     _add_gui(sub)
     from dp_agent.quickstart import add_subcommand as add_quickstart
 
@@ -222,8 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dp_agent.checkpoint import CheckpointError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["gui"]:  # the app parses its own options (argparse would eat the dashes)
         from dp_agent.gui import main as gui_main
@@ -233,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     json_mode = getattr(args, "json_progress", False)
     from gymnasium.error import Error as GymError
 
-    known = (CheckpointError, ValueError, FileNotFoundError, RuntimeError, GymError)
+    # CheckpointError, DemoError and bad configs are ValueErrors; TrainingError a RuntimeError
+    known = (ValueError, FileNotFoundError, RuntimeError, GymError)
     try:
         return int(args.func(args) or 0)
     except known as e:  # bad input or a stopped run: one readable line, no traceback

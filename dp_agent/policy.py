@@ -7,9 +7,9 @@ is normalised to [-1, 1].
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,16 +23,17 @@ from dp_agent.schedulers import NoiseSchedule, make_sampler
 
 @dataclass
 class DenoiseStep:
-    """One iterate of the reverse process, normalised units.
+    """One iterate of the reverse process, in environment units.
 
-    ``step`` counts from 0 (pure noise) to K (the final sample); ``pred_x0`` is the clean sample
-    predicted at that step (equal to ``sample`` at step 0 and K).
+    ``step`` counts from 0 (pure noise) to ``total`` = K (the final sample); ``pred_x0`` is the
+    clean sample predicted at that step (equal to ``sample`` at steps 0 and K). The policy hands
+    torch tensors (B, Tp, Da) to its ``on_step`` callback; the agent hands NumPy arrays.
     """
 
     step: int
     total: int
-    sample: torch.Tensor  # (B, Tp, Da)
-    pred_x0: torch.Tensor  # (B, Tp, Da)
+    sample: Any  # (B, Tp, Da)
+    pred_x0: Any  # (B, Tp, Da)
 
 
 class DiffusionPolicy(nn.Module):
@@ -65,6 +66,7 @@ class DiffusionPolicy(nn.Module):
                 c.dropout,
             )
         self.schedule = NoiseSchedule(c.num_train_steps, c.beta_schedule)
+        self._samplers: dict[tuple[str, int], Any] = {}  # (name, steps) -> sampler
 
     def fit_normalizers(self, observations, actions) -> None:
         """Fit both normalisers on all frames of the data: observations (N, Do), actions (N, Da)."""
@@ -98,47 +100,69 @@ class DiffusionPolicy(nn.Module):
         target = noise if self.config.prediction_type == "epsilon" else x0
         return F.mse_loss(self.denoiser(noisy, k, cond), target)
 
+    def make_sampler(self, name: str | None = None, num_inference_steps: int | None = None):
+        """The sampler ``name`` (default: the config's) with its step count (default: the
+        config's rule, ``PolicyConfig.default_steps``); built once per (name, steps)."""
+        name = name or self.config.sampler
+        steps = num_inference_steps or self.config.default_steps(name)
+        key = (name, steps)
+        if key not in self._samplers:
+            self._samplers[key] = make_sampler(
+                name,
+                self.schedule,
+                steps,
+                prediction_type=self.config.prediction_type,
+                clip_sample=self.config.clip_sample,
+            )
+        return self._samplers[key]
+
     @torch.no_grad()
-    def iter_denoise(
+    def sample(
         self,
         obs: torch.Tensor,
         num_samples: int = 1,
         sampler: str | None = None,
         num_inference_steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Iterator[DenoiseStep]:
-        """Run the reverse process for obs (B, To, Do) and yield every iterate (K+1 in all).
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        on_step: Callable[[DenoiseStep], None] | None = None,
+    ) -> torch.Tensor:
+        """Action chunks (B * num_samples, Tp, Da) in environment units for obs (B, To, Do).
 
-        Samples are laid out observation-major: row ``b * num_samples + n`` belongs to obs ``b``.
-        The MSE baseline yields its single prediction as one step.
+        Rows are observation-major: row ``b * num_samples + n`` belongs to obs ``b``. All the
+        noise of a chunk (its start and, for DDPM, every step's) is drawn before the loop, from
+        ``generator`` or from one generator per observation (a sequence of B), so that each
+        row's draw does not depend on the other rows. ``on_step`` gets every iterate (K+1).
         """
         cond = self.encode(obs).repeat_interleave(num_samples, dim=0)  # (B*N, Dc)
         shape = (cond.shape[0], self.config.pred_horizon, self.config.action_dim)
-        if self.config.objective == "mse":
+        unnorm = self.action_normalizer.unnormalize
+        if self.config.objective == "mse":  # the regression baseline: one prediction
             k = torch.zeros(shape[0], dtype=torch.long, device=cond.device)
-            x0 = self.denoiser(torch.zeros(shape, device=cond.device), k, cond)
-            yield DenoiseStep(1, 1, x0, x0)
-            return
-        steps = num_inference_steps or self.config.num_inference_steps
-        s = make_sampler(
-            sampler or self.config.sampler,
-            self.schedule,
-            steps,
-            prediction_type=self.config.prediction_type,
-            clip_sample=self.config.clip_sample,
-        )
-        # every step's (B*N,) timestep batch, made once before the loop
-        ks = s.timesteps.to(cond.device)[:, None].expand(-1, shape[0])
-        x = s.initial_noise(shape, generator=generator, device=cond.device, dtype=cond.dtype)
-        yield DenoiseStep(0, s.num_steps, x, x)
-        carry = None
+            x = self.denoiser(torch.zeros(shape, device=cond.device), k, cond)
+            if on_step is not None:
+                on_step(DenoiseStep(1, 1, unnorm(x), unnorm(x)))
+            return unnorm(x)
+        s = self.make_sampler(sampler, num_inference_steps)
+        noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
+        ks = s.timesteps.to(cond.device)[:, None].expand(-1, shape[0])  # (K, B*N)
+        x, carry = noise[0], None
+        if on_step is not None:
+            on_step(DenoiseStep(0, s.num_steps, unnorm(x), unnorm(x)))
         for i in range(s.num_steps):
-            out = s.step(self.denoiser(x, ks[i], cond), i, x, carry=carry, generator=generator)
+            out = s.step(self.denoiser(x, ks[i], cond), i, x, carry=carry, noise=noise[i + 1])
             x, carry = out.prev_sample, out.carry
-            yield DenoiseStep(i + 1, s.num_steps, x, out.pred_x0)
+            if on_step is not None:
+                on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(out.pred_x0)))
+        return unnorm(x)
 
-    @torch.no_grad()
-    def sample(self, obs: torch.Tensor, num_samples: int = 1, **kwargs) -> torch.Tensor:
-        """Final action chunks (B * num_samples, Tp, Da) in environment units."""
-        last = deque(self.iter_denoise(obs, num_samples, **kwargs), maxlen=1)[0]
-        return self.action_normalizer.unnormalize(last.sample)
+    @staticmethod
+    def _draw_noise(n_draws, shape, num_samples, generator, device) -> torch.Tensor:
+        """(n_draws, B*N, Tp, Da) standard normal noise, per observation from its own generator
+        when ``generator`` is a sequence."""
+        if generator is None or isinstance(generator, torch.Generator):
+            return torch.randn((n_draws, *shape), generator=generator, device=device)
+        per_obs = (n_draws, num_samples, *shape[1:])
+        return torch.cat(
+            [torch.randn(per_obs, generator=g, device=g.device).to(device) for g in generator],
+            dim=1,
+        )

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dp_agent.config import SAMPLERS
+
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample")
 VARIANCE_TYPES = ("fixed_small", "fixed_large")
@@ -71,8 +73,7 @@ class NoiseSchedule:
     """The discrete DDPM forward process q(x_t | x_0) = N(√ᾱ_t x_0, (1-ᾱ_t) I), t = 0 .. T-1.
 
     Attributes (float32 tensors of shape (T,), computed in float64 then cast): `betas`, `alphas`,
-    `alphas_cumprod` (ᾱ_t), `alphas_cumprod_prev` (ᾱ_{t-1}, with ᾱ_{-1} = 1), and the posterior
-    coefficients below. `alphas_cumprod_f64` keeps ᾱ_t in float64 (CPU) for the samplers'
+    `alphas_cumprod` (ᾱ_t). `alphas_cumprod_f64` keeps ᾱ_t in float64 (CPU) for the samplers'
     coefficients, where 1 - ᾱ_t near t = 0 would lose ~4 digits in float32. The tables live on
     the CPU; the methods gather on their input's device (copying each table there once).
     """
@@ -109,20 +110,10 @@ class NoiseSchedule:
 
         alphas = 1.0 - betas
         alphas_cumprod = torch.cumprod(alphas, dim=0)
-        alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
         self.betas = betas.float()
         self.alphas = alphas.float()
         self.alphas_cumprod = alphas_cumprod.float()
-        self.alphas_cumprod_prev = alphas_cumprod_prev.float()
         self.alphas_cumprod_f64 = alphas_cumprod
-        # Posterior q(x_{t-1} | x_t, x_0) = N(c0 x_0 + ct x_t, β̃_t), DESIGN.md "The method".
-        one_minus = 1.0 - alphas_cumprod
-        self.posterior_mean_coef_x0 = (alphas_cumprod_prev.sqrt() * betas / one_minus).float()
-        self.posterior_mean_coef_xt = (
-            alphas.sqrt() * (1.0 - alphas_cumprod_prev) / one_minus
-        ).float()
-        self.posterior_variance = ((1.0 - alphas_cumprod_prev) / one_minus * betas).float()
-
         self._device_tables: dict[tuple, torch.Tensor] = {}
 
     def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -141,19 +132,6 @@ class NoiseSchedule:
         """Sample q(x_t | x_0): √ᾱ_t x0 + √(1-ᾱ_t) noise. x0, noise (B, ...); t LongTensor (B,)."""
         alpha_bar = self._at("alphas_cumprod", t, x0)
         return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
-
-    def posterior_mean_variance(
-        self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean (B, ...) and variance (B, 1, ..., 1) of q(x_{t-1} | x_t, x_0), t (B,):
-
-        μ̃ = √ᾱ_{t-1} β_t/(1-ᾱ_t) x0 + √α_t (1-ᾱ_{t-1})/(1-ᾱ_t) x_t,
-        β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t) β_t    (ᾱ_{-1} = 1, so at t = 0: mean x0, variance 0)."""
-        mean = (
-            self._at("posterior_mean_coef_x0", t, x_t) * x0
-            + self._at("posterior_mean_coef_xt", t, x_t) * x_t
-        )
-        return mean, self._at("posterior_variance", t, x_t)
 
     def predict_x0(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
@@ -430,8 +408,8 @@ class DPMSolverPPSampler(Sampler):
 
 
 def sampler_names() -> list[str]:
-    """Names accepted by `make_sampler`."""
-    return ["ddpm", "ddim", "dpmsolver++"]
+    """Names accepted by `make_sampler` (the table is `dp_agent.config.SAMPLERS`)."""
+    return list(SAMPLERS)
 
 
 def make_sampler(

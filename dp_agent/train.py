@@ -7,17 +7,19 @@ import copy
 import dataclasses
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dp_agent.checkpoint import CheckpointError, optimizer_from_flat, optimizer_to_flat, prefixed
+from dp_agent.checkpoint import load_training_state, read_checkpoint, save_training_state
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
 from dp_agent.data import WindowDataset, load_episodes
 from dp_agent.devices import bf16_autocast_ok, device_name, select_device
 from dp_agent.policy import DiffusionPolicy
-from dp_agent.progress import Progress
+from dp_agent.progress import Progress, TrainCheckpoint, TrainDone, TrainStart, TrainStep
 
 
 class TrainingError(RuntimeError):
@@ -71,6 +73,91 @@ def _spaces_for(env_id: str | None, env_kwargs: dict, dataset: WindowDataset):
     return obs_space, act_space
 
 
+@dataclass
+class Run:
+    """Everything a training loop works on, made by ``setup``."""
+
+    out_dir: Path
+    source: str  # where the demonstrations came from
+    env_id: str | None
+    env_kwargs: dict
+    obs_space: Any
+    act_space: Any
+    data: WindowDataset
+    device: torch.device
+    model: DiffusionPolicy
+    ema: DiffusionPolicy
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # batches and noise; saved with each checkpoint
+    start_step: int = 0
+    elapsed_before: float = 0.0  # seconds of training before a resume
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.safetensors"
+
+    def save(self, tc: TrainConfig, path: Path, step: int, seconds: float, resumable=True):
+        """A checkpoint of the EMA policy; ``resumable`` adds what ``--resume`` needs."""
+        training = {
+            "step": step,
+            "total_steps": tc.num_steps,
+            "seconds": seconds,
+            "demos": self.source,
+            "num_episodes": self.data.num_episodes,
+            "num_samples": len(self.data),
+            "device": device_name(self.device),
+            "train_config": dataclasses.asdict(tc),
+        }
+        state = (self.model, self.optimizer, self.generator) if resumable else None
+        return save_training_state(
+            path, self.ema, self.obs_space, self.act_space, self.env_id, training,
+            self.env_kwargs, state,
+        )  # fmt: skip
+
+
+def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> Run:
+    """Data, model, EMA copy, optimiser and generator of a run, restored from
+    ``out_dir/last.safetensors`` with ``resume``."""
+    out_dir = Path(out_dir)
+    existing = [p.name for p in (out_dir / "last.safetensors", out_dir / "final.safetensors")
+                if p.exists()]  # fmt: skip
+    if existing and not (resume or overwrite):
+        raise TrainingError(
+            f"{out_dir} already holds {' and '.join(existing)}; pass --resume to go on from it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    torch.manual_seed(tc.seed)
+    torch.set_num_threads(tc.num_threads or default_threads())
+    device = select_device(tc.device)
+    if isinstance(demos, (str, Path)):
+        from dp_agent.demos import DemoReader
+
+        demos = DemoReader(demos)
+    source = str(getattr(demos, "path", "in-memory episodes"))
+    episodes = load_episodes(demos, obs_keys)
+    if not episodes:
+        raise TrainingError(f"{source}: no episodes to train on")
+    dims = {"obs_dim": episodes[0].obs.shape[1], "action_dim": episodes[0].actions.shape[1]}
+    pc = replace_fields(policy_config, dims)
+    data = WindowDataset(episodes, pc.obs_horizon, pc.pred_horizon, pc.action_horizon, device)
+    env_id = getattr(demos, "env_id", None)
+    env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
+    model = DiffusionPolicy(pc)
+    model.fit_normalizers(data.obs, data.actions)
+    model.to(device)
+    run = Run(
+        out_dir, source, env_id, env_kwargs, *_spaces_for(env_id, env_kwargs, data), data,
+        device, model, copy.deepcopy(model).requires_grad_(False).eval(),
+        torch.optim.AdamW(model.parameters(), tc.lr, tc.betas, weight_decay=tc.weight_decay),
+        torch.Generator(device).manual_seed(tc.seed),
+    )  # fmt: skip
+    if resume and run.last_path.exists():
+        _check_resumable(run.last_path, pc)
+        state = load_training_state(run.last_path, model, run.ema, run.optimizer, run.generator)
+        run.start_step, run.elapsed_before = int(state["step"]), float(state.get("seconds", 0))
+    return run
+
+
 def train(
     demos,
     out_dir: str | Path,
@@ -83,158 +170,80 @@ def train(
     progress: Progress | None = None,
     json_progress: bool = False,
 ) -> Path:
-    """Train a policy; returns the path of ``final.safetensors``.
-
-    ``demos`` is a demonstration file, a DemoReader, or a list of episodes (objects with ``obs``
-    (T, Do) and ``actions`` (T, Da)).
-    """
-    from dp_agent.agent import save_policy
-
+    """Train on ``demos`` (a file, a DemoReader, or episodes with ``obs`` (T, Do) and
+    ``actions`` (T, Da)) -> ``final.safetensors``, the EMA weights for inference;
+    ``last.safetensors`` beside it holds the resumable state."""
     tc = train_config
     tc.validate()
-    out_dir = Path(out_dir)
-    existing = [p.name for p in (out_dir / "last.safetensors", out_dir / "final.safetensors")
-                if p.exists()]  # fmt: skip
-    if existing and not (resume or overwrite):
-        raise TrainingError(
-            f"{out_dir} already holds {' and '.join(existing)}; pass --resume to go on from it, "
-            "--overwrite to replace it, or choose another --out"
-        )
-    torch.manual_seed(tc.seed)
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-    device = select_device(tc.device)
-
-    if isinstance(demos, (str, Path)):
-        from dp_agent.demos import DemoReader
-
-        demos = DemoReader(demos)
-    env_id = getattr(demos, "env_id", None)
-    env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
-    source = str(getattr(demos, "path", "in-memory episodes"))
-    episodes = load_episodes(demos, obs_keys)
-    if not episodes:
-        raise TrainingError(f"{source}: no episodes to train on")
-    pc = replace_fields(
-        policy_config,
-        {"obs_dim": episodes[0].obs.shape[1], "action_dim": episodes[0].actions.shape[1]},
-    )
-    data = WindowDataset(episodes, pc.obs_horizon, pc.pred_horizon, pc.action_horizon, device)
-    obs_space, act_space = _spaces_for(env_id, env_kwargs, data)
-
-    model = DiffusionPolicy(pc)
-    model.fit_normalizers(data.obs, data.actions)
-    model.to(device)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay
-    )
-    start_step, elapsed_before = 0, 0.0
-    last_path = out_dir / "last.safetensors"
-    if resume and last_path.exists():
-        start_step, elapsed_before = _restore(last_path, model, ema, optimizer, pc)
+    run = setup(demos, out_dir, policy_config, tc, resume=resume, overwrite=overwrite,
+                obs_keys=obs_keys)  # fmt: skip
+    model, data, device, start_step = run.model, run.data, run.device, run.start_step
     # the learning rate is a pure function of the step, so a resumed run picks it up where it was
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(tc.warmup_steps, tc.num_steps), last_epoch=start_step - 1
+        run.optimizer, cosine_with_warmup(tc.warmup_steps, tc.num_steps), start_step - 1
     )
-
     progress = progress or Progress(tc.num_steps, "train", json_progress, every=tc.log_every)
-    progress.event(
-        "start",
-        total_steps=tc.num_steps,
-        start_step=start_step,
-        device=device.type,
-        device_name=device_name(device),
-        num_episodes=data.num_episodes,
-        num_samples=len(data),
-        out=str(out_dir),
-        parameters=sum(p.numel() for p in model.parameters()),
-    )
-    generator = torch.Generator(device).manual_seed(tc.seed + start_step)
+    n_params = sum(p.numel() for p in model.parameters())
+    progress.emit(TrainStart(tc.num_steps, start_step, device.type, device_name(device),
+                             data.num_episodes, len(data), str(run.out_dir), n_params))  # fmt: skip
     autocast = bf16_autocast_ok(device)
-
-    def save(path: Path, step: int, seconds: float) -> Path:
-        training = {
-            "step": step,
-            "total_steps": tc.num_steps,
-            "seconds": seconds,
-            "demos": source,
-            "num_episodes": data.num_episodes,
-            "num_samples": len(data),
-            "device": device_name(device),
-            "train_config": dataclasses.asdict(tc),
-        }
-        opt_tensors, opt_meta = optimizer_to_flat(optimizer)
-        extra = {f"train.{k}": v for k, v in model.state_dict().items()}
-        extra |= {f"optim.{k}": v for k, v in opt_tensors.items()}
-        return save_policy(
-            path,
-            ema,
-            obs_space,
-            act_space,
-            env_id,
-            training,
-            extra_tensors=extra,
-            env_kwargs=env_kwargs,
-            extra_header={"optimizer": opt_meta},
-        )
-
-    t0 = time.perf_counter()
-    step = start_step
     went_bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss so far
-
-    def check_finite(step: int) -> None:
-        if went_bad.item():  # one host sync, only at logging and checkpoint steps
-            raise TrainingError(
-                f"the loss became NaN or inf by step {step}; try a lower learning rate (--lr) or "
-                f"check the data. The last good checkpoint is {last_path}"
-            )
-
+    t0, step = time.perf_counter(), start_step
     model.train()
     for step in range(start_step + 1, tc.num_steps + 1):
-        idx = torch.randint(len(data), (tc.batch_size,), generator=generator, device=device)
+        idx = torch.randint(len(data), (tc.batch_size,), generator=run.generator, device=device)
         obs, actions = data.batch(idx)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = model.compute_loss(obs, actions, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
+            loss = model.compute_loss(obs, actions, generator=run.generator)
+        run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
+        run.optimizer.step()
         scheduler.step()
-        ema_update(ema, model, ema_decay(step, tc.ema_power, tc.ema_max_decay))
+        ema_update(run.ema, model, ema_decay(step, tc.ema_power, tc.ema_max_decay))
         went_bad |= ~torch.isfinite(loss.detach())
 
         if step % tc.log_every == 0 or step == tc.num_steps:
-            check_finite(step)
-            value = loss.item()
-            seconds = time.perf_counter() - t0
-            done = step - start_step
-            progress.update(
-                step,
-                loss=value,
-                lr=scheduler.get_last_lr()[0],
-                samples_per_s=done * tc.batch_size / seconds,
-                eta_s=(tc.num_steps - step) * seconds / done,
-            )
+            _check_finite(run, went_bad, step)
+            seconds, done = time.perf_counter() - t0, step - start_step
+            progress.emit(TrainStep(step, tc.num_steps, loss.item(), scheduler.get_last_lr()[0],
+                                    samples_per_s=done * tc.batch_size / seconds,
+                                    eta_s=(tc.num_steps - step) * seconds / done))  # fmt: skip
         if step % tc.checkpoint_every == 0 and step < tc.num_steps:
-            check_finite(step)  # never replace a good checkpoint with NaN weights
-            save(last_path, step, elapsed_before + time.perf_counter() - t0)
-            progress.event("checkpoint", step=step, path=str(last_path))
+            _check_finite(run, went_bad, step)  # never replace a good checkpoint with NaN
+            run.save(tc, run.last_path, step, run.elapsed_before + time.perf_counter() - t0)
+            progress.emit(TrainCheckpoint(step, str(run.last_path)))
 
-    check_finite(step)
-    seconds = elapsed_before + time.perf_counter() - t0
-    save(last_path, step, seconds)
-    final = save(out_dir / "final.safetensors", step, seconds)
-    progress.event("done", step=step, path=str(final), seconds=round(seconds, 2))
+    _check_finite(run, went_bad, step)
+    seconds = run.elapsed_before + time.perf_counter() - t0
+    run.save(tc, run.last_path, step, seconds)  # what --resume goes on from
+    final = run.save(tc, run.out_dir / "final.safetensors", step, seconds, resumable=False)
+    progress.emit(TrainDone(step, str(final), round(seconds, 2)))
     progress.close()
     return final
 
 
-def _restore(path: Path, model, ema, optimizer, pc: PolicyConfig) -> tuple[int, float]:
-    from dp_agent.checkpoint import read_checkpoint
+def _check_finite(run: Run, went_bad: torch.Tensor, step: int) -> None:
+    """Stop on a non-finite loss (or weights: a step can break them after a finite loss). One
+    host sync, only at logging and checkpoint steps."""
+    if went_bad.item() or not all(torch.isfinite(p).all() for p in run.model.parameters()):
+        raise TrainingError(
+            f"the loss became NaN or inf by step {step}; try a lower learning rate (--lr) or "
+            f"check the data. The last good checkpoint is {run.last_path}"
+        )
 
-    tensors, header = read_checkpoint(path)
-    saved = header["policy_config"]
+
+def default_threads() -> int:
+    """Torch threads for training when none are asked for: one per physical core is usually
+    best, but on a 2-core machine one thread measured fastest (``benchmarks/training.py``)."""
+    import os
+
+    return 1 if (os.cpu_count() or 1) <= 2 else torch.get_num_threads()
+
+
+def _check_resumable(path: Path, pc: PolicyConfig) -> None:
+    """A checkpoint can be resumed by a run whose data and network have its shape."""
+    saved = read_checkpoint(path)[1]["policy_config"]
     for key in ("obs_dim", "action_dim", "pred_horizon", "obs_horizon", "denoiser", "down_dims"):
         mine, theirs = getattr(pc, key), saved.get(key)
         theirs = tuple(theirs) if isinstance(theirs, list) else theirs
@@ -243,12 +252,3 @@ def _restore(path: Path, model, ema, optimizer, pc: PolicyConfig) -> tuple[int, 
                 f"{path}: cannot resume, policy_config.{key} is {theirs!r} in the checkpoint but "
                 f"{mine!r} for this run"
             )
-    try:
-        model.load_state_dict(prefixed(tensors, "train"))
-        ema.load_state_dict(prefixed(tensors, "model"))
-        optimizer_from_flat(optimizer, prefixed(tensors, "optim"), header["optimizer"])
-        return int(header["training"]["step"]), float(header["training"].get("seconds", 0.0))
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"{path}: cannot resume from this checkpoint (missing or bad field: {e})"
-        ) from None

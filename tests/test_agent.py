@@ -95,6 +95,87 @@ def test_deterministic_means_reproducible_sampling(tiny_agent):
     assert not np.array_equal(a3, a4)
 
 
+def record_evaluation(agent, n_envs=4, episodes=8, horizon=10):
+    """Every action of an SB3 evaluation with deterministic=True, and the denoiser rows used."""
+    actions = []
+
+    def callback(local_vars, _globals):  # called once per env per step
+        if local_vars["i"] == 0:
+            actions.append(local_vars["actions"].copy())
+
+    venv = DummyVecEnv([lambda: PointEnv(horizon) for _ in range(n_envs)])
+    venv.seed(7)
+    counter = count_calls(agent)
+    evaluate_policy(agent, venv, n_eval_episodes=episodes, deterministic=True, callback=callback)
+    agent.policy.denoiser = counter.inner
+    return np.stack(actions), counter.rows
+
+
+def test_deterministic_evaluation_repeats_exactly_and_samples_only_replanning_envs(tiny_agent):
+    first, rows = record_evaluation(tiny_agent)
+    tiny_agent.reset()
+    second, _ = record_evaluation(tiny_agent)
+    np.testing.assert_array_equal(first, second)
+    # each of the 8 episodes (10 steps) re-plans ceil(10 / Ta) times, one chunk row of K
+    # denoiser rows each: rows are sampled for the envs that re-plan, never for all envs
+    ta, k = tiny_agent.config.action_horizon, tiny_agent.num_inference_steps
+    assert len(first) == 20
+    assert rows == 8 * -(-10 // ta) * k
+
+
+def test_deterministic_noise_differs_between_episodes_of_one_env(tiny_agent):
+    obs = np.full(3, 0.2, np.float32)
+    tiny_agent.predict(obs, deterministic=True)
+    plan_episode_0 = tiny_agent.last_plan(0)
+    tiny_agent.predict(obs, episode_start=np.array([True]), deterministic=True)
+    plan_episode_1 = tiny_agent.last_plan(0)
+    assert not np.allclose(plan_episode_0, plan_episode_1)  # same state, a new noise stream
+    tiny_agent.reset()
+    tiny_agent.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(tiny_agent.last_plan(0), plan_episode_0)
+
+
+def test_deterministic_plan_of_an_env_does_not_depend_on_the_other_envs(tiny_agent):
+    obs = np.random.default_rng(1).uniform(-0.5, 0.5, (3, 3)).astype(np.float32)
+    tiny_agent.predict(obs, deterministic=True)
+    together = tiny_agent.last_plan(2)
+    tiny_agent.reset()
+    tiny_agent.observe(obs)  # envs 0 and 1 get caller-made plans: only env 2 is sampled
+    for i in (0, 1):
+        tiny_agent.queue_plan(i, np.zeros((8, 2), np.float32))
+    counter = count_calls(tiny_agent)
+    tiny_agent.predict(obs, deterministic=True)
+    assert counter.rows == tiny_agent.num_inference_steps  # one row
+    # the same noise; only float rounding of a batch of 1 against a batch of 3 differs
+    np.testing.assert_allclose(tiny_agent.last_plan(2), together, atol=1e-5)
+
+
+def test_predict_chunk_returns_the_executed_slice_and_leaves_env_state_alone(tiny_agent):
+    cfg = tiny_agent.config
+    hist = np.random.default_rng(2).uniform(-0.5, 0.5, (cfg.obs_horizon, 3)).astype(np.float32)
+    chunk = tiny_agent.predict_chunk(hist, deterministic=True)
+    assert chunk.shape == (cfg.action_horizon, 2)
+    assert np.all(np.abs(chunk) <= 1.0)  # clipped to the action space
+    np.testing.assert_array_equal(tiny_agent.predict_chunk(hist, deterministic=True), chunk)
+    batch = tiny_agent.predict_chunk(np.stack([hist, hist]), deterministic=True)
+    assert batch.shape == (2, cfg.action_horizon, 2)
+    assert tiny_agent.n_envs == 0  # no per-env history or queue was touched
+    # the executed slice is [To-1, To-1+Ta) of the sampled chunk: same noise, same plan
+    torch.manual_seed(0)
+    plan = tiny_agent.sample(hist, 1, seed=tiny_agent.seed)[0]
+    start = cfg.obs_horizon - 1
+    np.testing.assert_allclose(chunk, np.clip(plan[start : start + cfg.action_horizon], -1, 1))
+
+
+def test_sample_reports_each_iterate_while_it_is_computed(tiny_agent):
+    seen = []
+    hist = np.zeros((2, 3), np.float32)
+    final = tiny_agent.sample(hist, 3, seed=4, on_step=lambda s: seen.append((s.step, s.sample)))
+    assert [step for step, _ in seen] == list(range(tiny_agent.num_inference_steps + 1))
+    assert all(isinstance(x, np.ndarray) and x.shape == (3, 8, 2) for _, x in seen)
+    np.testing.assert_allclose(seen[-1][1], final)
+
+
 def test_wrong_observation_shape_is_a_clear_error(tiny_agent):
     with pytest.raises(
         ValueError, match=r"observation has shape \(5,\); this agent expects \(3,\)"
@@ -144,16 +225,6 @@ def test_caller_made_plans_are_queued_and_executed_in_order(tiny_agent):
     assert tiny_agent.num_chunks_sampled == 0
     with pytest.raises(ValueError, match="a plan has shape"):
         tiny_agent.queue_plan(0, plans[0, :3])
-
-
-def test_deterministic_actions_of_an_env_do_not_depend_on_the_other_envs(tiny_agent):
-    obs = np.random.default_rng(1).uniform(-0.5, 0.5, (3, 3)).astype(np.float32)
-    together, _ = tiny_agent.predict(obs, deterministic=True)
-    tiny_agent.reset()
-    tiny_agent.predict(obs, deterministic=True)
-    # only env 2 re-plans now; it must get what it gets when all three re-plan together
-    again, _ = tiny_agent.predict(obs, episode_start=np.array([0, 0, 1]), deterministic=True)
-    np.testing.assert_array_equal(again[2], together[2])
 
 
 def test_sampler_step_counts_default_per_sampler_not_from_the_previous_one(tiny_agent):

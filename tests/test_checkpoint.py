@@ -16,7 +16,7 @@ from dp_agent.checkpoint import CheckpointError
 def test_save_load_predict_gives_identical_actions(tiny_agent, tmp_path):
     path = tiny_agent.save(tmp_path / "agent.safetensors")
     obs = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 3)).astype(np.float32)
-    loaded = DiffusionPolicyAgent.load(path, "cpu", seed=7)
+    loaded = DiffusionPolicyAgent.load(path, device="cpu", seed=7)
     fresh = DiffusionPolicyAgent(
         tiny_agent.policy,
         tiny_agent.observation_space,
@@ -48,7 +48,7 @@ def test_checkpoint_is_plain_safetensors_and_loads_with_pickle_disabled(
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     monkeypatch.setattr(torch, "load", refuse)  # torch's own (weights-only) unpickler too
-    DiffusionPolicyAgent.load(path, "cpu")
+    DiffusionPolicyAgent.load(path, device="cpu")
 
 
 def test_loading_for_an_env_of_another_shape_fails_clearly(tiny_agent, tmp_path):
@@ -59,23 +59,23 @@ def test_loading_for_an_env_of_another_shape_fails_clearly(tiny_agent, tmp_path)
         action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
 
     with pytest.raises(CheckpointError, match=r"agent.safetensors: field 'observation_space'"):
-        DiffusionPolicyAgent.load(path, "cpu", env=Other())
+        DiffusionPolicyAgent.load(path, Other(), device="cpu")
 
 
 def test_garbage_and_foreign_files_fail_with_the_file_name(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="bad.safetensors: not a safetensors checkpoint"):
-        DiffusionPolicyAgent.load(bad, "cpu")
+        DiffusionPolicyAgent.load(bad, device="cpu")
     import torch
     from safetensors.torch import save_file
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
     with pytest.raises(CheckpointError, match="foreign.safetensors: metadata field 'format'"):
-        DiffusionPolicyAgent.load(foreign, "cpu")
+        DiffusionPolicyAgent.load(foreign, device="cpu")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        DiffusionPolicyAgent.load(tmp_path / "missing.safetensors", "cpu")
+        DiffusionPolicyAgent.load(tmp_path / "missing.safetensors", device="cpu")
 
 
 def test_env_kwargs_travel_with_the_checkpoint(tmp_path):
@@ -88,7 +88,7 @@ def test_env_kwargs_travel_with_the_checkpoint(tmp_path):
         tiny_policy(obs_dim=18), env.observation_space, env.action_space, "dp_agent/PushT-v0",
         device="cpu", env_kwargs={"obs_type": "keypoints"},
     )  # fmt: skip
-    loaded = DiffusionPolicyAgent.load(agent.save(tmp_path / "kp.safetensors"), "cpu")
+    loaded = DiffusionPolicyAgent.load(agent.save(tmp_path / "kp.safetensors"), device="cpu")
     assert loaded.env_kwargs == {"obs_type": "keypoints"}
     made = loaded.make_env()
     assert made.observation_space.shape == (18,)
@@ -106,7 +106,7 @@ def test_export_writes_half_precision_weights_with_a_default_sampler(tiny_agent,
         main(["export", str(src), str(out), "--half", "--sampler", "dpmsolver++", "--steps", "5"])
         == 0
     )
-    small = DiffusionPolicyAgent.load(out, "cpu")
+    small = DiffusionPolicyAgent.load(out, device="cpu")
     assert (small.sampler, small.num_inference_steps) == ("dpmsolver++", 5)
     assert out.stat().st_size < 0.6 * src.stat().st_size
     for (name, a), b in zip(

@@ -47,7 +47,7 @@ def fit(tmp_path, objective, denoiser="unet", steps=600, lr=3e-3):
     }
     pc, tc = make_configs("cpu-small", policy_over, train_over)
     final = train(bimodal_episodes(), tmp_path / objective, pc, tc, json_progress=True)
-    return DiffusionPolicyAgent.load(final, "cpu")
+    return DiffusionPolicyAgent.load(final, device="cpu")
 
 
 def mode_shares(chunks):

@@ -6,9 +6,15 @@ import math
 import pytest
 import torch
 
+from dp_agent.config import SAMPLERS
 from dp_agent.schedulers import NoiseSchedule, make_sampler, sampler_names
 
-diffusers = pytest.importorskip("diffusers")
+
+@pytest.fixture
+def diffusers():
+    """diffusers' reference schedulers; only the tests that compare with them skip without it."""
+    return pytest.importorskip("diffusers")
+
 
 T = 100
 SCHEDULES = ["squaredcos_cap_v2", "linear"]
@@ -39,7 +45,7 @@ def reference_f64(cls, schedule, **kwargs):
 
 
 @pytest.mark.parametrize("beta_schedule", SCHEDULES)
-def test_schedule_matches_diffusers_betas_and_alphas_cumprod(beta_schedule):
+def test_schedule_matches_diffusers_betas_and_alphas_cumprod(diffusers, beta_schedule):
     ours = NoiseSchedule(T, beta_schedule)
     ref = reference(diffusers.DDPMScheduler, beta_schedule)
     for name in ("betas", "alphas", "alphas_cumprod"):
@@ -71,7 +77,7 @@ def test_forward_process_has_mean_sqrt_alpha_bar_x0_and_variance_one_minus_alpha
     assert torch.allclose(x_t.var(0), torch.full((2,), 1 - alpha_bar), atol=5 * var_se)
 
 
-def test_add_noise_uses_each_rows_timestep_over_trailing_dims():
+def test_add_noise_uses_each_rows_timestep_over_trailing_dims(diffusers):
     schedule = NoiseSchedule(T)
     x0, noise = torch.randn(3, 16, 2), torch.randn(3, 16, 2)
     t = torch.tensor([0, 42, 99])
@@ -89,9 +95,8 @@ def test_schedule_methods_follow_the_inputs_dtype():
     for dtype in (torch.float64, torch.float32, torch.float64):
         x0, noise = torch.randn(2, 5, dtype=dtype), torch.randn(2, 5, dtype=dtype)
         x_t = schedule.add_noise(x0, noise, t)
-        mean, var = schedule.posterior_mean_variance(x0, x_t, t)
-        assert x_t.dtype == mean.dtype == var.dtype == dtype
-        assert var.shape == (2, 1)
+        x0_hat = schedule.predict_x0(noise, x_t, t, "epsilon")
+        assert x_t.dtype == x0_hat.dtype == dtype
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
@@ -106,36 +111,25 @@ def test_predict_x0_and_predict_eps_invert_add_noise(prediction_type):
 
 
 @pytest.mark.parametrize("beta_schedule", SCHEDULES)
-def test_posterior_mean_and_variance_follow_design_formulas_and_diffusers(beta_schedule):
+def test_full_grid_ddpm_step_is_the_posterior_of_the_design_formulas(beta_schedule):
+    """x_{t-1} = μ̃(x0, x_t) + √β̃_t z with the posterior mean
+    μ̃ = √ᾱ_{t-1} β_t/(1-ᾱ_t) x0 + √α_t (1-ᾱ_{t-1})/(1-ᾱ_t) x_t and variance
+    β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t) β_t, computed here independently in float64 from the betas."""
     schedule = NoiseSchedule(T, beta_schedule)
-    # the DESIGN.md formulas, independently in float64 from the betas
+    sampler = make_sampler("ddpm", schedule, prediction_type="sample", clip_sample=False)
     betas = schedule.betas.double()
     alphas = 1 - betas
     abar = torch.cumprod(alphas, 0)
     abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-    x0, x_t = torch.randn(T, 4, 2, dtype=torch.float64), torch.randn(T, 4, 2, dtype=torch.float64)
-    t = torch.arange(T)
-    c0 = (abar_prev.sqrt() * betas / (1 - abar))[:, None, None]
-    ct = (alphas.sqrt() * (1 - abar_prev) / (1 - abar))[:, None, None]
-    expected_var = (1 - abar_prev) / (1 - abar) * betas
-
-    mean, var = schedule.posterior_mean_variance(x0.float(), x_t.float(), t)
-    assert var.shape == (T, 1, 1)
-    assert_close(mean.double(), c0 * x0 + ct * x_t)
-    assert_close(var.flatten().double(), expected_var)
-    assert var[0].item() == 0.0  # t = 0 is the last step: no noise
-    assert_close(mean[0], x0[0].float())
-
-    # diffusers: _get_variance, and the step's mean = its output minus √var · (its noise), fed
-    # x0 as a "sample" prediction without clipping
-    ref = reference_f64(
-        diffusers.DDPMScheduler, schedule, clip_sample=False, prediction_type="sample"
-    )
-    for k in range(1, T):
-        assert_close(var[k].flatten().double(), ref._get_variance(k).reshape(1))
-        out = ref.step(x0[k], k, x_t[k], generator=torch.Generator().manual_seed(k))
-        z = torch.randn(4, 2, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
-        assert_close(mean[k].double(), out.prev_sample - ref._get_variance(k).sqrt() * z)
+    for i, t in enumerate(sampler.timesteps.tolist()):
+        x0, x_t, z = (torch.randn(4, 2, dtype=torch.float64) for _ in range(3))
+        mean = (abar_prev[t].sqrt() * betas[t] / (1 - abar[t])) * x0 + (
+            alphas[t].sqrt() * (1 - abar_prev[t]) / (1 - abar[t])
+        ) * x_t
+        var = (1 - abar_prev[t]) / (1 - abar[t]) * betas[t]
+        out = sampler.step(x0, i, x_t, noise=z)
+        assert_close(out.prev_sample, mean + var.sqrt() * z)
+    assert var == 0.0  # t = 0, the last step: no noise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +143,7 @@ def test_posterior_mean_and_variance_follow_design_formulas_and_diffusers(beta_s
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
 @pytest.mark.parametrize("clip_sample", [True, False])
 def test_ddpm_step_matches_diffusers(
-    beta_schedule, num_inference_steps, variance_type, prediction_type, clip_sample
+    diffusers, beta_schedule, num_inference_steps, variance_type, prediction_type, clip_sample
 ):
     sampler = make_sampler(
         "ddpm",
@@ -186,7 +180,7 @@ def test_ddpm_step_matches_diffusers(
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
 @pytest.mark.parametrize("clip_sample", [True, False])
 def test_ddim_step_matches_diffusers(
-    beta_schedule, num_inference_steps, eta, prediction_type, clip_sample
+    diffusers, beta_schedule, num_inference_steps, eta, prediction_type, clip_sample
 ):
     sampler = make_sampler(
         "ddim",
@@ -230,7 +224,7 @@ def fake_model(x, t, prediction_type):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
 @pytest.mark.parametrize("clip_sample", [True, False])
 def test_dpmsolver_pp_trajectory_matches_diffusers(
-    beta_schedule, num_inference_steps, prediction_type, clip_sample
+    diffusers, beta_schedule, num_inference_steps, prediction_type, clip_sample
 ):
     sampler = make_sampler(
         "dpmsolver++",
@@ -353,7 +347,7 @@ def test_default_steps_use_the_finest_grid():
     assert make_sampler("ddpm", schedule).num_steps == T
     assert make_sampler("ddim", schedule).num_steps == T
     assert make_sampler("dpmsolver++", schedule).num_steps == T - 1
-    assert sampler_names() == ["ddpm", "ddim", "dpmsolver++"]
+    assert sorted(sampler_names()) == sorted(SAMPLERS)
 
 
 @pytest.mark.parametrize(
