@@ -28,12 +28,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dp_agent' has no attribute {name!r}")
 
 
-def _register_envs() -> None:
-    try:
-        from dp_agent.envs import register_envs
-    except ImportError:  # envs not written yet or a partial install
-        return
-    register_envs()
+from dp_agent.envs import register_envs  # noqa: E402  (light: no torch)
 
-
-_register_envs()
+register_envs()

@@ -1,6 +1,6 @@
 """PushT: push a T-shaped block onto a fixed target pose — the Diffusion Policy benchmark task.
 
-Every number follows the reference implementation (see shared/PUSHT.md): pymunk physics with a
+Every number follows the reference implementation (``docs/pusht.md``): pymunk physics with a
 kinematic round agent under PD control, 10 substeps of 0.01 s per step, reward
 ``clip(coverage / 0.95, 0, 1)``, termination when coverage > 0.95, 300 steps via the registration.
 """

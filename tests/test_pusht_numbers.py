@@ -1,4 +1,4 @@
-"""PushT reproduces the reference numbers (shared/PUSHT.md): geometry, reset, control, coverage."""
+"""PushT reproduces the reference numbers (docs/pusht.md): geometry, reset, control, coverage."""
 
 from __future__ import annotations
 
