@@ -133,25 +133,14 @@ class NoiseSchedule:
         alpha_bar = self._at("alphas_cumprod", t, x0)
         return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
 
-    def predict_x0(
+    def split_prediction(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
-    ) -> torch.Tensor:
-        """x0 implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, ε) implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
         alpha_bar = self._at("alphas_cumprod", t, x_t)
-        x0, _ = _split_prediction(
+        return _split_prediction(
             model_output, x_t, alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt(), prediction_type
         )
-        return x0
-
-    def predict_eps(
-        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
-    ) -> torch.Tensor:
-        """ε implied by a model output ("epsilon" or "sample") at x_t (B, ...), t (B,)."""
-        alpha_bar = self._at("alphas_cumprod", t, x_t)
-        _, eps = _split_prediction(
-            model_output, x_t, alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt(), prediction_type
-        )
-        return eps
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,6 +229,12 @@ class Sampler:
     ) -> StepOutput:
         """Go from `sample` at timesteps[i] to the next timestep. model_output and sample share
         one shape (B, ...). `noise` (same shape) replaces the draw from `generator`."""
+        i = self._check_index(i)
+        x0, eps = self._pred_x0_eps(model_output, sample, i)
+        return self._update(i, x0, eps, sample, carry, generator, noise)
+
+    def _update(self, i, x0, eps, sample, carry, generator, noise) -> StepOutput:
+        """The sampler's own update from the step's x̂0 and ε̂."""
         raise NotImplementedError
 
     def _check_index(self, i: int) -> int:
@@ -299,17 +294,7 @@ class DDPMSampler(Sampler):
             var = (1.0 - a_prev) / (1.0 - a_t) * beta if variance_type == "fixed_small" else beta
             self._std.append(math.sqrt(var) if t > 0 else 0.0)
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        i: int,
-        sample: torch.Tensor,
-        carry: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> StepOutput:
-        i = self._check_index(i)
-        x0, _ = self._pred_x0_eps(model_output, sample, i)
+    def _update(self, i, x0, eps, sample, carry, generator, noise) -> StepOutput:
         mean = self._coef_x0[i] * x0 + self._coef_xt[i] * sample
         return StepOutput(self._add_noise(mean, self._std[i], sample, generator, noise), x0, None)
 
@@ -333,17 +318,7 @@ class DDIMSampler(Sampler):
             self._coef_eps.append(math.sqrt(max(1.0 - a_prev - std**2, 0.0)))
             self._std.append(std)
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        i: int,
-        sample: torch.Tensor,
-        carry: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> StepOutput:
-        i = self._check_index(i)
-        x0, eps = self._pred_x0_eps(model_output, sample, i)
+    def _update(self, i, x0, eps, sample, carry, generator, noise) -> StepOutput:
         x = self._coef_x0[i] * x0 + self._coef_eps[i] * eps
         return StepOutput(self._add_noise(x, self._std[i], sample, generator, noise), x0, None)
 
@@ -380,17 +355,7 @@ class DPMSolverPPSampler(Sampler):
             second_order = 0 < i < K - 1
             self._coef_diff.append(0.5 * h[i] / h[i - 1] if second_order else 0.0)  # 1/(2r)
 
-    def step(
-        self,
-        model_output: torch.Tensor,
-        i: int,
-        sample: torch.Tensor,
-        carry: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        noise: torch.Tensor | None = None,
-    ) -> StepOutput:
-        i = self._check_index(i)
-        x0, _ = self._pred_x0_eps(model_output, sample, i)
+    def _update(self, i, x0, eps, sample, carry, generator, noise) -> StepOutput:
         d = x0
         if self._coef_diff[i] != 0.0:
             if carry is None:

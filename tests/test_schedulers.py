@@ -95,19 +95,20 @@ def test_schedule_methods_follow_the_inputs_dtype():
     for dtype in (torch.float64, torch.float32, torch.float64):
         x0, noise = torch.randn(2, 5, dtype=dtype), torch.randn(2, 5, dtype=dtype)
         x_t = schedule.add_noise(x0, noise, t)
-        x0_hat = schedule.predict_x0(noise, x_t, t, "epsilon")
+        x0_hat, _ = schedule.split_prediction(noise, x_t, t, "epsilon")
         assert x_t.dtype == x0_hat.dtype == dtype
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
-def test_predict_x0_and_predict_eps_invert_add_noise(prediction_type):
+def test_split_prediction_inverts_add_noise(prediction_type):
     schedule = NoiseSchedule(T)
     x0, eps = torch.rand(5, 8, 2) * 2 - 1, torch.randn(5, 8, 2)
     t = torch.tensor([0, 1, 30, 70, 98])
     x_t = schedule.add_noise(x0, eps, t)
     output = eps if prediction_type == "epsilon" else x0
-    assert_close(schedule.predict_x0(output, x_t, t, prediction_type), x0, tol=1e-4)
-    assert_close(schedule.predict_eps(output, x_t, t, prediction_type), eps, tol=1e-4)
+    x0_hat, eps_hat = schedule.split_prediction(output, x_t, t, prediction_type)
+    assert_close(x0_hat, x0, tol=1e-4)
+    assert_close(eps_hat, eps, tol=1e-4)
 
 
 @pytest.mark.parametrize("beta_schedule", SCHEDULES)
