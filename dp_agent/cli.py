@@ -87,6 +87,10 @@ def _add_eval(sub) -> None:
     p.add_argument("--sampler", choices=list(SAMPLERS))
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--device", default=None)
+    p.add_argument("--deterministic", action="store_true", help="reproducible noise streams")
+    p.add_argument(
+        "--in-process", action="store_true", help="step the envs here, not in worker processes"
+    )
     p.add_argument("--json-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -111,22 +115,21 @@ def cmd_eval(args) -> int:
         agent.set_sampler(args.sampler or agent.sampler, args.steps)
     progress = Progress(args.episodes, "eval", args.json_progress)
     result = evaluate(
-        agent,
-        env_id,
-        args.episodes,
-        args.seed,
-        args.n_envs,
-        env_kwargs=env_kwargs,
-        progress=progress,
-    )
+        agent, env_id, args.episodes, args.seed, args.n_envs, args.deterministic, env_kwargs,
+        progress, workers=args.n_envs > 1 and not args.in_process,
+    )  # fmt: skip
     progress.close()
     summary = {"env_id": env_id, "sampler": agent.sampler, "steps": agent.num_inference_steps}
     summary |= result.summary()
     if args.json_progress:
         progress.event("done", **summary)
-    else:
-        for k, v in summary.items():
-            print(f"{k:>18}: {v:.3f}" if isinstance(v, float) else f"{k:>18}: {v}")
+        return 0
+    for k, v in summary.items():
+        if k.endswith("_ci"):
+            continue
+        ci = summary.get(f"{k}_ci")
+        text = f"{v:.3f}" if isinstance(v, float) else f"{v}"
+        print(f"{k:>18}: {text}" + (f"  (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
     return 0
 
 

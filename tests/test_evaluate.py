@@ -1,9 +1,11 @@
-"""Evaluation: seeded episodes batched over envs, success and route shares."""
+"""Evaluation: seeded episodes batched over a vector env (in process or in workers), success,
+route shares and their 95% intervals."""
 
+import gymnasium as gym
 import numpy as np
 
 import dp_agent  # noqa: F401  (registers the tasks)
-from dp_agent.evaluate import evaluate
+from dp_agent.evaluate import evaluate, wilson_interval
 
 
 class WaypointAgent:
@@ -14,7 +16,9 @@ class WaypointAgent:
         self.side = np.where(np.arange(n_envs) % 2 == 0, -1.0, 1.0)
         self.passed = np.zeros(n_envs, dtype=bool)
 
-    def predict(self, obs, deterministic=False):
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        if episode_start is not None:
+            self.passed[np.asarray(episode_start, dtype=bool)] = False
         agent, goal = obs[:, :2], obs[:, 2:]
         self.passed |= agent[:, 1] < 250
         waypoint = np.stack([256 + 110 * self.side, np.full(len(obs), 240.0)], axis=1)
@@ -31,3 +35,53 @@ def test_evaluate_counts_episodes_success_and_route_shares():
     assert s["success_rate"] == 1.0 and s["mean_max_reward"] == 1.0
     assert s["left_share"] == s["right_share"] == 0.5  # 3 waves of 2 left + 2 right
     assert result.sides[:4] == ["left", "right", "left", "right"]
+
+
+class CoinEnv(gym.Env):
+    """One-step episodes: success with probability 0.3, reward uniform in [0, 1] (mean 0.5)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        u = self.np_random.random(2)
+        return np.zeros(1, np.float32), float(u[0]), True, False, {"is_success": u[1] < 0.3}
+
+
+class ZeroAgent:
+    def predict(self, obs, state=None, episode_start=None, deterministic=False):
+        return np.zeros((len(obs), 1), np.float32), None
+
+
+gym.register("test/Coin-v0", entry_point=CoinEnv)
+
+
+def test_95_percent_intervals_cover_the_true_success_rate_and_score():
+    covered_success = covered_score = 0
+    for repeat in range(100):
+        s = evaluate(ZeroAgent(), "test/Coin-v0", episodes=50, seed=1000 * repeat, n_envs=10)
+        lo, hi = s.summary()["success_rate_ci"]
+        covered_success += lo <= 0.3 <= hi
+        lo, hi = s.summary()["mean_max_reward_ci"]
+        covered_score += lo <= 0.5 <= hi
+    assert covered_success >= 93 and covered_score >= 93
+
+
+def test_wilson_interval_stays_in_range_and_narrows_with_more_episodes():
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
+    assert 0 < wilson_interval(0, 20)[1] < 0.2  # 0 of 20 still allows a small rate
+    lo50, hi50 = wilson_interval(25, 50)
+    lo500, hi500 = wilson_interval(250, 500)
+    assert lo50 < lo500 < 0.5 < hi500 < hi50
+
+
+def test_worker_processes_give_the_same_results_as_stepping_in_process():
+    here = evaluate(WaypointAgent(), "dp_agent/TreeDetour-v0", episodes=6, seed=5, n_envs=3)
+    there = evaluate(
+        WaypointAgent(), "dp_agent/TreeDetour-v0", episodes=6, seed=5, n_envs=3, workers=True
+    )
+    assert here == there
