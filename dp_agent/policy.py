@@ -77,26 +77,31 @@ class DiffusionPolicy(nn.Module):
         """(B, To, Do) environment units -> (B, Dc) conditioning vector."""
         return self.obs_encoder(self.obs_normalizer.normalize(obs))
 
-    def compute_loss(
-        self, obs: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Training loss for a batch: obs (B, To, Do), actions (B, Tp, Da), environment units.
+    def draw_training_noise(
+        self, batch_size: int, generator: torch.Generator | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noise (B, Tp, Da) and diffusion steps k (B,) of one training batch."""
+        shape = (batch_size, self.config.pred_horizon, self.config.action_dim)
+        noise = torch.randn(shape, generator=generator, device=device)
+        k = torch.randint(
+            0, self.config.num_train_steps, (batch_size,), generator=generator, device=device
+        )
+        return noise, k
 
-        Diffusion: MSE between the injected noise and its prediction at a random step k.
-        MSE baseline: regression of the action chunk with the same backbone (input zeros, k = 0).
+    def forward(
+        self, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor, k: torch.Tensor
+    ) -> torch.Tensor:
+        """Training loss of a batch: obs (B, To, Do), actions (B, Tp, Da) in environment units,
+        with the batch's noise (B, Tp, Da) and steps k (B,) from ``draw_training_noise``.
+
+        Diffusion: MSE between the injected noise and its prediction at step k. MSE baseline:
+        regression of the action chunk with the same backbone (input zeros, k = 0).
         """
         cond = self.encode(obs)
         x0 = self.action_normalizer.normalize(actions)  # (B, Tp, Da) in [-1, 1]
-        b = x0.shape[0]
         if self.config.objective == "mse":
-            zeros = torch.zeros_like(x0)
-            k = torch.zeros(b, dtype=torch.long, device=x0.device)
-            return F.mse_loss(self.denoiser(zeros, k, cond), x0)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        k = torch.randint(
-            0, self.config.num_train_steps, (b,), generator=generator, device=x0.device
-        )
-        noisy = self.schedule.add_noise(x0, noise, k)
+            return F.mse_loss(self.denoiser(torch.zeros_like(x0), torch.zeros_like(k), cond), x0)
+        noisy = self.schedule.add_noise(x0, noise.to(x0.dtype), k)
         target = noise if self.config.prediction_type == "epsilon" else x0
         return F.mse_loss(self.denoiser(noisy, k, cond), target)
 

@@ -59,6 +59,16 @@ class Progress:
             self._bar = None
 
 
+class SilentProgress(Progress):
+    """Reports nothing (the other ranks of a multi-process run)."""
+
+    def __init__(self, total: int):
+        super().__init__(total, json_lines=True)
+
+    def event(self, name: str, **fields) -> None:
+        pass
+
+
 # ----------------------------------------------------------------------------------------------
 # Training events: written by dp_agent.train (``--json-progress``), read by the app's Train tab.
 

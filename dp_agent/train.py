@@ -19,7 +19,14 @@ from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
 from dp_agent.data import WindowDataset, load_episodes
 from dp_agent.devices import bf16_autocast_ok, device_name, select_device
 from dp_agent.policy import DiffusionPolicy
-from dp_agent.progress import Progress, TrainCheckpoint, TrainDone, TrainStart, TrainStep
+from dp_agent.progress import (
+    Progress,
+    SilentProgress,
+    TrainCheckpoint,
+    TrainDone,
+    TrainStart,
+    TrainStep,
+)
 
 
 class TrainingError(RuntimeError):
@@ -88,9 +95,11 @@ class Run:
     model: DiffusionPolicy
     ema: DiffusionPolicy
     optimizer: torch.optim.Optimizer
-    generator: torch.Generator  # batches and noise; saved with each checkpoint
+    generator: torch.Generator  # batches and noise (the same on every rank); checkpointed
     start_step: int = 0
     elapsed_before: float = 0.0  # seconds of training before a resume
+    rank: int = 0  # this process, and how many train together (torchrun)
+    world_size: int = 1
 
     @property
     def last_path(self) -> Path:
@@ -128,7 +137,12 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
         )
     torch.manual_seed(tc.seed)
     torch.set_num_threads(tc.num_threads or default_threads())
-    device = select_device(tc.device)
+    rank, world_size, device = init_distributed(tc.device)
+    if tc.batch_size % world_size:
+        raise TrainingError(
+            f"batch_size {tc.batch_size} is the global batch and must divide by the number of "
+            f"processes ({world_size})"
+        )
     if isinstance(demos, (str, Path)):
         from dp_agent.demos import DemoReader
 
@@ -149,7 +163,7 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
         out_dir, source, env_id, env_kwargs, *_spaces_for(env_id, env_kwargs, data), data,
         device, model, copy.deepcopy(model).requires_grad_(False).eval(),
         torch.optim.AdamW(model.parameters(), tc.lr, tc.betas, weight_decay=tc.weight_decay),
-        torch.Generator(device).manual_seed(tc.seed),
+        torch.Generator(device).manual_seed(tc.seed), rank=rank, world_size=world_size,
     )  # fmt: skip
     if resume and run.last_path.exists():
         _check_resumable(run.last_path, pc)
@@ -178,10 +192,17 @@ def train(
     run = setup(demos, out_dir, policy_config, tc, resume=resume, overwrite=overwrite,
                 obs_keys=obs_keys)  # fmt: skip
     model, data, device, start_step = run.model, run.data, run.device, run.start_step
+    net = _distributed(model, device) if run.world_size > 1 else model
+    # every rank draws the global batch from the shared generator and takes its own slice, so N
+    # processes train exactly as one process with the same global batch
+    b = tc.batch_size // run.world_size
+    mine = slice(run.rank * b, (run.rank + 1) * b)
     # the learning rate is a pure function of the step, so a resumed run picks it up where it was
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         run.optimizer, cosine_with_warmup(tc.warmup_steps, tc.num_steps), start_step - 1
     )
+    if run.rank != 0:  # rank 0 reports and writes checkpoints
+        progress = SilentProgress(tc.num_steps)
     progress = progress or Progress(tc.num_steps, "train", json_progress, every=tc.log_every)
     n_params = sum(p.numel() for p in model.parameters())
     progress.emit(TrainStart(tc.num_steps, start_step, device.type, device_name(device),
@@ -192,9 +213,10 @@ def train(
     model.train()
     for step in range(start_step + 1, tc.num_steps + 1):
         idx = torch.randint(len(data), (tc.batch_size,), generator=run.generator, device=device)
-        obs, actions = data.batch(idx)
+        noise, k = model.draw_training_noise(tc.batch_size, run.generator, device)
+        obs, actions = data.batch(idx[mine])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = model.compute_loss(obs, actions, generator=run.generator)
+            loss = net(obs, actions, noise[mine], k[mine])
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -211,26 +233,65 @@ def train(
                                     eta_s=(tc.num_steps - step) * seconds / done))  # fmt: skip
         if step % tc.checkpoint_every == 0 and step < tc.num_steps:
             _check_finite(run, went_bad, step)  # never replace a good checkpoint with NaN
-            run.save(tc, run.last_path, step, run.elapsed_before + time.perf_counter() - t0)
+            if run.rank == 0:
+                run.save(tc, run.last_path, step, run.elapsed_before + time.perf_counter() - t0)
             progress.emit(TrainCheckpoint(step, str(run.last_path)))
 
     _check_finite(run, went_bad, step)
     seconds = run.elapsed_before + time.perf_counter() - t0
-    run.save(tc, run.last_path, step, seconds)  # what --resume goes on from
-    final = run.save(tc, run.out_dir / "final.safetensors", step, seconds, resumable=False)
+    final = run.out_dir / "final.safetensors"
+    if run.rank == 0:
+        run.save(tc, run.last_path, step, seconds)  # what --resume goes on from
+        run.save(tc, final, step, seconds, resumable=False)  # EMA weights only
     progress.emit(TrainDone(step, str(final), round(seconds, 2)))
     progress.close()
+    end_distributed()
     return final
 
 
 def _check_finite(run: Run, went_bad: torch.Tensor, step: int) -> None:
-    """Stop on a non-finite loss (or weights: a step can break them after a finite loss). One
-    host sync, only at logging and checkpoint steps."""
-    if went_bad.item() or not all(torch.isfinite(p).all() for p in run.model.parameters()):
+    """Stop on a non-finite loss (or weights: a step can break them after a finite loss), on
+    every rank when any rank saw one. One host sync, only at logging and checkpoint steps."""
+    bad = went_bad | ~torch.stack([torch.isfinite(p).all() for p in run.model.parameters()]).all()
+    if run.world_size > 1:
+        bad = bad.float()
+        torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    if bad.item():
         raise TrainingError(
             f"the loss became NaN or inf by step {step}; try a lower learning rate (--lr) or "
             f"check the data. The last good checkpoint is {run.last_path}"
         )
+
+
+def init_distributed(requested: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Started by torchrun (``WORLD_SIZE`` set): join the process
+    group, gloo on CPU, NCCL on CUDA, one GPU per local rank. Otherwise (0, 1, the device)."""
+    import os
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = select_device(requested)
+    if world_size == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank(), world_size, device
+
+
+def end_distributed() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model wrapped in DistributedDataParallel (its forward is the training loss)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def default_threads() -> int:

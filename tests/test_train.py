@@ -167,7 +167,7 @@ def test_nan_loss_stops_the_run_and_never_overwrites_the_last_good_checkpoint(
     from safetensors.torch import load_file
 
     pc, tc = tiny_configs(num_steps=50, checkpoint_every=10, log_every=100)
-    real_loss = DiffusionPolicy.compute_loss
+    real_loss = DiffusionPolicy.forward
     calls = []
 
     def loss_that_goes_bad_at_step_15(self, *args, **kwargs):
@@ -175,7 +175,7 @@ def test_nan_loss_stops_the_run_and_never_overwrites_the_last_good_checkpoint(
         loss = real_loss(self, *args, **kwargs)
         return loss * float("nan") if len(calls) >= 15 else loss
 
-    monkeypatch.setattr(DiffusionPolicy, "compute_loss", loss_that_goes_bad_at_step_15)
+    monkeypatch.setattr(DiffusionPolicy, "forward", loss_that_goes_bad_at_step_15)
     with pytest.raises(TrainingError, match=r"loss became NaN or inf by step 20"):
         train(tiny_episodes(), tmp_path / "nan", pc, tc, json_progress=True)
     last = tmp_path / "nan" / "last.safetensors"
