@@ -1,53 +1,26 @@
 """``dp-agent demos info|merge|split|generate``: inspect, combine, split and generate
-demonstration files from the command line."""
+demonstration files from the command line.
+
+Bad input raises DemoError (a ValueError); ``dp_agent.cli.main`` prints it as one ``error: ...``
+line (and an ``error`` event with ``--json-progress``) and exits with code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .store import (
-    GYM_ENV_TYPE,
-    DemoError,
-    DemoReader,
-    DemoWriter,
-    Episode,
-    replace_durably,
-    stack_obs,
-    temp_path_for,
-)
+from dp_agent.files import atomic_path
 
-EXIT_BAD_INPUT = 2
-
-
-def _reports_demo_errors(func: Callable[[argparse.Namespace], int]):
-    """Bad input (DemoError) -> one ``error: ...`` line on stderr and exit code 2, no traceback
-    (plus an ``error`` event on stdout with ``--json-progress``)."""
-
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except DemoError as exc:
-            _report_error(args, str(exc))
-            return EXIT_BAD_INPUT
-
-    return wrapper
-
-
-def _report_error(args: argparse.Namespace, message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    if getattr(args, "json_progress", False):
-        print(json.dumps({"event": "error", "message": message}), flush=True)
-
+from .store import GYM_ENV_TYPE, DemoError, DemoReader, DemoWriter, Episode, stack_obs
 
 # ----------------------------------------------------------------------------------------------
 # info
@@ -57,7 +30,6 @@ def _format_vector(values: np.ndarray) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
 
-@_reports_demo_errors
 def cmd_info(args: argparse.Namespace) -> int:
     with DemoReader(args.file) as reader:
         rows = reader.summary()
@@ -80,17 +52,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 f"actions:   dim {reader.action_dim}, min {_format_vector(bounds[0])}, "
                 f"max {_format_vector(bounds[1])}"
             )
-        known = [r["success"] for r in rows if r["success"] is not None]
-        if known:
-            share = sum(known) / len(known)
-            note = "" if len(known) == len(rows) else f" ({len(rows) - len(known)} not recorded)"
-            print(f"success:   {sum(known)}/{len(known)} ({100 * share:.1f}%){note}")
-        else:
-            print("success:   not recorded")
-        sources = sorted({r["source"] for r in rows if r["source"] is not None})
-        if sources:
-            counts = ", ".join(f"{s} {sum(r['source'] == s for r in rows)}" for s in sources)
-            print(f"source:    {counts}")
+        _print_success_and_sources(rows)
         masks = reader.mask_names
         if masks:
             print("masks:     " + ", ".join(f"{m} {len(reader.mask(m))}" for m in masks))
@@ -99,41 +61,39 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_success_and_sources(rows: list[dict[str, Any]]) -> None:
+    known = [r["success"] for r in rows if r["success"] is not None]
+    if known:
+        share = sum(known) / len(known)
+        note = "" if len(known) == len(rows) else f" ({len(rows) - len(known)} not recorded)"
+        print(f"success:   {sum(known)}/{len(known)} ({100 * share:.1f}%){note}")
+    else:
+        print("success:   not recorded")
+    sources = sorted({r["source"] for r in rows if r["source"] is not None})
+    if sources:
+        counts = ", ".join(f"{s} {sum(r['source'] == s for r in rows)}" for s in sources)
+        print(f"source:    {counts}")
+
+
 # ----------------------------------------------------------------------------------------------
 # merge
 
 
-@_reports_demo_errors
 def cmd_merge(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise DemoError(f"{out}: exists; pass --force to overwrite it")
-    readers = [DemoReader(p) for p in args.inputs]
-    try:
+    with ExitStack() as stack:  # every input stays open (and untouched) until OUT is written
+        readers = [stack.enter_context(DemoReader(p)) for p in args.inputs]
         first = readers[0]
         for reader in readers[1:]:
-            _check_same_kind(first, reader)
-        had_masks = any(r.mask_names for r in readers)
-
-        def episodes() -> Iterator[Episode]:
-            for reader in readers:
-                for ep in reader:
-                    ep.attrs["merged_from"] = f"{reader.path.name}:{ep.name}"
-                    yield ep
-
+            first.require_same_kind(reader)
         total = sum(r.num_episodes for r in readers)
         if total == 0:
             raise DemoError(f"{', '.join(args.inputs)}: data: no episodes to merge")
-        # Build the result next to OUT, then rename it over OUT (inputs stay open and untouched).
-        tmp = temp_path_for(out)
-        try:
-            DemoWriter(tmp, first.env_args).append_episodes(episodes())
-            replace_durably(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    finally:
-        for reader in readers:
-            reader.close()
+        with atomic_path(out) as tmp:  # OUT appears whole or not at all
+            DemoWriter(tmp, first.env_args).append_episodes(_merged_episodes(readers))
+        had_masks = any(r.mask_names for r in readers)
     print(f"wrote {out}: {total} episodes from {len(readers)} files", file=sys.stderr)
     if had_masks:
         print(
@@ -142,33 +102,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_same_kind(first: DemoReader, other: DemoReader) -> None:
-    """Merged files need one env, one set of observation keys/shapes and one action dimension."""
-    field = "data attribute env_args"
-    if other.env_id != first.env_id:
-        raise DemoError(
-            f"{other.path}: {field}: env {other.env_id!r} differs from {first.env_id!r} in "
-            f"{first.path}; merge needs files of one env"
-        )
-    if first.num_episodes == 0 or other.num_episodes == 0:
-        return
-    if other.obs_shapes != first.obs_shapes:
-        raise DemoError(
-            f"{other.path}: data/{other.names[0]}/obs: expected observations {first.obs_shapes} "
-            f"like {first.path}, got {other.obs_shapes}"
-        )
-    if other.action_dim != first.action_dim:
-        raise DemoError(
-            f"{other.path}: data/{other.names[0]}/actions: expected action dimension "
-            f"{first.action_dim} like {first.path}, got {other.action_dim}"
-        )
+def _merged_episodes(readers: list[DemoReader]) -> Iterator[Episode]:
+    for reader in readers:
+        for ep in reader:
+            ep.attrs["merged_from"] = f"{reader.path.name}:{ep.name}"
+            yield ep
 
 
 # ----------------------------------------------------------------------------------------------
 # split
 
 
-@_reports_demo_errors
 def cmd_split(args: argparse.Namespace) -> int:
     if not 0.0 <= args.valid_fraction < 1.0:
         raise DemoError(f"--valid-fraction: expected a value in [0, 1), got {args.valid_fraction}")
@@ -224,14 +168,19 @@ def rollout_expert(
     return episode, success
 
 
-@_reports_demo_errors
-def cmd_generate(args: argparse.Namespace) -> int:
-    import gymnasium as gym
+@dataclass
+class _Tally:
+    saved: int = 0
+    attempts: int = 0
+    successes: int = 0
 
-    import dp_agent  # noqa: F401  (registers the envs)
-    from dp_agent.envs.experts import make_expert
-    from dp_agent.progress import Progress
 
+def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"obs_type": args.obs_type} if args.obs_type else {}
+
+
+def _generate_writer(args: argparse.Namespace) -> tuple[DemoWriter, set[int]]:
+    """Check the options; returns the writer of --out and the seeds already in it (skipped)."""
     if args.episodes < 1:
         raise DemoError(f"--episodes: expected a positive number, got {args.episodes}")
     if args.batch_size < 1:
@@ -239,65 +188,97 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.append:
         raise DemoError(f"{out}: exists; pass --append to add episodes, or choose another --out")
-    env_kwargs = {"obs_type": args.obs_type} if args.obs_type else {}
+    env_args = {"env_name": args.task, "type": GYM_ENV_TYPE, "env_kwargs": _env_kwargs(args)}
+    writer = DemoWriter(out, env_args)
+    if not out.exists():
+        return writer, set()
+    with DemoReader(out) as reader:
+        return writer, {r["seed"] for r in reader.summary() if isinstance(r["seed"], int)}
+
+
+def _make_env(args: argparse.Namespace) -> Any:
+    import gymnasium as gym
+
+    import dp_agent  # noqa: F401  (registers the envs)
+
     try:
-        env = gym.make(args.task, **env_kwargs)
+        return gym.make(args.task, **_env_kwargs(args))
     except (gym.error.Error, TypeError, ValueError) as exc:
         raise DemoError(f"--task {args.task}: cannot make this env ({exc})") from exc
-    env_args = {"env_name": args.task, "type": GYM_ENV_TYPE, "env_kwargs": env_kwargs}
-    writer = DemoWriter(out, env_args)
-    used_seeds: set[int] = set()
-    if out.exists():
-        with DemoReader(out) as reader:
-            used_seeds = {r["seed"] for r in reader.summary() if isinstance(r["seed"], int)}
-    expert = make_expert(env)
 
+
+def _record(
+    args: argparse.Namespace,
+    env: Any,
+    writer: DemoWriter,
+    used_seeds: set[int],
+    progress: Any,
+    tally: _Tally,
+) -> None:
+    """Expert episodes from --seed on (skipping ``used_seeds``), saved in batches of --batch-size,
+    until --episodes are saved or the attempts run out; ``tally`` counts as it goes."""
+    from dp_agent.envs.experts import make_expert
+
+    expert = make_expert(env)
     max_attempts = args.episodes if args.keep_failures else 2 * args.episodes + 20
+    batch: list[Episode] = []
+    seed = args.seed
+    while tally.saved + len(batch) < args.episodes and tally.attempts < max_attempts:
+        if seed in used_seeds:
+            seed += 1
+            continue
+        episode, success = rollout_expert(env, expert, seed, args.obs_type)
+        tally.attempts += 1
+        tally.successes += success
+        seed += 1
+        if success or args.keep_failures:
+            batch.append(episode)
+        if len(batch) >= args.batch_size:
+            writer.append_episodes(batch)
+            tally.saved += len(batch)
+            batch = []
+        progress.update(tally.saved + len(batch), success_rate=tally.successes / tally.attempts)
+    if batch:
+        writer.append_episodes(batch)
+        tally.saved += len(batch)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dp_agent.progress import Progress
+
+    writer, used_seeds = _generate_writer(args)
+    env = _make_env(args)
+    out = writer.path
     progress = Progress(args.episodes, desc=f"generate {args.task}", json_lines=args.json_progress)
     progress.event("start", total_steps=args.episodes, out=str(out), task=args.task)
     t0 = time.perf_counter()
-    batch: list[Episode] = []
-    saved = attempts = successes = 0
-    seed = args.seed
+    tally = _Tally()
     try:
-        while saved + len(batch) < args.episodes and attempts < max_attempts:
-            if seed in used_seeds:
-                seed += 1
-                continue
-            episode, success = rollout_expert(env, expert, seed, args.obs_type)
-            attempts += 1
-            successes += success
-            seed += 1
-            if success or args.keep_failures:
-                batch.append(episode)
-            if len(batch) >= args.batch_size:
-                writer.append_episodes(batch)
-                saved += len(batch)
-                batch = []
-            progress.update(saved + len(batch), success_rate=successes / attempts)
-        if batch:
-            writer.append_episodes(batch)
-            saved += len(batch)
-    except KeyboardInterrupt:
+        _record(args, env, writer, used_seeds, progress, tally)
+    except KeyboardInterrupt:  # every finished batch is saved; say how many
         progress.close()
-        print(f"interrupted: {saved} episodes saved in {out}", file=sys.stderr)
+        print(f"interrupted: {tally.saved} episodes saved in {out}", file=sys.stderr)
         return 130
     finally:
         env.close()
     progress.close()
     if args.json_progress:
         seconds = time.perf_counter() - t0
-        progress.event("done", path=str(out), episodes=saved, seconds=seconds)
+        progress.event("done", path=str(out), episodes=tally.saved, seconds=seconds)
     print(
-        f"wrote {saved} episodes to {out} (expert success {successes}/{attempts})",
+        f"wrote {tally.saved} episodes to {out} "
+        f"(expert success {tally.successes}/{tally.attempts})",
         file=sys.stderr,
     )
-    if saved < args.episodes:
-        _report_error(
-            args,
-            f"only {saved} of {args.episodes} episodes succeeded in {attempts} attempts; "
-            "pass --keep-failures to keep failed ones",
+    if tally.saved < args.episodes:
+        # Not bad input (exit 1, not dp_agent.cli's 2), so reported here in the CLI's form.
+        message = (
+            f"only {tally.saved} of {args.episodes} episodes succeeded in {tally.attempts} "
+            "attempts; pass --keep-failures to keep failed ones"
         )
+        if args.json_progress:
+            progress.event("error", message=message)
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 
@@ -356,16 +337,3 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     p.set_defaults(func=cmd_generate)
     return demos
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry: ``python -m dp_agent.demos.cli demos info FILE``."""
-    parser = argparse.ArgumentParser(prog="dp-agent")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_subcommands(subparsers)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

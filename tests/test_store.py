@@ -10,9 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
+from dp_agent.cli import main
 from dp_agent.demos import DemoError, DemoReader, DemoWriter, Episode, stack_obs
-from dp_agent.demos import store as store_module
-from dp_agent.demos.cli import main
 
 PUSHT = {"env_name": "dp_agent/PushT-v0", "env_kwargs": {"obs_type": "state"}}
 
@@ -197,7 +196,7 @@ def test_failed_commit_leaves_the_file_unchanged(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         DemoWriter(path).append_episode(*make_arrays(3))
     with pytest.raises(OSError, match="disk full"):
@@ -281,7 +280,7 @@ def test_truncated_hdf5_file(tmp_path):
     path = tmp_path / "cut.hdf5"
     write_file(path, 3)
     path.write_bytes(path.read_bytes()[:600])
-    with pytest.raises(DemoError, match="damaged HDF5 file|no HDF5 signature") as exc:
+    with pytest.raises(DemoError, match="damaged or unreadable HDF5 file|no HDF5 signature") as exc:
         DemoReader(path)
     assert str(path) in str(exc.value)
 
@@ -306,15 +305,16 @@ BAD_EPISODES = {
     ),
     "obs shorter than actions": (
         {"demo_0": with_changes(obs__state=np.zeros((9, 5), np.float32))},
-        r"data/demo_0/obs/state: expected 10 steps \(one per action\), got 9",
+        r"data/demo_0/obs/state: expected numeric shape \(10, \.\.\.\), one step per action, "
+        r"got \(9, 5\)",
     ),
     "rewards longer than actions": (
         {"demo_0": with_changes(rewards=np.zeros(11, np.float32))},
-        r"data/demo_0/rewards: expected shape \(10,\) like actions, got \(11,\)",
+        r"data/demo_0/rewards: expected numeric shape \(10,\) like actions, got \(11,\)",
     ),
     "dones shorter than actions": (
         {"demo_0": with_changes(dones=np.zeros(3, np.uint8))},
-        r"data/demo_0/dones: expected shape \(10,\)",
+        r"data/demo_0/dones: expected numeric shape \(10,\)",
     ),
     "action dimension differs": (
         {"demo_0": raw_episode(), "demo_1": raw_episode(action_dim=3)},
@@ -395,7 +395,8 @@ def test_episodes_of_another_env_are_refused(tmp_path):
     message = str(exc.value)
     assert message.startswith(f"{path}: data attribute env_args: ")
     assert "'dp_agent/PushT-v0'" in message and "'dp_agent/TreeDetour-v0'" in message
-    with pytest.raises(DemoError, match="cannot add episodes of 'dp_agent/TreeDetour-v0'"):
+    expected = "holds episodes of env 'dp_agent/PushT-v0', expected 'dp_agent/TreeDetour-v0'"
+    with pytest.raises(DemoError, match=expected):
         DemoWriter(path, {"env_name": "dp_agent/TreeDetour-v0"})
 
 
@@ -403,7 +404,10 @@ def test_episodes_of_another_env_are_refused(tmp_path):
     ("change", "message"),
     [
         ("obs_long", r"new episode obs/state: expected numeric shape \(12, \.\.\.\)"),
-        ("rewards_short", r"new episode rewards: expected shape \(12,\), got \(11,\)"),
+        (
+            "rewards_short",
+            r"new episode rewards: expected numeric shape \(12,\) like actions, got \(11,\)",
+        ),
         ("nan_obs", "new episode obs/state: expected finite values, found nan at step 2"),
         ("action_dim", "new episode actions: expected action dimension 2 like data/demo_0, got 3"),
         ("obs_keys", r"new episode obs: expected keys \['state'\] like data/demo_0"),
@@ -562,7 +566,10 @@ def test_cli_merge_refuses_files_of_different_envs(tmp_path, capsys):
     DemoWriter(b, {"env_name": "dp_agent/TreeDetour-v0"}).append_episode(*make_arrays(0))
     assert main(["demos", "merge", str(out), str(a), str(b)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {b}: data attribute env_args: env 'dp_agent/TreeDetour-v0'")
+    assert err == (
+        f"error: {b}: data attribute env_args: holds episodes of env 'dp_agent/TreeDetour-v0', "
+        f"expected 'dp_agent/PushT-v0' like {a}\n"
+    )
     assert not out.exists()
 
 
@@ -600,3 +607,63 @@ def test_cli_generate_records_successful_expert_episodes(tmp_path, capsys):
     with DemoReader(out) as reader:
         assert len({r["seed"] for r in reader.summary()}) == 6  # seeds already there are skipped
     assert os.listdir(tmp_path) == ["tree.hdf5"]
+
+
+def scripted_rollouts(monkeypatch, outcome):
+    """Replace the expert's rollouts with canned episodes: ``outcome(seed)`` says whether the one
+    of ``seed`` succeeded (or raises, like Ctrl+C would)."""
+    from dp_agent.demos import cli as demos_cli
+
+    def rollout(env, expert, seed, obs_type):
+        success = outcome(seed)
+        obs, actions, rewards, dones = make_arrays(seed, obs_dim=4)
+        return Episode("", {"state": obs}, actions, rewards, dones, {"seed": seed}), success
+
+    monkeypatch.setattr(demos_cli, "rollout_expert", rollout)
+
+
+GENERATE = ["demos", "generate", "--task", "dp_agent/TreeDetour-v0", "--json-progress"]
+
+
+def test_cli_generate_exits_1_with_one_error_event_when_too_few_episodes_succeed(
+    tmp_path, capsys, monkeypatch
+):
+    pytest.importorskip("dp_agent.envs.experts")
+    scripted_rollouts(monkeypatch, lambda seed: seed == 3)
+    out = tmp_path / "tree.hdf5"
+    assert main([*GENERATE, "--episodes", "2", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    errors = [e for e in map(json.loads, captured.out.splitlines()) if e["event"] == "error"]
+    expected = "only 1 of 2 episodes succeeded in 24 attempts; pass --keep-failures"
+    assert len(errors) == 1 and errors[0]["message"].startswith(expected)
+    assert [line for line in captured.err.splitlines() if line.startswith("error: ")] == [
+        f"error: {errors[0]['message']}"
+    ]
+    with DemoReader(out) as reader:
+        assert [r["seed"] for r in reader.summary()] == [3]  # the one success is kept
+
+
+def test_cli_generate_interrupted_keeps_the_saved_batches_and_exits_130(
+    tmp_path, capsys, monkeypatch
+):
+    pytest.importorskip("dp_agent.envs.experts")
+
+    def outcome(seed):
+        if seed == 5:
+            raise KeyboardInterrupt
+        return True
+
+    scripted_rollouts(monkeypatch, outcome)
+    out = tmp_path / "tree.hdf5"
+    assert main([*GENERATE, "--episodes", "9", "--batch-size", "2", "--out", str(out)]) == 130
+    assert f"interrupted: 4 episodes saved in {out}" in capsys.readouterr().err
+    with DemoReader(out) as reader:
+        assert [r["seed"] for r in reader.summary()] == [0, 1, 2, 3]  # the 5th was not saved
+
+
+def test_cli_bad_options_give_exit_code_2_and_an_error_event(tmp_path, capsys):
+    assert main([*GENERATE, "--episodes", "0", "--out", str(tmp_path / "x.hdf5")]) == 2
+    captured = capsys.readouterr()
+    message = "--episodes: expected a positive number, got 0"
+    assert json.loads(captured.out) == {"event": "error", "message": message}
+    assert captured.err == f"error: {message}\n"
