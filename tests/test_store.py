@@ -28,11 +28,11 @@ def make_arrays(seed: int, T: int | None = None, obs_dim: int = 5, action_dim: i
 
 
 def write_file(path: Path, n: int, **kw) -> list[str]:
-    with DemoWriter(path, PUSHT) as writer:
-        return [
-            writer.append_episode(*make_arrays(i, **kw), attrs={"seed": i, "success": i % 2 == 0})
-            for i in range(n)
-        ]
+    writer = DemoWriter(path, PUSHT)
+    return [
+        writer.append_episode(*make_arrays(i, **kw), attrs={"seed": i, "success": i % 2 == 0})
+        for i in range(n)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,8 +90,7 @@ def test_dict_observations_with_several_keys(tmp_path):
         "agent_pos": rng.random((T, 2)),
     }
     env_args = {"env_name": "dp_agent/PushT-v0", "env_kwargs": {"obs_type": "pixels"}}
-    with DemoWriter(path, env_args) as writer:
-        writer.append_episode(obs, rng.random((T, 2)), np.zeros(T), np.zeros(T))
+    DemoWriter(path, env_args).append_episode(obs, rng.random((T, 2)), np.zeros(T), np.zeros(T))
     with DemoReader(path) as reader:
         assert reader.obs_keys == ["agent_pos", "image"]
         assert reader.obs_shapes == {"agent_pos": (2,), "image": (16, 16, 3)}
@@ -152,8 +151,7 @@ def test_stack_obs_maps_env_observations_to_store_keys():
 def test_summary_reads_lengths_returns_and_success(tmp_path):
     path = tmp_path / "demos.hdf5"
     write_file(path, 3)
-    with DemoWriter(path) as writer:
-        writer.append_episode(*make_arrays(3), attrs={"source": "human"})
+    DemoWriter(path).append_episode(*make_arrays(3), attrs={"source": "human"})
     with DemoReader(path) as reader:
         rows = reader.summary()
     assert [r["name"] for r in rows] == ["demo_0", "demo_1", "demo_2", "demo_3"]
