@@ -228,60 +228,69 @@ class TaskView(QWidget):
             p.setPen(_pen(QColor(60, 140, 255), 2.0))
             p.drawLines(_segments(self._to_widget(self.path, r)))
         if self.samples is not None:
-            color = denoise_color(self.samples_fraction)
-            samples = self._to_widget(self.samples, r)
-            # hairlines (fast) while denoising, wider for the final samples
-            p.setPen(_pen(color, 2.0 if self.samples_fraction >= 1.0 else 1.0))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            for traj in samples:
-                p.drawLines(_segments(traj))
-            # a dot at the first action of each sample makes the spread easy to see
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QBrush(color))
-            for x, y in samples[:, 0]:
-                p.drawEllipse(QPointF(float(x), float(y)), 2.5, 2.5)
-            h = self.samples_highlight
-            if h is not None and 0 <= h < len(samples):
-                # the executed sample: orange-outlined, thicker; aliased while denoising, where
-                # wide antialiased strokes of long noisy segments would triple the paint time
-                p.setBrush(Qt.BrushStyle.NoBrush)
-                p.setRenderHint(QPainter.RenderHint.Antialiasing, self.samples_fraction >= 1.0)
-                p.setPen(_pen(_EXECUTED, 6.0))
-                p.drawLines(_segments(samples[h]))
-                p.setPen(_pen(color, 2.5))
-                p.drawLines(_segments(samples[h]))
-                p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-                p.setPen(_pen(_EXECUTED, 1.5))
-                p.setBrush(QBrush(color))
-                x, y = samples[h, 0]
-                p.drawEllipse(QPointF(float(x), float(y)), 4.5, 4.5)
+            self._draw_samples(p, self._to_widget(self.samples, r))
         if self.plan is not None and len(self.plan) > 1:
-            plan = self._to_widget(self.plan, r)
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.setPen(_pen(QColor(255, 255, 255), 2.0))
-            p.drawLines(_segments(plan)[::2])  # every other segment: a cheap dashed look
-            if self.executed is not None:
-                a, b = self.executed
-                if len(plan[a:b]) > 1:
-                    p.setPen(_pen(_EXECUTED, 4.0))
-                    p.drawLines(_segments(plan[a:b]))
+            self._draw_plan(p, self._to_widget(self.plan, r))
         if self.queued is not None:
             p.setPen(_pen(QColor(20, 20, 20), 1.0))
             p.setBrush(QBrush(QColor(255, 150, 60)))
             for x, y in self._to_widget(self.queued, r):
                 p.drawEllipse(QPointF(float(x), float(y)), 4.0, 4.0)
         if self.target is not None:
-            x, y = (float(v) for v in self._to_widget(self.target, r))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.setPen(_pen(QColor(230, 40, 40), 2.0))
-            rad = 9.0
-            p.drawEllipse(QPointF(x, y), rad, rad)
-            path = QPainterPath()
-            path.moveTo(x - 1.6 * rad, y)
-            path.lineTo(x + 1.6 * rad, y)
-            path.moveTo(x, y - 1.6 * rad)
-            path.lineTo(x, y + 1.6 * rad)
-            p.drawPath(path)
+            self._draw_target(p, *(float(v) for v in self._to_widget(self.target, r)))
+
+    def _draw_samples(self, p: QPainter, samples: np.ndarray) -> None:
+        """Denoising iterates (N, Tp, 2) in widget pixels, the executed one highlighted."""
+        color = denoise_color(self.samples_fraction)
+        # hairlines (fast) while denoising, wider for the final samples
+        p.setPen(_pen(color, 2.0 if self.samples_fraction >= 1.0 else 1.0))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for traj in samples:
+            p.drawLines(_segments(traj))
+        # a dot at the first action of each sample makes the spread easy to see
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QBrush(color))
+        for x, y in samples[:, 0]:
+            p.drawEllipse(QPointF(float(x), float(y)), 2.5, 2.5)
+        h = self.samples_highlight
+        if h is None or not 0 <= h < len(samples):
+            return
+        # the executed sample: orange-outlined, thicker; aliased while denoising, where wide
+        # antialiased strokes of long noisy segments would triple the paint time
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, self.samples_fraction >= 1.0)
+        p.setPen(_pen(_EXECUTED, 6.0))
+        p.drawLines(_segments(samples[h]))
+        p.setPen(_pen(color, 2.5))
+        p.drawLines(_segments(samples[h]))
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setPen(_pen(_EXECUTED, 1.5))
+        p.setBrush(QBrush(color))
+        x, y = samples[h, 0]
+        p.drawEllipse(QPointF(float(x), float(y)), 4.5, 4.5)
+
+    def _draw_plan(self, p: QPainter, plan: np.ndarray) -> None:
+        """The chunk being executed (Tp, 2) in widget pixels: dashed, its executed slice orange."""
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(_pen(QColor(255, 255, 255), 2.0))
+        p.drawLines(_segments(plan)[::2])  # every other segment: a cheap dashed look
+        if self.executed is not None:
+            a, b = self.executed
+            if len(plan[a:b]) > 1:
+                p.setPen(_pen(_EXECUTED, 4.0))
+                p.drawLines(_segments(plan[a:b]))
+
+    def _draw_target(self, p: QPainter, x: float, y: float) -> None:
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(_pen(QColor(230, 40, 40), 2.0))
+        rad = 9.0
+        p.drawEllipse(QPointF(x, y), rad, rad)
+        path = QPainterPath()
+        path.moveTo(x - 1.6 * rad, y)
+        path.lineTo(x + 1.6 * rad, y)
+        path.moveTo(x, y - 1.6 * rad)
+        path.lineTo(x, y + 1.6 * rad)
+        p.drawPath(path)
 
     def _draw_caption(self, p: QPainter, r: QRectF) -> None:
         metrics = p.fontMetrics()
