@@ -103,11 +103,10 @@ def run_policy(app, window, seconds: float, live: bool, speed: int, loop_fps: fl
             panel.new_episode()
             panel.start()
         result = panel.last_result
-        if result is not None and result is not seen and result["replanned"]:
+        if result is not None and result is not seen and result.replanned:
             seen = result
-            plan_ms.append(1000 * result["latency"])
-            if "denoise_seconds" in result:
-                denoise_ms.append(1000 * result["denoise_seconds"])
+            plan_ms.append(1000 * result.latency)
+            denoise_ms.append(1000 * result.denoise_seconds)
         time.sleep(0.0005)
     panel.stop()
     steps = panel.episode_steps - s0
@@ -156,12 +155,12 @@ def main() -> int:
     panel = window.policy_panel
     panel.set_seed(0)
     panel.load(policy)
-    while panel.loading or panel.agent is None:
+    while panel.loading or panel.policy is None:
         app.processEvents()
         time.sleep(0.001)
     panel.samples_spin.setValue(args.samples)
-    agent = panel.agent
-    sampler = f"{agent.sampler} x{agent.num_inference_steps}"
+    info = panel.policy
+    sampler = f"{info.sampler} x{info.num_inference_steps}"
 
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, threads "

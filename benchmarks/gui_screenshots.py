@@ -148,7 +148,7 @@ def main() -> int:
         wait(app, until=lambda: not panel.loading)  # the Train tab hands its result over
         if str(panel.agent_path) != str(policy_path):
             panel.load(policy_path)
-            wait(app, until=lambda: not panel.loading and panel.agent is not None)
+            wait(app, until=lambda: not panel.loading and panel.policy is not None)
         window.loop.start()
         panel.samples_spin.setValue(args.samples)
         panel.speed_spin.setValue(0)
@@ -162,12 +162,12 @@ def main() -> int:
         wait(app, 0.2)
         total_steps = panel.plan.frames[-1].total
         shot("policy")
-        panel.scrub.setValue(total_steps // 2)
+        panel.player.scrub.setValue(total_steps // 2)
         shot("policy_denoising_mid")
         panel.x0_check.setChecked(True)  # the clean chunk predicted at that step
         shot("policy_denoising_mid_pred_x0")
         panel.x0_check.setChecked(False)
-        panel.scrub.setValue(0)
+        panel.player.scrub.setValue(0)
         shot("policy_noise")
         panel.pause_button.setChecked(False)
         wait(app, until=lambda: panel.plans_completed >= 3 or not panel.running, timeout=120)

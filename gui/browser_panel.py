@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -30,46 +28,25 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from . import resources
+from dp_agent.demos import DemoError, DemoWriter
+
+from . import resources, widgets
+from .demo_files import read_contents, read_episode
+from .panel import Panel
 from .task_view import TaskView
 from .tasks import Task
+from .widgets import FilePicker
 
 PATH_PEN = (90, 140, 220, 70)
 SELECTED_PEN = (255, 120, 30)
 
 
-def read_actions(path: Path, names: list[str]) -> list[np.ndarray]:
-    """Only the actions (T, Da) of each named episode (cheap even for image datasets)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return [np.asarray(f["data"][n]["actions"][()], np.float32) for n in names]
-
-
-def confirm(parent: QWidget, title: str, text: str) -> bool:
-    """Ask a yes/no question in a modal dialog (tests replace this function)."""
-    answer = QMessageBox.question(
-        parent,
-        title,
-        text,
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.No,
-    )
-    return answer == QMessageBox.StandardButton.Yes
-
-
-class BrowserPanel(QWidget):
-    message = pyqtSignal(str)
-    file_changed = pyqtSignal(str)
-    episodes_changed = pyqtSignal(str)  # file whose episodes changed (a delete)
-
+class BrowserPanel(Panel):
     def __init__(self, view: TaskView, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.view = view
-        self.task: Task | None = None
-        self.active = False
+        super().__init__(view, parent)
         self.path: Path | None = None
         self.rows: list[dict] = []
+        self._actions: list[np.ndarray] = []
         self.env_id: str | None = None  # env of the open file
         self.replay_episode = None
         self.replay_t = 0
@@ -82,25 +59,16 @@ class BrowserPanel(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
-        self.file_combo = QComboBox()
-        self.file_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.file_combo.setMinimumContentsLength(18)
-        self.file_combo.activated.connect(self._combo_chosen)
-        open_button = QPushButton("Open…")
-        open_button.clicked.connect(self._choose_file)
-        refresh = QPushButton("Refresh")
-        refresh.clicked.connect(self.refresh)
-        top.addWidget(QLabel("File:"))
-        top.addWidget(self.file_combo, 1)
-        top.addWidget(open_button)
-        top.addWidget(refresh)
+        self.picker = FilePicker("Open…", "Open demo file")
+        self.picker.chosen.connect(self.open_file)
+        top.addWidget(QLabel("File:"), 0, Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.picker, 1)
         layout.addLayout(top)
 
         self.info_label = QLabel()
         self.info_label.setWordWrap(True)
         layout.addWidget(self.info_label)
+        layout.addWidget(self.error_label)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         self.table = QTableWidget(0, 4)
@@ -143,6 +111,9 @@ class BrowserPanel(QWidget):
         self.stop_button.clicked.connect(self.stop_replay)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.clicked.connect(self.delete_selected)
+        self.refresh_button = QPushButton("Reload")
+        self.refresh_button.setToolTip("Read the file again (e.g. after recording into it)")
+        self.refresh_button.clicked.connect(self.refresh)
         self.speed = QDoubleSpinBox()
         self.speed.setRange(0.25, 8.0)
         self.speed.setSingleStep(0.25)
@@ -150,7 +121,7 @@ class BrowserPanel(QWidget):
         self.speed.setSuffix(" ×")
         self.speed.setToolTip("Replay speed")
         self.speed.valueChanged.connect(lambda v: setattr(self, "replay_speed", float(v)))
-        for w in (self.replay_button, self.stop_button, self.delete_button):
+        for w in (self.replay_button, self.stop_button, self.delete_button, self.refresh_button):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             buttons.addWidget(w)
         buttons.addStretch(1)
@@ -160,87 +131,55 @@ class BrowserPanel(QWidget):
         self._update_buttons()
 
     # ------------------------------------------------------------------ task and files
-    def set_task(self, task: Task, files: list[Path]) -> None:
-        """Use ``task`` (owned by this panel) and offer ``files``; opens the first that exists."""
-        if self.task is not None:
-            self.task.close()
-        self.task = task
+    def on_task_changed(self, task: Task, files: list[Path], preferred: Path | None) -> None:
+        """Use ``task`` (owned by this panel) and offer ``files``; opens ``preferred``."""
+        self.replace_task(task)
         self.stop_replay()
-        self.file_combo.clear()
-        for f in files:
-            self.add_file(f, select=False)
-        existing = [f for f in files if Path(f).is_file()]
-        if existing:
-            self.open_file(existing[0])
-        else:
-            self.path = None
-            self.rows = []
-            self._fill_table()
-            self.info_label.setText(
-                "No demo file for this task yet: record some episodes, or open a file."
-            )
-            self.file_changed.emit("")
+        self.picker.set_files(files)
+        if preferred is not None:
+            self.open_file(preferred)
+            return
+        self._show_contents(None)
+        self.info_label.setText(
+            "No demo file for this task yet: record some episodes, or open a file."
+        )
+        self.file_changed.emit("")
 
     def add_file(self, path: str | Path, select: bool = True) -> None:
-        path = Path(path)
-        for i in range(self.file_combo.count()):
-            if Path(self.file_combo.itemData(i)) == path:
-                if select:
-                    self.file_combo.setCurrentIndex(i)
-                return
-        label = path.name + ("  (shipped, read-only)" if resources.is_shipped(path) else "")
-        self.file_combo.addItem(label, str(path))
-        self.file_combo.setItemData(
-            self.file_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole
-        )
-        if select:
-            self.file_combo.setCurrentIndex(self.file_combo.count() - 1)
-
-    def _combo_chosen(self, index: int) -> None:
-        data = self.file_combo.itemData(index)
-        if data:
-            self.open_file(data)
-
-    def _choose_file(self) -> None:
-        start = str(self.path.parent) if self.path else str(resources.app_home())
-        name, _ = QFileDialog.getOpenFileName(
-            self, "Open demo file", start, "HDF5 demo files (*.hdf5 *.h5);;All files (*)"
-        )
-        if name:
-            self.open_file(name)
+        self.picker.add(path, select)
 
     def open_file(self, path: str | Path) -> bool:
         """Show the episodes of ``path``; a bad file gives one message and leaves the list empty."""
-        from dp_agent.demos import DemoReader
-
         path = Path(path)
-        self.add_file(path)
+        self.picker.add(path)
         self.stop_replay()
         self.path = path
         try:
-            with DemoReader(path) as reader:
-                self.rows = reader.summary()
-                self.env_id = reader.env_id
-                names = reader.names
-            self._actions = read_actions(path, names)
-        except Exception as exc:  # noqa: BLE001  (DemoError, OSError: one readable message)
-            self.rows, self._actions, self.env_id = [], [], None
-            self._fill_table()
-            self.info_label.setText(f"<span style='color:#c0392b'>{exc}</span>")
-            self.message.emit(str(exc))
+            contents = read_contents(path)
+        except DemoError as exc:
+            self._show_contents(None)
+            self.info_label.setText("")
+            self.show_error(str(exc))
             self.file_changed.emit(str(path))
             return False
+        self.show_error("")
+        self._show_contents(contents)
         ro = " Shipped file: read-only." if resources.is_shipped(path) else ""
         other = ""
         if self.task is not None and self.env_id != self.task.env_id:
             other = f" Recorded in {self.env_id}, not the current task: replay is off."
-        steps = sum(r["length"] for r in self.rows)
         self.info_label.setText(
-            f"{len(self.rows)} episodes, {steps} steps · env {self.env_id}.{ro}{other}"
+            f"{len(self.rows)} episodes, {contents.steps} steps · env {self.env_id}.{ro}{other}"
         )
-        self._fill_table()
         self.file_changed.emit(str(path))
         return True
+
+    def _show_contents(self, contents) -> None:
+        if contents is None:
+            self.rows, self._actions, self.env_id = [], [], None
+        else:
+            self.rows, self._actions, self.env_id = contents.rows, contents.actions, contents.env_id
+        self._fill_table()
 
     def refresh(self) -> None:
         if self.path is not None:
@@ -249,12 +188,20 @@ class BrowserPanel(QWidget):
             if selected:
                 self.select(selected)
 
-    @property
-    def num_episodes(self) -> int:
-        return len(self.rows)
+    def on_demos_changed(self, path: Path) -> None:
+        self.picker.add(path, select=False)
+        if self.path is not None and Path(path) == self.path:
+            self.refresh()
 
     def current_file(self) -> Path | None:
         return self.path
+
+    def episode_count(self) -> int | None:
+        return self.num_episodes
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.rows)
 
     # ------------------------------------------------------------------ table
     def _fill_table(self) -> None:
@@ -353,13 +300,10 @@ class BrowserPanel(QWidget):
                 f"{self.path} holds episodes of {self.env_id}; switch to that task to replay them."
             )
             return False
-        from dp_agent.demos import DemoReader
-
         try:
-            with DemoReader(self.path) as reader:
-                episode = reader.episode(name)
-        except Exception as exc:  # noqa: BLE001
-            self.message.emit(str(exc))
+            episode = read_episode(self.path, name)
+        except DemoError as exc:
+            self.show_error(str(exc))
             return False
         self.replay_episode = episode
         self.replay_t = 0
@@ -429,25 +373,23 @@ class BrowserPanel(QWidget):
         if resources.is_shipped(self.path):
             self.message.emit(f"{self.path} is a shipped demo file and is never modified.")
             return False
-        if not confirm(self, "Delete episode", f"Delete {name} from {self.path}?"):
+        if not widgets.ask(self, "Delete episode", f"Delete {name} from {self.path}?"):
             return False
-        from dp_agent.demos import DemoWriter
-
         if self.replay_episode is not None and self.replay_episode.name == name:
             self.stop_replay()
         try:
             DemoWriter(self.path).delete_episode(name)
         except Exception as exc:  # noqa: BLE001
-            self.message.emit(f"Could not delete {name}: {exc}")
+            self.show_error(f"Could not delete {name}: {exc}")
             return False
         self.message.emit(f"Deleted {name} from {self.path}.")
         self.open_file(self.path)
-        self.episodes_changed.emit(str(self.path))
+        self.demos_changed.emit(str(self.path))
         return True
 
     # ------------------------------------------------------------------ activation
     def activate(self) -> None:
-        self.active = True
+        super().activate()
         self.view.clear_overlays()
         if self.task is not None:
             self.view.set_extent(self.task.extent)
@@ -455,10 +397,12 @@ class BrowserPanel(QWidget):
         self._show_replay_frame()
 
     def deactivate(self) -> None:
-        self.active = False
+        super().deactivate()
         self.stop_replay()
 
-    def shutdown(self) -> None:
-        if self.task is not None:
-            self.task.close()
-            self.task = None
+    def on_key(self, key: str) -> None:
+        if key == "space":
+            if self.replay_episode is not None:
+                self.stop_replay()
+            else:
+                self.replay_selected()

@@ -1,5 +1,6 @@
 """The app's main window: task picker, task view, the Record / Demos / Train / Policy tabs and
-the status bar (task, file, episodes, device). One fixed-timestep loop drives the active tab."""
+the status bar (message, task, file, episodes, device). One fixed-timestep loop drives the tab
+that is shown; the window hands it the view's mouse events, the gamepad and the shortcuts."""
 
 from __future__ import annotations
 
@@ -14,23 +15,35 @@ from PyQt6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from . import resources
-from .browser_panel import BrowserPanel, read_actions
+from . import resources, widgets
+from .browser_panel import BrowserPanel
+from .demo_files import preferred_file
 from .gamepad import GamepadManager
 from .loop import FixedStepLoop
+from .panel import Panel
 from .policy_panel import PolicyPanel
-from .record_panel import RecordPanel, episode_count
+from .record_panel import RecordPanel
 from .task_view import TaskView
 from .tasks import Task, TaskError, registered_tasks
 from .train_panel import TrainPanel
+from .widgets import ElidedLabel, ErrorLabel
 
 TAB_RECORD, TAB_DEMOS, TAB_TRAIN, TAB_POLICY = range(4)
+MESSAGE_MS = 10_000  # how long a status message stays
+SHORTCUTS = [
+    (Qt.Key.Key_Space, "space"),
+    (Qt.Key.Key_S, "save"),
+    (Qt.Key.Key_D, "discard"),
+    (Qt.Key.Key_Backspace, "discard"),
+    (Qt.Key.Key_R, "reset"),
+]
 
 
 class _DeviceProbe(QObject):
@@ -71,16 +84,26 @@ class MainWindow(QMainWindow):
         self.settings = resources.load_settings()
         self.task_id: str | None = None
         self.device_text = "…"
-        self.extra_demos = Path(demos) if demos else None
-        self._active_tab = -1
+        self._force_close = False
+        self._shut_down = False
 
         self.view = TaskView()
         self.record_panel = RecordPanel(self.view)
         self.browser_panel = BrowserPanel(self.view)
-        self.train_panel = TrainPanel()
+        self.train_panel = TrainPanel(self.view)
         self.policy_panel = PolicyPanel(self.view)
-        self.loop = FixedStepLoop(self._tick, 10.0, self)
+        self.panels: list[Panel] = [
+            self.record_panel,
+            self.browser_panel,
+            self.train_panel,
+            self.policy_panel,
+        ]
+        self.active_panel: Panel = self.record_panel
+        self.loop = FixedStepLoop(lambda: self.active_panel.tick(), 10.0, self)
         self.gamepad = GamepadManager(self, use_pygame=use_gamepad)
+        self._message_timer = QTimer(self)
+        self._message_timer.setSingleShot(True)
+        self._message_timer.timeout.connect(lambda: self.status_message.setText(""))
         self._build()
         self._connect()
 
@@ -88,15 +111,18 @@ class MainWindow(QMainWindow):
         self.device_probe.found.connect(self._device_found)
         if probe_device:
             QTimer.singleShot(0, self.device_probe.start)
+        self._open_first(env_id, demos, policy, record_to, preload_policy)
 
+    def _open_first(self, env_id, demos, policy, record_to, preload_policy: bool) -> None:
+        """The start-up choices: task, files and policy from the command line or the settings."""
         first = env_id or self.settings.get("task") or resources.DEFAULT_TASK
         if not self.set_task(first) and first != resources.DEFAULT_TASK:
             self.set_task(resources.DEFAULT_TASK)
         if record_to:
             self.record_panel.set_file(record_to)
-        if self.extra_demos is not None:
-            self.browser_panel.open_file(self.extra_demos)
-            self.train_panel.add_demos(self.extra_demos)
+        if demos:
+            self.browser_panel.open_file(demos)
+            self.train_panel.add_demos(demos)
         if policy:
             self.policy_panel.load(policy)
         elif preload_policy and self.task_id and resources.shipped_policy(self.task_id):
@@ -125,23 +151,20 @@ class MainWindow(QMainWindow):
             self.task_combo.addItem(env_id)
         self.task_combo.activated.connect(lambda _: self._task_entered())
         self.task_combo.lineEdit().returnPressed.connect(self._task_entered)
+        self.task_combo.lineEdit().textEdited.connect(lambda _: self.task_error.show_error(""))
         top.addWidget(self.task_combo)
-        open_button = QPushButton("Open")
-        open_button.clicked.connect(self._task_entered)
-        top.addWidget(open_button)
-        self.task_error = QLabel()
-        self.task_error.setStyleSheet("color: #c0392b;")
-        self.task_error.setWordWrap(True)
+        self.open_button = QPushButton("Open")
+        self.open_button.clicked.connect(self._task_entered)
+        top.addWidget(self.open_button)
+        self.task_error = ErrorLabel()  # one line: a long message cannot make the bar taller
         top.addWidget(self.task_error, 1)
         outer.addLayout(top)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.view)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.record_panel, "Record")
-        self.tabs.addTab(self.browser_panel, "Demos")
-        self.tabs.addTab(self.train_panel, "Train")
-        self.tabs.addTab(self.policy_panel, "Policy")
+        for panel, title in zip(self.panels, ["Record", "Demos", "Train", "Policy"], strict=True):
+            self.tabs.addTab(panel, title)
         self.tabs.setMinimumWidth(400)
         splitter.addWidget(self.tabs)
         splitter.setStretchFactor(0, 3)
@@ -151,104 +174,130 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         bar = self.statusBar()
-        self.status_task = QLabel()
-        self.status_file = QLabel()
-        self.status_episodes = QLabel()
-        self.status_device = QLabel("device: …")
+        self.status_message = ElidedLabel()  # cut to its room, never into the labels beside it
+        self.status_message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.status_task = ElidedLabel()
+        self.status_file = ElidedLabel()
+        self.status_episodes = ElidedLabel()
+        self.status_device = ElidedLabel("device: …")
+        bar.addWidget(self.status_message, 1)
         for label in (self.status_task, self.status_file, self.status_episodes):
             bar.addPermanentWidget(label)
         bar.addPermanentWidget(self.status_device)
 
     def _connect(self) -> None:
         self.tabs.currentChanged.connect(self._tab_changed)
-        for panel in (self.record_panel, self.browser_panel, self.train_panel, self.policy_panel):
+        for panel in self.panels:
             panel.message.connect(self.show_message)
-        self.view.pressed.connect(self._mouse_pressed)
-        self.view.dragged.connect(self._mouse_dragged)
-        self.view.released.connect(self._mouse_released)
-        self.record_panel.saved.connect(self._episode_saved)
-        self.record_panel.file_changed.connect(lambda _: self._update_status())
-        self.browser_panel.file_changed.connect(lambda _: self._update_status())
-        self.browser_panel.episodes_changed.connect(self._episodes_changed)
-        self.train_panel.file_changed.connect(lambda _: self._update_status())
-        self.train_panel.file_changed.connect(lambda _: self._show_training_data())
+            panel.file_changed.connect(lambda _: self._update_status())
+            panel.demos_changed.connect(lambda path, p=panel: self._demos_changed(p, path))
+        self.browser_panel.file_changed.connect(self._remember_demo_file)
         self.train_panel.trained.connect(self._trained)
         self.policy_panel.wants_task.connect(self._policy_wants_task)
-        self.gamepad.stick.connect(self._stick)
-        self.gamepad.button.connect(self._pad_button)
+        self.view.pressed.connect(lambda x, y: self.active_panel.on_press(x, y))
+        self.view.dragged.connect(lambda x, y: self.active_panel.on_drag(x, y))
+        self.view.released.connect(lambda x, y: self.active_panel.on_release(x, y))
+        self.gamepad.stick.connect(lambda x, y, dt: self.active_panel.on_stick(x, y, dt))
+        self.gamepad.button.connect(lambda name: self.active_panel.on_button(name))
         self.gamepad.connected.connect(self._pad_connected)
         self.gamepad.disconnected.connect(self._pad_disconnected)
-
-        keys = [
-            (Qt.Key.Key_Space, self._key_space),
-            (Qt.Key.Key_S, self._record_key(self.record_panel.save_episode)),
-            (Qt.Key.Key_D, self._record_key(self.record_panel.discard_episode)),
-            (Qt.Key.Key_Backspace, self._record_key(self.record_panel.discard_episode)),
-            (Qt.Key.Key_R, self._key_reset),
-        ]
         self.shortcuts = []
-        for key, slot in keys:
+        for key, name in SHORTCUTS:
             shortcut = QShortcut(QKeySequence(key), self)
-            shortcut.activated.connect(slot)
+            shortcut.activated.connect(lambda name=name: self.active_panel.on_key(name))
             self.shortcuts.append(shortcut)
 
     # ------------------------------------------------------------------ task
     def _task_entered(self) -> None:
+        """The user chose a task (list, Enter or Open): open it, and give the keys back to the
+        view so that the shortcuts work at once; a bad id keeps the focus in the box to fix."""
         text = self.task_combo.currentText().strip()
-        if text and text != self.task_id:
-            self.set_task(text)
+        if text == self.task_id:
+            self.task_error.show_error("")
+        elif not self.set_task(text):
+            return
+        self.view.setFocus()
 
     def set_task(self, env_id: str) -> bool:
-        """Switch every panel to ``env_id``; on a bad id show why and keep the current task."""
+        """Switch every tab to ``env_id``; on a bad id show why and keep the current task."""
         try:
-            tasks = [Task.make(env_id) for _ in range(3)]
+            tasks = self._make_tasks(env_id)
         except TaskError as exc:
-            self.task_error.setText(str(exc))
-            self.task_error.setToolTip(str(exc))
+            self.task_error.show_error(str(exc))
             self.show_message(str(exc))
-            if self.task_id:
-                self.task_combo.setCurrentText(self.task_id)
             return False
-        self.task_error.setText("")
+        self.task_error.show_error("")
         self.loop.stop()
         self.task_id = env_id
         if self.task_combo.findText(env_id) < 0:
             self.task_combo.addItem(env_id)
         self.task_combo.setCurrentText(env_id)
         files = self.demo_files(env_id)
-        self.record_panel.set_task(tasks[0])
-        self.browser_panel.set_task(tasks[1], files)
-        self.train_panel.set_task(env_id, files)
-        self.policy_panel.set_task(tasks[2])
+        preferred = preferred_file(files, self._last_demo_file(env_id))
         self.view.clear_overlays()
-        active = self._panel(self._active_tab)
-        if active is not None:
-            active.activate()
-        else:
-            self.view.set_extent(tasks[0].extent)
-            self.view.set_frame(tasks[0].frame())
+        for panel, task in zip(self.panels, tasks, strict=True):
+            panel.on_task_changed(task, files, preferred)
+        self.active_panel.activate()
         self.loop.set_fps(tasks[0].fps)
         self.loop.start()
         self.settings["task"] = env_id
         resources.save_settings(self.settings)
-        missing = []
-        if resources.shipped_demos(env_id) is None and env_id in resources.SHIPPED_TASKS:
-            missing.append("demos")
-        if resources.shipped_policy(env_id) is None and env_id in resources.SHIPPED_TASKS:
-            missing.append("pretrained policy")
-        if missing:
-            self.show_message(f"No shipped {' or '.join(missing)} for {env_id} in this install.")
+        self._say_what_is_not_shipped(env_id)
         self._update_status()
         return True
 
+    def _make_tasks(self, env_id: str) -> list[Task]:
+        """An env instance of ``env_id`` for every tab (TaskError: none is left open)."""
+        tasks: list[Task] = []
+        try:
+            for _ in self.panels:
+                tasks.append(Task.make(env_id))
+        except TaskError:
+            for task in tasks:
+                task.close()
+            raise
+        return tasks
+
+    def _say_what_is_not_shipped(self, env_id: str) -> None:
+        if env_id not in resources.SHIPPED_TASKS:
+            return
+        missing = [
+            what
+            for what, path in [
+                ("demos", resources.shipped_demos(env_id)),
+                ("pretrained policy", resources.shipped_policy(env_id)),
+            ]
+            if path is None
+        ]
+        if missing:
+            self.show_message(f"No shipped {' or '.join(missing)} for {env_id} in this install.")
+
     def demo_files(self, env_id: str) -> list[Path]:
-        """Files offered for a task: the shipped demos (if any), then the user's recordings."""
+        """Files offered for a task: the shipped demos (if any), the user's recordings, and the
+        file last opened for it when that is another one."""
         shipped = resources.shipped_demos(env_id)
-        return ([shipped] if shipped is not None else []) + [resources.user_demo_path(env_id)]
+        files = ([shipped] if shipped is not None else []) + [resources.user_demo_path(env_id)]
+        last = self._last_demo_file(env_id)
+        if last is not None and last not in files and last.is_file():
+            files.append(last)
+        return files
+
+    def _last_demo_file(self, env_id: str) -> Path | None:
+        last = self.settings.get("demo_files", {}).get(env_id)
+        return Path(last) if isinstance(last, str) and last else None
+
+    def _remember_demo_file(self, path: str) -> None:
+        """The Demos tab opened ``path``: offer it first the next time this task is opened."""
+        if not path or self.task_id is None or not Path(path).is_file():
+            return
+        remembered = self.settings.setdefault("demo_files", {})
+        if remembered.get(self.task_id) != path:
+            remembered[self.task_id] = path
+            resources.save_settings(self.settings)
 
     def _load_shipped_policy(self) -> None:
         panel = self.policy_panel
-        if panel.agent is None and not panel.loading:
+        if panel.policy is None and not panel.loading:
             panel.load_default()
 
     def _policy_wants_task(self, env_id: str) -> None:
@@ -256,73 +305,14 @@ class MainWindow(QMainWindow):
             self.show_message(f"The policy was trained on {env_id}: switching task.")
             self.set_task(env_id)
 
-    # ------------------------------------------------------------------ tabs and loop
-    def _panel(self, index: int):
-        return {
-            TAB_RECORD: self.record_panel,
-            TAB_DEMOS: self.browser_panel,
-            TAB_POLICY: self.policy_panel,
-        }.get(index)
-
+    # ------------------------------------------------------------------ tabs
     def _tab_changed(self, index: int) -> None:
-        old = self._panel(self._active_tab)
-        if old is not None and self._active_tab != index:
-            old.deactivate()
-        self._active_tab = index
-        new = self._panel(index)
-        if new is not None:
-            new.activate()
-        elif index == TAB_TRAIN:
-            self._show_training_data()
+        new = self.panels[index]
+        if new is not self.active_panel:
+            self.active_panel.deactivate()
+        self.active_panel = new
+        new.activate()
         self._update_status()
-
-    def _show_training_data(self) -> None:
-        """On the Train tab the view shows the task with the action paths of the chosen demos."""
-        task = self.record_panel.task
-        if task is None or self._active_tab != TAB_TRAIN:
-            return
-        self.view.clear_overlays()
-        self.view.set_extent(task.extent)
-        self.view.set_frame(task.frame())
-        path = self.train_panel.demos_path()
-        if path is None or not path.is_file() or not task.draws_actions:
-            return
-        try:
-            from dp_agent.demos import DemoReader
-
-            with DemoReader(path, expected_env_id=task.env_id) as reader:
-                names = reader.names
-            actions = read_actions(path, names)
-        except Exception:  # noqa: BLE001  (the Train tab itself reports bad files)
-            return
-        self.view.set_paths([task.point_from_action(a) for a in actions])
-        self.view.set_caption(f"{path.name}: {len(actions)} episodes")
-
-    def _tick(self) -> None:
-        panel = self._panel(self._active_tab)
-        if panel is not None:
-            panel.tick()
-
-    # ------------------------------------------------------------------ inputs
-    def _mouse_pressed(self, x: float, y: float) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.on_press(x, y)
-
-    def _mouse_dragged(self, x: float, y: float) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.on_drag(x, y)
-
-    def _mouse_released(self, x: float, y: float) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.on_release(x, y)
-
-    def _stick(self, x: float, y: float, dt: float) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.on_stick(x, y, dt)
-
-    def _pad_button(self, name: str) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.on_button(name)
 
     def _pad_connected(self, name: str) -> None:
         self.record_panel.set_gamepad_name(name)
@@ -332,44 +322,11 @@ class MainWindow(QMainWindow):
         self.record_panel.set_gamepad_name(None)
         self.show_message("Gamepad disconnected.")
 
-    def _record_key(self, slot):
-        def run() -> None:
-            if self._active_tab == TAB_RECORD:
-                slot()
-
-        return run
-
-    def _key_space(self) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.toggle_recording()
-        elif self._active_tab == TAB_POLICY:
-            if self.policy_panel.running:
-                self.policy_panel.pause_button.toggle()
-            else:
-                self.policy_panel.start()
-        elif self._active_tab == TAB_DEMOS:
-            if self.browser_panel.replay_episode is not None:
-                self.browser_panel.stop_replay()
-            else:
-                self.browser_panel.replay_selected()
-
-    def _key_reset(self) -> None:
-        if self._active_tab == TAB_RECORD:
-            self.record_panel.reset_episode()
-        elif self._active_tab == TAB_POLICY:
-            self.policy_panel.new_episode()
-
-    # ------------------------------------------------------------------ events from panels
-    def _episode_saved(self, path: str, name: str) -> None:
-        self.browser_panel.add_file(path, select=False)
-        self.train_panel.add_demos(path, select=False)
-        if self.browser_panel.path is not None and Path(path) == self.browser_panel.path:
-            self.browser_panel.refresh()
-        self._update_status()
-
-    def _episodes_changed(self, path: str) -> None:
-        if self.record_panel.path is not None and Path(path) == self.record_panel.path:
-            self.record_panel._update_count()
+    # ------------------------------------------------------------------ events from tabs
+    def _demos_changed(self, source: Panel, path: str) -> None:
+        for panel in self.panels:
+            if panel is not source:
+                panel.on_demos_changed(Path(path))
         self._update_status()
 
     def _trained(self, path: str) -> None:
@@ -384,17 +341,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ status bar
     def show_message(self, text: str) -> None:
-        self.statusBar().showMessage(text, 10000)
+        self.status_message.setText(text)
+        self._message_timer.start(MESSAGE_MS)
 
     def current_file(self) -> Path | None:
-        panel = {
-            TAB_RECORD: self.record_panel,
-            TAB_DEMOS: self.browser_panel,
-            TAB_TRAIN: self.train_panel,
-        }.get(self._active_tab)
-        if panel is None:
-            return self.record_panel.path
-        return panel.current_file()
+        return self.active_panel.current_file()
 
     def _update_status(self) -> None:
         self.status_task.setText(f"task: {self.task_id or '–'}")
@@ -403,12 +354,8 @@ class MainWindow(QMainWindow):
             self.status_file.setText("file: –")
             self.status_episodes.setText("")
             return
-        self.status_file.setText(f"file: {path.name}")
-        self.status_file.setToolTip(str(path))
-        if self._active_tab == TAB_DEMOS:
-            n = self.browser_panel.num_episodes
-        else:
-            n = episode_count(path)
+        self.status_file.setText(f"file: {path.name}", tooltip=str(path))
+        n = self.active_panel.episode_count()
         self.status_episodes.setText(f"episodes: {'?' if n is None else n}")
 
     # ------------------------------------------------------------------ shutdown
@@ -418,11 +365,19 @@ class MainWindow(QMainWindow):
         self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self.loop.stop()
-        self.gamepad.stop()
-        self.train_panel.shutdown()
-        self.policy_panel.shutdown()
-        self.record_panel.shutdown()
-        self.browser_panel.shutdown()
-        resources.save_settings(self.settings)
+        if not self._force_close and not self._shut_down:
+            for panel in self.panels:
+                question = panel.close_question()
+                if question and not widgets.ask(
+                    self, "Close dp-agent", question, yes="Stop and close", no="Keep running"
+                ):
+                    event.ignore()
+                    return
+        if not self._shut_down:
+            self._shut_down = True
+            self.loop.stop()
+            self.gamepad.stop()
+            for panel in self.panels:
+                panel.shutdown()
+            resources.save_settings(self.settings)
         super().closeEvent(event)

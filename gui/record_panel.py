@@ -12,59 +12,40 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from dp_agent.demos import DemoError
+
 from . import resources
+from .demo_files import check_demo_file, episode_count
 from .gamepad import BUTTON_ACTIONS
+from .panel import Panel
 from .task_view import TaskView
 from .tasks import Task
+from .widgets import HINT_STYLE, FilePicker
 
 STICK_SPEED = 0.6  # fraction of the view crossed per second at full stick deflection
 
 
-def episode_count(path: str | Path) -> int | None:
-    """Number of episodes in a demo file, 0 if it does not exist, None if it cannot be read."""
-    path = Path(path)
-    if not path.exists():
-        return 0
-    try:
-        from dp_agent.demos import DemoReader
-
-        with DemoReader(path) as reader:
-            return reader.num_episodes
-    except Exception:  # noqa: BLE001  (shown as unknown; opening it elsewhere gives the message)
-        return None
-
-
-class RecordPanel(QWidget):
+class RecordPanel(Panel):
     """Records demonstrations in its own env instance of the current task.
 
     States: "idle" (nothing recorded yet), "recording", "paused" (stopped, episode kept),
     "ended" (the env terminated or truncated: save or discard).
     """
 
-    message = pyqtSignal(str)  # for the status bar
-    saved = pyqtSignal(str, str)  # file, demo name
-    file_changed = pyqtSignal(str)
-
     def __init__(self, view: TaskView, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.view = view
-        self.task: Task | None = None
-        self.active = False
+        super().__init__(view, parent)
         self.state = "idle"
         self.path: Path | None = None
         self.target = np.zeros(2)
@@ -80,13 +61,10 @@ class RecordPanel(QWidget):
         layout = QVBoxLayout(self)
 
         file_box = QGroupBox("Demo file (episodes are appended)")
-        fl = QHBoxLayout(file_box)
-        self.file_edit = QLineEdit()
-        self.file_edit.setReadOnly(True)
-        self.file_button = QPushButton("Choose…")
-        self.file_button.clicked.connect(self._choose_file)
-        fl.addWidget(self.file_edit, 1)
-        fl.addWidget(self.file_button)
+        fl = QVBoxLayout(file_box)
+        self.picker = FilePicker("Choose…", "Record into demo file", save=True)
+        self.picker.chosen.connect(self._file_chosen)
+        fl.addWidget(self.picker)
         layout.addWidget(file_box)
 
         buttons = QGridLayout()
@@ -127,12 +105,8 @@ class RecordPanel(QWidget):
         form.addRow("Coverage:", self.coverage_label)
         form.addRow("Success:", self.success_label)
         form.addRow("Saved episodes:", self.count_label)
+        self.episode_form = form
         layout.addWidget(live)
-
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #c0392b;")
-        self.error_label.hide()
         layout.addWidget(self.error_label)
 
         pad = QGroupBox("Input")
@@ -145,82 +119,84 @@ class RecordPanel(QWidget):
             f"hold it.\nGamepad: left stick moves the target; {mapping}."
         )
         help_label.setWordWrap(True)
-        help_label.setStyleSheet("color: palette(mid);")
+        help_label.setStyleSheet(HINT_STYLE)
         pl.addWidget(help_label)
         layout.addWidget(pad)
         layout.addStretch(1)
         self._update_labels({})
 
     # ------------------------------------------------------------------ task and file
-    def set_task(self, task: Task) -> None:
-        """Use ``task`` (an env instance owned by this panel from now on)."""
-        if self.task is not None:
-            self.task.close()
-        self.task = task
+    def on_task_changed(self, task: Task, files: list[Path], preferred: Path | None) -> None:
+        """Record ``task`` (an env instance owned by this panel from now on) into the user's
+        own file for it (the shipped files are never recorded into)."""
+        self.replace_task(task)
         self._clear_buffers()
         self.state = "idle"
         self._reset_env()
+        self.episode_form.setRowVisible(self.coverage_label, task.reports_coverage)
+        self.picker.set_files([])
         self.set_file(resources.user_demo_path(task.env_id))
 
     def set_file(self, path: str | Path) -> bool:
-        """Record into ``path``; refuses the shipped (read-only) demo files."""
+        """Record into ``path``; refuses the shipped (read-only) demo files and files of other
+        tasks or that cannot be read (the file recorded into stays the same)."""
         path = Path(path).expanduser()
+        why = None
         if resources.is_shipped(path):
-            self._error(
+            why = (
                 f"{path}: this is a shipped demo file and is never modified; choose another file "
                 "to record into."
             )
-            return False
-        if path.exists() and self.task is not None:
-            from dp_agent.demos import DemoReader
-
+        elif path.exists() and self.task is not None:
             try:
-                with DemoReader(path, expected_env_id=self.task.env_id):
-                    pass
-            except Exception as exc:  # noqa: BLE001  (DemoError, OSError: say why, keep the old file)
-                self._error(f"Cannot record into this file: {exc}")
-                return False
+                check_demo_file(path, expected_env_id=self.task.env_id)
+            except DemoError as exc:
+                why = f"Cannot record into this file: {exc}"
+        if why is not None:
+            self.picker.remove(path)
+            if self.path is not None:
+                self.picker.add(self.path)
+            self.show_error(why)
+            return False
         self.path = path
-        self.file_edit.setText(str(path))
-        self.file_edit.setToolTip(str(path))
-        self._error("")
+        self.picker.add(path)
+        self.show_error("")
         self._update_count()
         self.file_changed.emit(str(path))
         return True
 
-    def _choose_file(self) -> None:
-        start = str(self.path) if self.path else str(resources.app_home())
-        name, _ = QFileDialog.getSaveFileName(
-            self,
-            "Record into demo file",
-            start,
-            "HDF5 demo files (*.hdf5 *.h5)",
-            options=QFileDialog.Option.DontConfirmOverwrite,
-        )
-        if name:
-            self.set_file(name)
+    def _file_chosen(self, name: str) -> None:
+        self.set_file(name)
+
+    def on_demos_changed(self, path: Path) -> None:
+        if self.path is not None and Path(path) == self.path:
+            self._update_count()
 
     def _update_count(self) -> None:
-        n = episode_count(self.path) if self.path else None
+        n = episode_count(self.path)
         self.count_label.setText("?" if n is None else str(n))
 
     # ------------------------------------------------------------------ activation
     def activate(self) -> None:
-        self.active = True
+        super().activate()
         self.view.clear_overlays()
         self._show()
 
     def deactivate(self) -> None:
-        self.active = False
+        super().deactivate()
         if self.state == "recording":
             self.state = "paused"
             self._update_labels(self._info)
         self.dragging = False
 
-    def shutdown(self) -> None:
-        if self.task is not None:
-            self.task.close()
-            self.task = None
+    def on_key(self, key: str) -> None:
+        actions = {
+            "space": self.toggle_recording,
+            "save": self.save_episode,
+            "discard": self.discard_episode,
+            "reset": self.reset_episode,
+        }
+        actions[key]()
 
     # ------------------------------------------------------------------ inputs
     def on_press(self, x: float, y: float) -> None:
@@ -250,15 +226,10 @@ class RecordPanel(QWidget):
         self._set_target(self.target + np.array([sx * ex, sy * ey]) * STICK_SPEED * dt)
 
     def on_button(self, name: str) -> None:
-        actions = {
-            "A": self.toggle_recording,
-            "B": self.discard_episode,
-            "X": self.save_episode,
-            "Y": self.reset_episode,
-        }
-        if name in actions:
+        keys = {"A": "space", "B": "discard", "X": "save", "Y": "reset"}
+        if name in keys:
             self.used_inputs.add("gamepad")
-            actions[name]()
+            self.on_key(keys[name])
 
     def set_gamepad_name(self, name: str | None) -> None:
         self.pad_label.setText(
@@ -295,7 +266,7 @@ class RecordPanel(QWidget):
             self.message.emit("Nothing to save: record some steps first.")
             return None
         if self.path is None:
-            self._error("Choose a demo file to record into first.")
+            self.show_error("Choose a demo file to record into first.")
             return None
         from dp_agent.demos import DemoWriter, stack_obs
 
@@ -315,12 +286,12 @@ class RecordPanel(QWidget):
                 obs = stack_obs(self._obs, self.task.env_args["env_kwargs"].get("obs_type"))
                 name = writer.append_episode(obs, actions, rewards, dones, attrs=attrs)
         except Exception as exc:  # noqa: BLE001  (DemoError, OSError: shown, nothing lost)
-            self._error(f"Could not save the episode: {exc}")
+            self.show_error(f"Could not save the episode: {exc}")
             return None
-        self._error("")
+        self.show_error("")
         self.message.emit(f"Saved {name} ({len(actions)} steps) to {self.path}")
         self._update_count()
-        self.saved.emit(str(self.path), name)
+        self.demos_changed.emit(str(self.path))
         self._new_episode()
         return name
 
@@ -381,7 +352,7 @@ class RecordPanel(QWidget):
         try:
             self.task.reset(seed=self._seed)
         except Exception as exc:  # noqa: BLE001
-            self._error(f"{self.task.env_id}: reset failed: {exc}")
+            self.show_error(f"{self.task.env_id}: reset failed: {exc}")
             return
         self.target = self.task.agent_point()
         self._update_labels({})
@@ -419,12 +390,6 @@ class RecordPanel(QWidget):
         else:
             self.success_label.setText("–")
             self.success_label.setStyleSheet("")
-
-    def _error(self, text: str) -> None:
-        self.error_label.setText(text)
-        self.error_label.setVisible(bool(text))
-        if text:
-            self.message.emit(text)
 
     def current_file(self) -> Path | None:
         return self.path

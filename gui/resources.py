@@ -21,6 +21,7 @@ __all__ = [
     "SHIPPED_TASKS",
     "app_home",
     "is_shipped",
+    "is_users",
     "load_settings",
     "new_run_dir",
     "package_dir",
@@ -46,13 +47,22 @@ def task_name(env_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id).strip("_") or "task"
 
 
-def is_shipped(path: str | os.PathLike) -> bool:
-    """True when ``path`` lies inside the installed ``dp_agent.demos`` package (read-only data)."""
+def _inside(path: str | os.PathLike, folder) -> bool:
     try:
-        Path(path).expanduser().resolve().relative_to(package_dir().resolve())
+        Path(path).expanduser().resolve().relative_to(folder().resolve())
     except (ValueError, ModuleNotFoundError, TypeError):
         return False
     return True
+
+
+def is_shipped(path: str | os.PathLike) -> bool:
+    """True when ``path`` lies inside the installed ``dp_agent.demos`` package (read-only data)."""
+    return _inside(path, package_dir)
+
+
+def is_users(path: str | os.PathLike) -> bool:
+    """True when ``path`` lies in the user's own folder (``app_home()``)."""
+    return _inside(path, app_home)
 
 
 def user_demo_path(env_id: str) -> Path:

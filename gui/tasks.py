@@ -34,10 +34,12 @@ class Task:
     Build it with :meth:`Task.make`, which validates the id.
     """
 
-    def __init__(self, env_id: str, env: gym.Env, first_obs: Any):
+    def __init__(self, env_id: str, env: gym.Env, first_obs: Any, first_info: dict | None = None):
         self.env_id = env_id
         self.env = env
         self.obs = first_obs
+        # what the env's info reports at reset, e.g. PushT's "coverage" (TreeDetour has none)
+        self.reports_coverage = "coverage" in (first_info or {})
         space = env.action_space
         self.action_low = np.where(np.isfinite(space.low), space.low, -1.0).astype(np.float32)
         self.action_high = np.where(np.isfinite(space.high), space.high, 1.0).astype(np.float32)
@@ -80,8 +82,8 @@ class Task:
                     f"Task {env_id!r}: action_space is {env.action_space}; the app needs a "
                     "continuous Box action space of shape (Da,)."
                 )
-            obs, _ = env.reset(seed=seed)
-            task = cls(env_id, env, obs)
+            obs, info = env.reset(seed=seed)
+            task = cls(env_id, env, obs, info)
             frame = task.frame()
             if not (
                 isinstance(frame, np.ndarray)

@@ -1,11 +1,11 @@
 """Train panel: runs ``python -m dp_agent.cli train ... --json-progress`` in a QProcess, shows its
-JSON-lines progress (steps, samples/s, ETA, a live loss curve), cancels it (kill; the last
-checkpoint stays on disk) and hands ``final.safetensors`` to the policy view when it is done.
+progress events (``dp_agent.progress``: steps, samples/s, ETA, a live loss curve), cancels it
+(kill; the last checkpoint stays on disk) and hands ``final.safetensors`` to the policy view when
+it is done. While the tab is shown the view draws the action paths of the chosen demos.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -29,7 +29,23 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from dp_agent.demos import DemoError
+from dp_agent.progress import (
+    TrainCheckpoint,
+    TrainDone,
+    TrainError,
+    TrainEvent,
+    TrainStart,
+    TrainStep,
+    parse_train_event,
+)
+
 from . import resources
+from .demo_files import read_contents
+from .panel import Panel
+from .task_view import TaskView
+from .tasks import Task
+from .widgets import FilePicker
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -80,19 +96,17 @@ class LossAxis(pg.AxisItem):
         return labels
 
 
-class TrainPanel(QWidget):
+class TrainPanel(Panel):
     """Starts, follows and cancels one training run at a time."""
 
-    message = pyqtSignal(str)
     trained = pyqtSignal(str)  # path of final.safetensors
-    file_changed = pyqtSignal(str)
 
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
+    def __init__(self, view: TaskView, parent: QWidget | None = None):
+        super().__init__(view, parent)
         self.env_id: str | None = None
         self.process: QProcess | None = None
         self.extra_env: dict[str, str] = {}  # added to the child's environment
-        self.events: list[dict] = []  # every JSON event of the current run
+        self.events: list[TrainEvent] = []  # every progress event of the current run
         self.state = "idle"  # idle | running | done | cancelled | failed
         self.out_dir: Path | None = None
         self.final_path: Path | None = None
@@ -111,18 +125,9 @@ class TrainPanel(QWidget):
         layout = QVBoxLayout(self)
         setup = QGroupBox("Run")
         form = QFormLayout(setup)
-        demo_row = QHBoxLayout()
-        self.demos_combo = QComboBox()
-        self.demos_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.demos_combo.setMinimumContentsLength(16)
-        self.demos_combo.currentIndexChanged.connect(self._demos_changed)
-        browse = QPushButton("Open…")
-        browse.clicked.connect(self._choose_demos)
-        demo_row.addWidget(self.demos_combo, 1)
-        demo_row.addWidget(browse)
-        form.addRow("Demos:", demo_row)
+        self.picker = FilePicker("Open…", "Demo file to train on")
+        self.picker.combo.currentIndexChanged.connect(self._demos_changed)
+        form.addRow("Demos:", self.picker)
 
         self.preset_combo = QComboBox()
         for name, preset in PRESETS.items():
@@ -200,61 +205,39 @@ class TrainPanel(QWidget):
         self.loss_plot.setLabel("left", "loss")
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.loss_plot.setMinimumHeight(160)
+        self.loss_plot.setMinimumHeight(110)
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((200, 60, 40), width=2))
         layout.addWidget(self.loss_plot, 1)
 
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_label.setStyleSheet("color: #c0392b;")
-        self.error_label.hide()
         layout.addWidget(self.error_label)
 
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(400)
-        self.log.setMaximumHeight(90)
+        self.log.setMaximumHeight(80)
         self.log.setPlaceholderText("Messages from the training process")
         layout.addWidget(self.log)
         self._preset_changed()
         self._update_buttons()
 
     # ------------------------------------------------------------------ setup
-    def set_task(self, env_id: str, files: list[Path]) -> None:
-        """Offer ``files`` (shipped demos, the user's file) for ``env_id``."""
-        self.env_id = env_id
-        self.demos_combo.blockSignals(True)
-        self.demos_combo.clear()
-        for f in files:
-            self.add_demos(f, select=False)
-        self.demos_combo.blockSignals(False)
-        existing = [i for i, f in enumerate(files) if Path(f).is_file()]
-        if existing:
-            # prefer the user's own recordings, else the shipped demos
-            self.demos_combo.setCurrentIndex(existing[-1])
+    def on_task_changed(self, task: Task, files: list[Path], preferred: Path | None) -> None:
+        """Offer ``files`` (shipped demos, the user's file) for ``task``; ``preferred`` first."""
+        self.replace_task(task)
+        self.env_id = task.env_id
+        self.picker.set_files(files, preferred)
         self._demos_changed()
         if not self._out_edited:
-            self.out_edit.setText(str(resources.new_run_dir(env_id)))
+            self.out_edit.setText(str(resources.new_run_dir(task.env_id)))
 
     def add_demos(self, path: str | Path, select: bool = True) -> None:
-        path = Path(path)
-        for i in range(self.demos_combo.count()):
-            if Path(self.demos_combo.itemData(i)) == path:
-                if select:
-                    self.demos_combo.setCurrentIndex(i)
-                return
-        label = path.name + ("  (shipped)" if resources.is_shipped(path) else "")
-        self.demos_combo.addItem(label, str(path))
-        self.demos_combo.setItemData(
-            self.demos_combo.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole
-        )
-        if select:
-            self.demos_combo.setCurrentIndex(self.demos_combo.count() - 1)
+        self.picker.add(path, select)
+
+    def on_demos_changed(self, path: Path) -> None:
+        self.picker.add(path, select=False)
 
     def demos_path(self) -> Path | None:
-        data = self.demos_combo.currentData()
-        return Path(data) if data else None
+        return self.picker.path()
 
     def current_file(self) -> Path | None:
         return self.demos_path()
@@ -276,15 +259,31 @@ class TrainPanel(QWidget):
         path = self.demos_path()
         self.file_changed.emit(str(path) if path else "")
         self._update_buttons()
+        self._show_data()
 
-    def _choose_demos(self) -> None:
-        current = self.demos_path()
-        start = str(current.parent) if current else str(resources.app_home())
-        name, _ = QFileDialog.getOpenFileName(
-            self, "Demo file to train on", start, "HDF5 demo files (*.hdf5 *.h5);;All files (*)"
-        )
-        if name:
-            self.add_demos(name)
+    # ------------------------------------------------------------------ the view
+    def activate(self) -> None:
+        super().activate()
+        self._show_data()
+
+    def _show_data(self) -> None:
+        """The task with the action paths of the chosen demos (bad files: the task alone; the
+        run itself reports why it cannot use them)."""
+        task = self.task
+        if task is None or not self.active:
+            return
+        self.view.clear_overlays()
+        self.view.set_extent(task.extent)
+        self.view.set_frame(task.frame())
+        path = self.demos_path()
+        if path is None or not path.is_file() or not task.draws_actions:
+            return
+        try:
+            contents = read_contents(path, expected_env_id=task.env_id)
+        except DemoError:
+            return
+        self.view.set_paths([task.point_from_action(a) for a in contents.actions])
+        self.view.set_caption(f"{path.name}: {len(contents.actions)} episodes")
 
     def _choose_out(self) -> None:
         name = QFileDialog.getExistingDirectory(self, "Output folder", str(resources.app_home()))
@@ -303,13 +302,31 @@ class TrainPanel(QWidget):
             return False
         demos = self.demos_path()
         if demos is None or not demos.is_file():
-            self._set_error(f"Demo file not found: {demos}. Record episodes or open a file first.")
+            self.show_error(f"Demo file not found: {demos}. Record episodes or open a file first.")
             return False
         out_text = self.out_edit.text().strip()
         if not out_text or (not self._out_edited and Path(out_text).exists()):
             out_text = str(resources.new_run_dir(self.env_id or "task"))
             self.out_edit.setText(out_text)
         self.out_dir = Path(out_text).expanduser()
+        self._clear_run()
+        args = train_command(
+            demos,
+            self.preset_combo.currentData(),
+            self.steps_spin.value(),
+            self.out_dir,
+            self.device_combo.currentText(),
+        )
+        self.process = self._make_process()
+        self.state = "running"
+        self._append_log(f"$ {Path(sys.executable).name} {' '.join(args)}")
+        self.process.start(sys.executable, args)
+        self._update_buttons()
+        self.message.emit(f"Training started on {demos.name} → {self.out_dir}")
+        return True
+
+    def _clear_run(self) -> None:
+        """Forget the previous run's progress, curve, log and error."""
         self.final_path = None
         self.events = []
         self._stdout_buffer = ""
@@ -318,20 +335,14 @@ class TrainPanel(QWidget):
         self._loss_steps, self._loss_values = [], []
         self.loss_curve.setData([], [])
         self.log.clear()
-        self._set_error("")
+        self.show_error("")
         for label in (self.step_label, self.loss_label, self.speed_label, self.eta_label):
             label.setText("–")
         self.device_label.setText("starting…")
         self.progress.setRange(0, 0)  # busy until the "start" event
         self.progress.setFormat("starting…")
 
-        args = train_command(
-            demos,
-            self.preset_combo.currentData(),
-            self.steps_spin.value(),
-            self.out_dir,
-            self.device_combo.currentText(),
-        )
+    def _make_process(self) -> QProcess:
         process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
@@ -342,13 +353,7 @@ class TrainPanel(QWidget):
         process.readyReadStandardError.connect(self._read_stderr)
         process.finished.connect(self._finished)
         process.errorOccurred.connect(self._process_error)
-        self.process = process
-        self.state = "running"
-        self._append_log(f"$ {Path(sys.executable).name} {' '.join(args)}")
-        process.start(sys.executable, args)
-        self._update_buttons()
-        self.message.emit(f"Training started on {demos.name} → {self.out_dir}")
-        return True
+        return process
 
     def cancel(self) -> None:
         """Stop the run now; checkpoints already written stay (they are written atomically)."""
@@ -357,11 +362,22 @@ class TrainPanel(QWidget):
         self.state = "cancelled"
         self.process.kill()
 
+    def close_question(self) -> str | None:
+        if not self.running:
+            return None
+        where = f" The checkpoints written so far stay in {self.out_dir}." if self.out_dir else ""
+        done = self.progress.value() if self.progress.maximum() else 0
+        return (
+            f"A training run is in progress (step {done:,} of {self.steps_spin.value():,}). "
+            f"Closing the window stops it.{where}"
+        )
+
     def shutdown(self) -> None:
         if self.running:
             self.state = "cancelled"
             self.process.kill()
             self.process.waitForFinished(3000)
+        super().shutdown()
 
     # ------------------------------------------------------------------ process output
     def _read_stdout(self) -> None:
@@ -382,63 +398,66 @@ class TrainPanel(QWidget):
     def _handle_line(self, line: str) -> None:
         if not line:
             return
-        try:
-            event = json.loads(line)
-        except ValueError:
+        event = parse_train_event(line)
+        if event is None:  # a log line (or JSON that is not a progress event)
             self._append_log(line)
-            return
-        if not isinstance(event, dict) or "event" not in event:
-            self._append_log(line)
-            return
-        self.handle_event(event)
+        else:
+            self.handle_event(event)
 
-    def handle_event(self, event: dict) -> None:
-        """Apply one progress event ("start", "step", "checkpoint", "done", "error")."""
+    def handle_event(self, event: TrainEvent) -> None:
+        """Apply one progress event of the run."""
         self.events.append(event)
-        kind = event["event"]
-        if kind == "start":
-            total = int(event.get("total_steps", self.steps_spin.value()))
+        handlers = {
+            TrainStart: self._on_start,
+            TrainStep: self._on_step,
+            TrainCheckpoint: self._on_checkpoint,
+            TrainDone: self._on_done,
+            TrainError: self._on_error,
+        }
+        handlers[type(event)](event)
+
+    def _on_start(self, event: TrainStart) -> None:
+        self.progress.setRange(0, event.total_steps)
+        self.progress.setValue(event.start_step)
+        self.progress.setFormat("%v / %m steps")
+        name = event.device_name or event.device
+        self.device_label.setText(f"{name} ({event.device})")
+        self._append_log(
+            f"training on {event.num_episodes} episodes, {event.num_samples} windows, device {name}"
+        )
+
+    def _on_step(self, event: TrainStep) -> None:
+        step, total = event.step, event.total_steps
+        if self.progress.maximum() != total:
             self.progress.setRange(0, total)
-            self.progress.setValue(int(event.get("start_step", 0)))
-            self.progress.setFormat("%v / %m steps")
-            name = event.get("device_name") or event.get("device", "?")
-            self.device_label.setText(f"{name} ({event.get('device', '?')})")
-            self._append_log(
-                f"training on {event.get('num_episodes', '?')} episodes, "
-                f"{event.get('num_samples', '?')} windows, device {name}"
-            )
-        elif kind == "step":
-            step = int(event["step"])
-            total = int(event.get("total_steps", self.progress.maximum()))
-            if self.progress.maximum() != total:
-                self.progress.setRange(0, total)
-            self.progress.setValue(step)
-            self.step_label.setText(f"{step:,} / {total:,}")
-            loss = event.get("loss")
-            if loss is not None:
-                self.loss_label.setText(f"{loss:.4g}")
-                if loss > 0:
-                    self._loss_steps.append(step)
-                    self._loss_values.append(float(loss))
-                    self.loss_curve.setData(self._loss_steps, self._loss_values)
-            if event.get("samples_per_s") is not None:
-                self.speed_label.setText(f"{event['samples_per_s']:,.0f}")
-            self.eta_label.setText(format_seconds(event.get("eta_s")))
-        elif kind == "checkpoint":
-            self._append_log(f"checkpoint at step {event.get('step')}: {event.get('path')}")
-        elif kind == "done":
-            self.final_path = Path(event["path"]) if event.get("path") else None
-            self.progress.setValue(self.progress.maximum())
-            self.eta_label.setText("0 s")
-            seconds = event.get("seconds")
-            self._append_log(f"done in {format_seconds(seconds)}: {event.get('path')}")
-        elif kind == "error":
-            self._error_message = str(event.get("message", "unknown error"))
+        self.progress.setValue(step)
+        self.step_label.setText(f"{step:,} / {total:,}")
+        if event.loss is not None:
+            self.loss_label.setText(f"{event.loss:.4g}")
+            if event.loss > 0:
+                self._loss_steps.append(step)
+                self._loss_values.append(float(event.loss))
+                self.loss_curve.setData(self._loss_steps, self._loss_values)
+        if event.samples_per_s is not None:
+            self.speed_label.setText(f"{event.samples_per_s:,.0f}")
+        self.eta_label.setText(format_seconds(event.eta_s))
+
+    def _on_checkpoint(self, event: TrainCheckpoint) -> None:
+        self._append_log(f"checkpoint at step {event.step}: {event.path}")
+
+    def _on_done(self, event: TrainDone) -> None:
+        self.final_path = Path(event.path) if event.path else None
+        self.progress.setValue(self.progress.maximum())
+        self.eta_label.setText("0 s")
+        self._append_log(f"done in {format_seconds(event.seconds)}: {event.path}")
+
+    def _on_error(self, event: TrainError) -> None:
+        self._error_message = event.message or "unknown error"
 
     def _process_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
             self.state = "failed"
-            self._set_error(f"Could not start the training process ({sys.executable}).")
+            self.show_error(f"Could not start the training process ({sys.executable}).")
             self._reset_progress("failed")
             self._update_buttons()
 
@@ -446,34 +465,44 @@ class TrainPanel(QWidget):
         if self._stdout_buffer.strip():
             self._handle_line(self._stdout_buffer.strip())
             self._stdout_buffer = ""
-        last = self.out_dir / "last.safetensors" if self.out_dir else None
         if self.state == "cancelled":
-            self._reset_progress("cancelled")
-            kept = f" The last checkpoint is kept: {last}" if last and last.exists() else ""
-            self.message.emit(f"Training cancelled.{kept}")
-            self._append_log(f"cancelled.{kept}")
+            self._cancelled()
         elif exit_status == QProcess.ExitStatus.NormalExit and exit_code == 0:
-            path = self.final_path or (self.out_dir / "final.safetensors")
-            if path.is_file():
-                self.state = "done"
-                self.final_path = path
-                self.progress.setFormat("done – %m steps")
-                self.message.emit(f"Training finished: {path}")
-                self.trained.emit(str(path))
-            else:
-                self.state = "failed"
-                self._set_error(f"Training ended but {path} was not written.")
+            self._succeeded()
+        else:
+            self._failed(exit_code, exit_status)
+        self._update_buttons()
+
+    def _cancelled(self) -> None:
+        self._reset_progress("cancelled")
+        last = self.out_dir / "last.safetensors" if self.out_dir else None
+        kept = f" The last checkpoint is kept: {last}" if last and last.exists() else ""
+        self.message.emit(f"Training cancelled.{kept}")
+        self._append_log(f"cancelled.{kept}")
+
+    def _succeeded(self) -> None:
+        path = self.final_path or (self.out_dir / "final.safetensors")
+        if path.is_file():
+            self.state = "done"
+            self.final_path = path
+            self.progress.setFormat("done – %m steps")
+            self.message.emit(f"Training finished: {path}")
+            self.trained.emit(str(path))
         else:
             self.state = "failed"
-            self._reset_progress("failed")
-            why = self._error_message
-            if why is None:
-                tail = [ln for ln in self._stderr_tail if not ln.startswith(("  ", "Traceback"))]
-                why = tail[-1] if tail else f"the process exited with code {exit_code}"
-                if exit_status == QProcess.ExitStatus.CrashExit:
-                    why = f"the training process crashed ({why})"
-            self._set_error(f"Training failed: {why}")
-        self._update_buttons()
+            self.eta_label.setText("–")
+            self.show_error(f"Training ended but {path} was not written.")
+
+    def _failed(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
+        self.state = "failed"
+        self._reset_progress("failed")
+        why = self._error_message
+        if why is None:
+            tail = [ln for ln in self._stderr_tail if not ln.startswith(("  ", "Traceback"))]
+            why = tail[-1] if tail else f"the process exited with code {exit_code}"
+            if exit_status == QProcess.ExitStatus.CrashExit:
+                why = f"the training process crashed ({why})"
+        self.show_error(f"Training failed: {why}")
 
     # ------------------------------------------------------------------ helpers
     def _load_last(self) -> None:
@@ -487,10 +516,12 @@ class TrainPanel(QWidget):
         self.message.emit(f"No checkpoint in {self.out_dir} yet.")
 
     def _reset_progress(self, text: str) -> None:
+        """The run stopped early (cancelled, failed): no time is left to estimate."""
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 100)
             self.progress.setValue(0)
         self.progress.setFormat(f"{text} – %v / %m steps")
+        self.eta_label.setText("–")
 
     def _update_buttons(self) -> None:
         running = self.running
@@ -501,14 +532,8 @@ class TrainPanel(QWidget):
             (self.out_dir / n).is_file() for n in ("final.safetensors", "last.safetensors")
         )
         self.load_last_button.setEnabled(not running and has_ckpt)
-        for w in (self.demos_combo, self.preset_combo, self.steps_spin, self.device_combo):
+        for w in (self.picker, self.preset_combo, self.steps_spin, self.device_combo):
             w.setEnabled(not running)
 
     def _append_log(self, text: str) -> None:
         self.log.appendPlainText(text)
-
-    def _set_error(self, text: str) -> None:
-        self.error_label.setText(text)
-        self.error_label.setVisible(bool(text))
-        if text:
-            self.message.emit(text)

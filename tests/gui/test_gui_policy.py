@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from dp_agent.agent import DiffusionPolicyAgent
-from dp_agent.gui.main_window import TAB_POLICY
+from dp_agent.config import SAMPLERS, PolicyConfig
+from dp_agent.gui.main_window import TAB_POLICY, TAB_RECORD
+from dp_agent.gui.policy_worker import PolicyInfo
+from dp_agent.policy import DenoiseStep
 
 
 def _load(window, qtbot, checkpoint):
@@ -18,11 +23,25 @@ def _load(window, qtbot, checkpoint):
     return panel
 
 
+def endless(task):
+    """Episodes of ``task`` never end (the untrained test policy may run into the tree at once;
+    the tests that use this look at what is drawn while a plan is executed)."""
+    step = task.step
+
+    def never_done(action):
+        obs, reward, _, _, info = step(action)
+        return obs, reward, False, False, info
+
+    task.step = never_done
+    return task
+
+
 @pytest.mark.parametrize(("sampler", "steps"), [("ddim", 5), ("dpmsolver++", 3), ("ddpm", 7)])
 def test_denoising_view_gets_k_plus_1_frames_that_are_the_policys_samples(
     window, qtbot, tiny_checkpoint, sampler, steps
 ):
     panel = _load(window, qtbot, tiny_checkpoint)
+    endless(panel.task)
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData(sampler))
     panel.steps_spin.setValue(steps)
     panel.samples_spin.setValue(5)
@@ -34,7 +53,7 @@ def test_denoising_view_gets_k_plus_1_frames_that_are_the_policys_samples(
 
     assert [f.step for f in plan.frames] == list(range(steps + 1))
     assert all(f.total == steps for f in plan.frames)
-    tp = panel.agent.config.pred_horizon
+    tp = panel.policy.config.pred_horizon
     assert plan.frames[0].sample.shape == (5, tp, 2)
     # the same samples as the policy gives for that history and seed
     fresh = DiffusionPolicyAgent.load(tiny_checkpoint, device="cpu")
@@ -53,7 +72,8 @@ def test_plan_is_executed_after_the_animation_with_chunk_and_queue_drawn(
     window, qtbot, tiny_checkpoint
 ):
     panel = _load(window, qtbot, tiny_checkpoint)
-    cfg = panel.agent.config
+    cfg = panel.policy.config
+    endless(panel.task)
     panel.steps_spin.setValue(4)
     panel.speed_spin.setValue(200)  # animated: 5 frames at 200 steps/s
     assert panel.start()
@@ -71,11 +91,11 @@ def test_plan_is_executed_after_the_animation_with_chunk_and_queue_drawn(
     assert panel.episode_steps == steps  # paused
 
     # scrubbing shows earlier iterates, down to pure noise
-    panel.scrub.setValue(0)
+    panel.player.scrub.setValue(0)
     assert view.samples_fraction == 0.0
     np.testing.assert_allclose(view.samples, panel.plan.frames[0].sample)
-    assert "pure noise" in panel.step_label.text()
-    panel.scrub.setValue(4)
+    assert "pure noise" in panel.player.step_label.text()
+    panel.player.scrub.setValue(4)
     np.testing.assert_allclose(view.samples, panel.plan.frames[-1].sample)
 
 
@@ -97,7 +117,8 @@ def test_the_executed_plan_is_the_highlighted_sample_of_one_sampling_run(
 ):
     panel = _load(window, qtbot, tiny_checkpoint)
     window.loop.stop()  # the test drives the control steps itself
-    agent = panel.agent
+    agent = panel.worker.agent  # inspected while the worker waits for requests
+    endless(panel.task)
     cfg = agent.config
     steps, n = 3, 4
     counter = CountingDenoiser(agent.policy.denoiser)
@@ -128,15 +149,13 @@ def test_the_executed_plan_is_the_highlighted_sample_of_one_sampling_run(
     expected = np.clip(chunk[start : start + ta], low, high)
     # the rest of the executed slice is what is queued, and it is executed in order
     np.testing.assert_allclose(
-        np.clip(panel.last_result["queued"], low, high), expected[1:], rtol=1e-6
+        np.clip(panel.last_result.queued, low, high), expected[1:], rtol=1e-6
     )
-    while len(executed) < ta and panel.running:  # (the untrained policy may hit the tree)
+    while len(executed) < ta:
         assert len(counter.batches) == steps  # no sampling while the queue lasts
         control_step()
     np.testing.assert_allclose(np.array(executed), expected[: len(executed)], rtol=1e-6)
 
-    if not panel.running:  # the episode ended: the new one re-plans at once
-        assert panel.start()
     control_step()  # the next re-plan: again one run of n, and its sample is executed
     assert panel.plans_completed == 2 and counter.batches == [n] * (2 * steps)
     chunk = agent.last_plan(0)
@@ -171,7 +190,8 @@ def test_stopping_mid_denoising_queues_nothing_and_a_restart_plans_afresh(
     window, qtbot, tiny_checkpoint
 ):
     panel = _load(window, qtbot, tiny_checkpoint)
-    agent = panel.agent
+    agent = panel.worker.agent  # inspected while the worker waits for requests
+    endless(panel.task)
     panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
     panel.steps_spin.setValue(100)
     panel.samples_spin.setValue(64)
@@ -181,7 +201,7 @@ def test_stopping_mid_denoising_queues_nothing_and_a_restart_plans_afresh(
     qtbot.waitUntil(lambda: panel.frames_received >= 1, timeout=60_000)
     with qtbot.waitSignal(panel.worker.acted, timeout=60_000) as aborted:
         panel.stop()
-    assert aborted.args[1].get("aborted")
+    assert aborted.args[0].aborted
     assert panel.episode_steps == 0 and panel.plans_completed == 0
     assert len(agent.queued_actions(0)) == 0 and agent.last_plan(0) is None
     assert panel.plan is None and window.view.samples is None
@@ -207,7 +227,7 @@ def test_loading_a_policy_switches_to_the_task_it_was_trained_on(window, qtbot, 
         panel.load(tiny_checkpoint)
     # the policy names its task: the window switches to it
     qtbot.waitUntil(lambda: window.task_id == "dp_agent/TreeDetour-v0", timeout=10_000)
-    assert panel.agent is not None
+    assert panel.policy is not None
 
 
 def test_a_broken_checkpoint_gives_a_message_not_a_crash(window, qtbot, tmp_path):
@@ -217,5 +237,100 @@ def test_a_broken_checkpoint_gives_a_message_not_a_crash(window, qtbot, tmp_path
     panel = window.policy_panel
     with qtbot.waitSignal(panel.worker.load_failed, timeout=60_000):
         panel.load(bad)
-    qtbot.waitUntil(lambda: "bad.safetensors" in panel.policy_label.text())
-    assert panel.agent is None and not panel.run_button.isEnabled()
+    qtbot.waitUntil(lambda: "bad.safetensors" in panel.error_label.text())
+    assert panel.policy is None and not panel.run_button.isEnabled()
+
+
+def _assert_no_plan_drawn(view):
+    assert view.plan is None and view.queued is None and view.samples is None
+    assert not view.caption.startswith(("executing", "denoising"))
+
+
+def test_new_episode_episode_end_and_task_switch_clear_the_old_plan(window, qtbot, tiny_checkpoint):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    view = window.view
+    ending = {"now": False}
+    step = panel.task.step
+
+    def step_until_told(action):
+        obs, reward, _, _, info = step(action)
+        return obs, reward, ending["now"], False, info
+
+    panel.task.step = step_until_told
+    panel.steps_spin.setValue(2)
+    panel.samples_spin.setValue(3)
+    panel.speed_spin.setValue(0)
+
+    def run_until_a_plan_is_drawn():
+        assert panel.start()
+        qtbot.waitUntil(
+            lambda: view.plan is not None and view.caption.startswith("executing"), timeout=60_000
+        )
+
+    run_until_a_plan_is_drawn()
+    ending["now"] = True  # the next step ends the episode
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    _assert_no_plan_drawn(view)
+    assert view.caption.startswith("episode ended")
+
+    ending["now"] = False
+    run_until_a_plan_is_drawn()
+    panel.stop()
+    panel.reset_button.click()  # New episode
+    _assert_no_plan_drawn(view)
+    window.tabs.setCurrentIndex(TAB_RECORD)  # and nothing old comes back when the tab is shown
+    window.tabs.setCurrentIndex(TAB_POLICY)
+    _assert_no_plan_drawn(view)
+    assert panel.player.step_label.text() == "denoising step – / –"
+
+    run_until_a_plan_is_drawn()
+    window.set_task("dp_agent/PushT-v0")  # (the TreeDetour policy does not fit PushT)
+    _assert_no_plan_drawn(view)
+    assert view.caption == ""
+
+
+def test_the_gui_thread_never_touches_the_agent(window, qtbot, tiny_checkpoint, monkeypatch):
+    panel = _load(window, qtbot, tiny_checkpoint)
+    threads: set[int] = set()
+    read = DiffusionPolicyAgent.__getattribute__
+
+    def noting_the_thread(agent, name):  # every attribute read of any agent, by any reference
+        threads.add(threading.get_ident())
+        return read(agent, name)
+
+    monkeypatch.setattr(DiffusionPolicyAgent, "__getattribute__", noting_the_thread)
+    endless(panel.task)
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("dpmsolver++"))
+    panel.steps_spin.setValue(2)
+    panel.speed_spin.setValue(0)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.plans_completed >= 1 and panel.episode_steps >= 1, timeout=60_000)
+    assert isinstance(panel.plan.frames[0], DenoiseStep)
+    panel.player.scrub.setValue(0)
+    panel.x0_check.setChecked(True)
+    panel.new_episode()
+    window.tabs.setCurrentIndex(TAB_RECORD)
+    window.tabs.setCurrentIndex(TAB_POLICY)
+    panel.stop()
+    assert threads, "the worker used the agent"
+    assert threading.main_thread().ident not in threads
+    assert isinstance(panel.policy, PolicyInfo) and panel.policy.path == tiny_checkpoint
+
+
+def test_sampler_names_and_default_steps_come_from_the_policy_config(
+    window, qtbot, tiny_checkpoint
+):
+    panel = window.policy_panel
+    combo = panel.sampler_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == list(SAMPLERS)
+    assert [combo.itemText(i) for i in range(combo.count())] == list(SAMPLERS.values())
+    defaults = PolicyConfig()
+    combo.setCurrentIndex(combo.findData("ddpm"))
+    assert panel.steps_spin.value() == defaults.default_steps("ddpm")
+    panel = _load(window, qtbot, tiny_checkpoint)
+    cfg = panel.policy.config
+    assert combo.currentData() == cfg.sampler
+    assert panel.steps_spin.value() == cfg.num_inference_steps
+    for name in SAMPLERS:
+        combo.setCurrentIndex(combo.findData(name))
+        assert panel.steps_spin.value() == cfg.default_steps(name)

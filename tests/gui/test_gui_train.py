@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dp_agent.gui import widgets
 from dp_agent.gui.train_panel import format_seconds, train_command
+from dp_agent.progress import TrainStart, TrainStep
 
 
 def _setup(panel, demos, out: Path, steps: int) -> None:
@@ -35,7 +37,7 @@ def test_training_runs_to_completion_and_the_policy_is_loaded(window, tiny_demos
         assert panel.running and not panel.start_button.isEnabled()
     final = out / "final.safetensors"
     assert finished.args == [str(final)] and final.is_file()
-    kinds = [e["event"] for e in panel.events]
+    kinds = [e.event for e in panel.events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "step" in kinds
     assert panel.state == "done"
     assert panel.progress.value() == panel.progress.maximum() == 20
@@ -44,7 +46,7 @@ def test_training_runs_to_completion_and_the_policy_is_loaded(window, tiny_demos
     assert len(panel.loss_curve.getData()[0]) == kinds.count("step")
     assert float(panel.speed_label.text().replace(",", "")) > 0
     # the result goes to the policy view
-    qtbot.waitUntil(lambda: window.policy_panel.agent is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.policy_panel.policy is not None, timeout=60_000)
     assert window.policy_panel.agent_path == final
     assert window.policy_panel.run_button.isEnabled()
 
@@ -63,15 +65,51 @@ def test_a_failing_run_shows_a_readable_message(window, tmp_path, qtbot):
     assert panel.start_button.isEnabled()
 
 
-def test_cancel_kills_the_process_and_keeps_the_window_usable(window, tiny_demos, tmp_path, qtbot):
-    panel = window.train_panel
-    _setup(panel, tiny_demos, tmp_path / "run", steps=100_000)
+def _start_long_run(panel, demos, out: Path, qtbot) -> None:
+    """A run too long to end during the test, followed until it reports a step (and an ETA)."""
+    _setup(panel, demos, out, steps=100_000)
     assert panel.start()
-    qtbot.waitUntil(lambda: any(e["event"] == "start" for e in panel.events), timeout=120_000)
-    assert panel.progress.maximum() == 100_000
-    panel.cancel()
+    qtbot.waitUntil(lambda: any(isinstance(e, TrainStep) for e in panel.events), timeout=120_000)
+    assert panel.eta_label.text() != "–"
+
+
+def test_cancel_kills_the_process_clears_the_eta_and_keeps_the_window_usable(
+    window, tiny_demos, tmp_path, qtbot
+):
+    panel = window.train_panel
+    _start_long_run(panel, tiny_demos, tmp_path / "run", qtbot)
+    assert isinstance(panel.events[0], TrainStart) and panel.progress.maximum() == 100_000
+    panel.cancel_button.click()
     qtbot.waitUntil(lambda: not panel.running, timeout=30_000)
     assert panel.state == "cancelled"
     assert "cancelled" in panel.progress.format()
+    assert panel.eta_label.text() == "–"  # no time is left to estimate
     assert not (tmp_path / "run" / "final.safetensors").exists()
     assert panel.start_button.isEnabled()
+
+
+def test_closing_the_window_during_training_asks_first(
+    window, tiny_demos, tmp_path, qtbot, monkeypatch
+):
+    panel = window.train_panel
+    _start_long_run(panel, tiny_demos, tmp_path / "run", qtbot)
+    asked = []
+
+    def answer(keep_running: bool):
+        def ask(parent, title, text, yes="Yes", no="No"):
+            asked.append((text, yes, no))
+            return not keep_running
+
+        return ask
+
+    monkeypatch.setattr(widgets, "ask", answer(keep_running=True))
+    window.close()
+    assert window.isVisible() and panel.running  # kept running
+    text, yes, no = asked[0]
+    assert "training run is in progress" in text and str(tmp_path / "run") in text
+    assert (yes, no) == ("Stop and close", "Keep running")
+
+    monkeypatch.setattr(widgets, "ask", answer(keep_running=False))
+    window.close()
+    assert not window.isVisible() and not panel.running and len(asked) == 2
+    assert panel.state == "cancelled"
