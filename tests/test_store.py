@@ -571,6 +571,18 @@ def test_cli_merge_refuses_files_of_different_envs(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_cli_merge_refuses_files_with_other_observation_shapes(tmp_path, capsys):
+    a, b, out = tmp_path / "a.hdf5", tmp_path / "b.hdf5", tmp_path / "out.hdf5"
+    write_file(a, 1)
+    write_file(b, 1, obs_dim=6)
+    assert main(["demos", "merge", str(out), str(a), str(b)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {b}: data/demo_0/obs/state: expected per-step shape (5,) like data/demo_0 of "
+        f"{a}, got (6,)\n"
+    )
+    assert not out.exists()
+
+
 def test_cli_split_writes_disjoint_reproducible_masks(tmp_path):
     path = tmp_path / "demos.hdf5"
     write_file(path, 20)
