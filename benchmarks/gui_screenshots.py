@@ -3,6 +3,8 @@
     python benchmarks/gui_screenshots.py [--policy CKPT] [--train-steps 300] [--out DIR]
                                          [--only record demos train policy pusht]
 
+The Demos and Train tabs are also shot in a 1024 x 640 window (``*_1024x640.png``).
+
 Uses the shipped TreeDetour demos and policy when they are installed; otherwise it records expert
 demos into a temporary file, and trains the policy shown in the Policy tab through the Train tab
 (a real ``dp_agent.cli train`` child process, ``--train-steps`` steps of the cpu-small preset).
@@ -51,6 +53,18 @@ def expert_demos(path: Path, episodes: int) -> Path:
             rollout_expert(env, expert, seed, None)[0] for seed in range(episodes)
         )
     return path
+
+
+def small_window_shots(window, shot, tabs: list[int]) -> None:
+    """The given tabs in a 1024 x 640 window (a laptop screen): nothing may be cut off."""
+    size = window.size()
+    shown = window.tabs.currentIndex()
+    window.resize(1024, 640)
+    for index in tabs:
+        window.tabs.setCurrentIndex(index)
+        shot(f"{window.tabs.tabText(index).lower()}_1024x640")
+    window.tabs.setCurrentIndex(shown)
+    window.resize(size)
 
 
 def main() -> int:
@@ -114,6 +128,7 @@ def main() -> int:
         for _ in range(len(browser.replay_episode) // 2):
             browser.tick()
         shot("demos")
+        small_window_shots(window, shot, [TAB_DEMOS, TAB_TRAIN])
         browser.stop_replay()
 
     # Train: a real training run through the panel.
