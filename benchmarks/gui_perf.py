@@ -119,6 +119,70 @@ def run_policy(app, window, seconds: float, live: bool, speed: int, loop_fps: fl
     return steps / seconds, frames / seconds, median(plan_ms), median(denoise_ms), steps / episodes
 
 
+RUNS = [  # name, live view, animation steps/s, loop rate (None: the env's)
+    ("live view on, animation 20 steps/s", True, 20, None),
+    ("live view on, instant animation", True, 0, None),
+    ("live view off", False, 0, None),
+    ("live view on, instant, uncapped loop", True, 0, 1000.0),
+    ("live view off, uncapped loop", False, 0, 1000.0),
+]
+
+
+def open_window(app):
+    """The main window on TreeDetour; returns it and the seconds to its first drawn frame."""
+    from dp_agent.gui.main_window import MainWindow
+
+    t0 = time.perf_counter()
+    window = MainWindow(env_id=TREE, use_gamepad=False, probe_device=False)
+    window.resize(1280, 800)
+    window.show()
+    while window.view.frames_drawn == 0:
+        app.processEvents()
+    return window, time.perf_counter() - t0
+
+
+def load_policy(app, window, policy: Path, samples: int):
+    """Load ``policy`` into the Policy tab and wait until it is ready; returns the panel."""
+    from dp_agent.gui.main_window import TAB_POLICY
+
+    window.tabs.setCurrentIndex(TAB_POLICY)
+    panel = window.policy_panel
+    panel.set_seed(0)
+    panel.load(policy)
+    while panel.loading or panel.policy is None:
+        app.processEvents()
+        time.sleep(0.001)
+    panel.samples_spin.setValue(samples)
+    return panel
+
+
+def print_start_up(launches: list[float], in_process: float) -> None:
+    print("| measure | value |")
+    print("|---|---|")
+    launch_text = ", ".join(f"{t:.2f}" for t in launches)
+    print(f"| launch to first frame, new process (s) | {min(launches):.2f} (runs: {launch_text}) |")
+    print(f"| window construction to first frame, in process (s) | {in_process:.2f} |")
+    print()
+
+
+def print_policy_runs(app, window, seconds: float) -> None:
+    print(
+        "| policy run | loop (Hz) | env steps/s | view frames/s | plan (ms) | denoise (ms) "
+        "| steps/episode |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    fps = window.policy_panel.task.fps
+    for name, live, speed, loop_fps in RUNS:
+        steps, frames, plan, denoise, length = run_policy(
+            app, window, seconds, live, speed, loop_fps
+        )
+        hz = f"{loop_fps:.0f}" if loop_fps else f"{fps:.0f}"
+        print(
+            f"| {name} | {hz} | {steps:.1f} | {frames:.1f} | {plan:.0f} | {denoise:.0f} "
+            f"| {length:.0f} |"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy")
@@ -139,63 +203,20 @@ def main() -> int:
     from PyQt6.QtWidgets import QApplication
 
     from dp_agent.gui import resources
-    from dp_agent.gui.main_window import TAB_POLICY, MainWindow
 
     app = QApplication(sys.argv[:1])
-    t0 = time.perf_counter()
-    window = MainWindow(env_id=TREE, use_gamepad=False, probe_device=False)
-    window.resize(1280, 800)
-    window.show()
-    while window.view.frames_drawn == 0:
-        app.processEvents()
-    in_process = time.perf_counter() - t0
-
+    window, in_process = open_window(app)
     policy = args.policy or resources.shipped_policy(TREE) or quick_policy(tmp)
-    window.tabs.setCurrentIndex(TAB_POLICY)
-    panel = window.policy_panel
-    panel.set_seed(0)
-    panel.load(policy)
-    while panel.loading or panel.policy is None:
-        app.processEvents()
-        time.sleep(0.001)
-    panel.samples_spin.setValue(args.samples)
-    info = panel.policy
-    sampler = f"{info.sampler} x{info.num_inference_steps}"
-
+    info = load_policy(app, window, policy, args.samples).policy
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, threads "
-        f"{torch.get_num_threads()}, policy {Path(policy).name} ({sampler}, "
-        f"{args.samples} samples shown), view {window.view.width()}x{window.view.height()}"
+        f"{torch.get_num_threads()}, policy {Path(policy).name} ({info.sampler} "
+        f"x{info.num_inference_steps}, {args.samples} samples shown), view "
+        f"{window.view.width()}x{window.view.height()}"
     )
     print()
-    print("| measure | value |")
-    print("|---|---|")
-    launch_text = ", ".join(f"{t:.2f}" for t in launches)
-    print(f"| launch to first frame, new process (s) | {min(launches):.2f} (runs: {launch_text}) |")
-    print(f"| window construction to first frame, in process (s) | {in_process:.2f} |")
-    print()
-    print(
-        "| policy run | loop (Hz) | env steps/s | view frames/s | plan (ms) | denoise (ms) "
-        "| steps/episode |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    fps = panel.task.fps
-    configs = [
-        ("live view on, animation 20 steps/s", True, 20, None),
-        ("live view on, instant animation", True, 0, None),
-        ("live view off", False, 0, None),
-        ("live view on, instant, uncapped loop", True, 0, 1000.0),
-        ("live view off, uncapped loop", False, 0, 1000.0),
-    ]
-    for name, live, speed, loop_fps in configs:
-        steps, frames, plan, denoise, length = run_policy(
-            app, window, args.seconds, live, speed, loop_fps
-        )
-        hz = f"{loop_fps:.0f}" if loop_fps else f"{fps:.0f}"
-        print(
-            f"| {name} | {hz} | {steps:.1f} | {frames:.1f} | {plan:.0f} | {denoise:.0f} "
-            f"| {length:.0f} |"
-        )
+    print_start_up(launches, in_process)
+    print_policy_runs(app, window, args.seconds)
     window.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0

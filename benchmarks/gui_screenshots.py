@@ -67,6 +67,156 @@ def small_window_shots(window, shot, tabs: list[int]) -> None:
     window.resize(size)
 
 
+class Shots:
+    """Takes the shots, one method per panel, in one window driven like a person would."""
+
+    def __init__(self, app, window, out: Path, tmp: Path, demos: Path, args):
+        self.app, self.window, self.out, self.tmp, self.demos, self.args = (
+            app, window, out, tmp, demos, args,
+        )  # fmt: skip
+
+    def shot(self, name: str) -> None:
+        wait(self.app, 0.1)
+        path = self.out / f"{name}.png"
+        self.window.grab().save(str(path))
+        print(f"wrote {path}")
+
+    def record(self) -> bool:
+        """Drive the target with the expert's targets, mid-episode."""
+        from dp_agent.envs.experts import make_expert
+        from dp_agent.gui.main_window import TAB_RECORD
+
+        self.window.tabs.setCurrentIndex(TAB_RECORD)
+        self.window.loop.stop()
+        rec = self.window.record_panel
+        expert = make_expert(rec.task.env)
+        expert.reset(3)
+        rec.on_press(*rec.task.agent_point())
+        for _ in range(22):
+            rec.on_drag(*expert.act(rec.task.obs))
+            rec.tick()
+        self.shot("record")
+        rec.on_release(*rec.target)
+        rec.save_episode()
+        return True
+
+    def demos_tab(self) -> bool:
+        """The demo file, one episode selected and replayed half-way (also at 1024 x 640)."""
+        from dp_agent.gui.main_window import TAB_DEMOS, TAB_TRAIN
+
+        self.window.tabs.setCurrentIndex(TAB_DEMOS)
+        browser = self.window.browser_panel
+        browser.open_file(self.demos)
+        browser.select(browser.rows[min(5, len(browser.rows) - 1)]["name"])
+        browser.replay_selected()
+        for _ in range(len(browser.replay_episode) // 2):
+            browser.tick()
+        self.shot("demos")
+        small_window_shots(self.window, self.shot, [TAB_DEMOS, TAB_TRAIN])
+        browser.stop_replay()
+        return True
+
+    def train(self) -> bool:
+        """A real training run through the panel, half-way and done."""
+        from dp_agent.gui.main_window import TAB_TRAIN
+
+        self.window.tabs.setCurrentIndex(TAB_TRAIN)
+        train = self.window.train_panel
+        train.add_demos(self.demos)
+        train.set_preset("cpu-small")
+        train.steps_spin.setValue(self.args.train_steps)
+        train.out_edit.setText(str(self.tmp / "run"))
+        train._out_edited = True
+        train.start()
+        total = self.args.train_steps
+        wait(self.app, until=lambda: train.progress.value() >= total // 2, timeout=1800)
+        self.shot("train_running")
+        wait(self.app, until=lambda: not train.running, timeout=1800)
+        if train.state != "done":
+            print(f"training failed: {train.error_label.text()}", file=sys.stderr)
+            return False
+        self.shot("train")
+        return True
+
+    def policy(self) -> bool:
+        """The shipped policy (or the one just trained), denoising live, then scrubbed."""
+        policy_path = self._policy_path()
+        if policy_path is None:
+            print("no policy for the Policy tab: pass --policy or add train", file=sys.stderr)
+            return False
+        panel = self._run_policy(policy_path)
+        total_steps = panel.plan.frames[-1].total
+        self.shot("policy")
+        panel.player.scrub.setValue(total_steps // 2)
+        self.shot("policy_denoising_mid")
+        panel.x0_check.setChecked(True)  # the clean chunk predicted at that step
+        self.shot("policy_denoising_mid_pred_x0")
+        panel.x0_check.setChecked(False)
+        panel.player.scrub.setValue(0)
+        self.shot("policy_noise")
+        panel.pause_button.setChecked(False)
+        wait(self.app, until=lambda: panel.plans_completed >= 3 or not panel.running, timeout=120)
+        panel.pause_button.setChecked(True)
+        self.shot("policy_later")
+        panel.stop()
+        return True
+
+    def _policy_path(self):
+        from dp_agent.gui import resources
+
+        path = self.args.policy or resources.shipped_policy(TREE)
+        if path is None and "train" in self.args.only:
+            path = self.window.train_panel.final_path
+        return path
+
+    def _run_policy(self, policy_path):
+        """Load ``policy_path`` and run it until its first plan is executed; then pause."""
+        from dp_agent.gui.main_window import TAB_POLICY
+
+        self.window.tabs.setCurrentIndex(TAB_POLICY)
+        panel = self.window.policy_panel
+        wait(self.app, until=lambda: not panel.loading)  # the Train tab hands its result over
+        if str(panel.agent_path) != str(policy_path):
+            panel.load(policy_path)
+            wait(self.app, until=lambda: not panel.loading and panel.policy is not None)
+        self.window.loop.start()
+        panel.samples_spin.setValue(self.args.samples)
+        panel.speed_spin.setValue(0)
+        panel.set_seed(self.args.seed)
+        panel.new_episode()
+        panel.start()
+        wait(
+            self.app,
+            until=lambda: panel.plans_completed >= 1 and panel.episode_steps >= 1,
+            timeout=120,
+        )
+        panel.pause_button.setChecked(True)
+        wait(self.app, 0.2)
+        return panel
+
+    def pusht(self) -> bool:
+        """PushT: recording with the live coverage."""
+        from dp_agent.envs.experts import make_expert
+        from dp_agent.gui.main_window import TAB_RECORD
+
+        self.window.set_task("dp_agent/PushT-v0")
+        self.window.tabs.setCurrentIndex(TAB_RECORD)
+        self.window.loop.stop()
+        rec = self.window.record_panel
+        rec.task.reset(seed=7)
+        expert = make_expert(rec.task.env)
+        expert.reset(7)
+        rec.target = rec.task.agent_point()
+        rec.on_press(*rec.target)
+        for _ in range(120):
+            rec.on_drag(*expert.act(rec.task.obs))
+            rec.tick()
+            if rec.state != "recording":
+                break
+        self.shot("record_pusht")
+        return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -86,9 +236,8 @@ def main() -> int:
 
     from PyQt6.QtWidgets import QApplication
 
-    from dp_agent.envs.experts import make_expert
     from dp_agent.gui import resources
-    from dp_agent.gui.main_window import TAB_DEMOS, TAB_POLICY, TAB_RECORD, TAB_TRAIN, MainWindow
+    from dp_agent.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     demos = resources.shipped_demos(TREE) or expert_demos(tmp / "tree_detour_expert.hdf5", 40)
@@ -96,121 +245,18 @@ def main() -> int:
     window.resize(1360, 860)
     window.show()
     wait(app, 0.5)
-
-    def shot(name: str) -> None:
-        wait(app, 0.1)
-        path = out / f"{name}.png"
-        window.grab().save(str(path))
-        print(f"wrote {path}")
-
-    # Record: drive the target like a person would (the expert's targets), mid-episode.
-    if "record" in args.only:
-        window.tabs.setCurrentIndex(TAB_RECORD)
-        window.loop.stop()
-        rec = window.record_panel
-        expert = make_expert(rec.task.env)
-        expert.reset(3)
-        rec.on_press(*rec.task.agent_point())
-        for _ in range(22):
-            rec.on_drag(*expert.act(rec.task.obs))
-            rec.tick()
-        shot("record")
-        rec.on_release(*rec.target)
-        rec.save_episode()
-
-    # Demos: the demo file, one episode selected and replayed half-way.
-    if "demos" in args.only:
-        window.tabs.setCurrentIndex(TAB_DEMOS)
-        browser = window.browser_panel
-        browser.open_file(demos)
-        browser.select(browser.rows[min(5, len(browser.rows) - 1)]["name"])
-        browser.replay_selected()
-        for _ in range(len(browser.replay_episode) // 2):
-            browser.tick()
-        shot("demos")
-        small_window_shots(window, shot, [TAB_DEMOS, TAB_TRAIN])
-        browser.stop_replay()
-
-    # Train: a real training run through the panel.
-    if "train" in args.only:
-        window.tabs.setCurrentIndex(TAB_TRAIN)
-        train = window.train_panel
-        train.add_demos(demos)
-        train.set_preset("cpu-small")
-        train.steps_spin.setValue(args.train_steps)
-        train.out_edit.setText(str(tmp / "run"))
-        train._out_edited = True
-        train.start()
-        total = args.train_steps
-        wait(app, until=lambda: train.progress.value() >= total // 2, timeout=1800)
-        shot("train_running")
-        wait(app, until=lambda: not train.running, timeout=1800)
-        if train.state != "done":
-            print(f"training failed: {train.error_label.text()}", file=sys.stderr)
-            return 1
-        shot("train")
-
-    # Policy: the shipped policy (or the one just trained), denoising live.
-    if "policy" in args.only:
-        policy_path = args.policy or resources.shipped_policy(TREE)
-        if policy_path is None and "train" in args.only:
-            policy_path = window.train_panel.final_path
-        if policy_path is None:
-            print("no policy for the Policy tab: pass --policy or add train", file=sys.stderr)
-            return 1
-        window.tabs.setCurrentIndex(TAB_POLICY)
-        panel = window.policy_panel
-        wait(app, until=lambda: not panel.loading)  # the Train tab hands its result over
-        if str(panel.agent_path) != str(policy_path):
-            panel.load(policy_path)
-            wait(app, until=lambda: not panel.loading and panel.policy is not None)
-        window.loop.start()
-        panel.samples_spin.setValue(args.samples)
-        panel.speed_spin.setValue(0)
-        panel.set_seed(args.seed)
-        panel.new_episode()
-        panel.start()
-        wait(
-            app, until=lambda: panel.plans_completed >= 1 and panel.episode_steps >= 1, timeout=120
-        )
-        panel.pause_button.setChecked(True)
-        wait(app, 0.2)
-        total_steps = panel.plan.frames[-1].total
-        shot("policy")
-        panel.player.scrub.setValue(total_steps // 2)
-        shot("policy_denoising_mid")
-        panel.x0_check.setChecked(True)  # the clean chunk predicted at that step
-        shot("policy_denoising_mid_pred_x0")
-        panel.x0_check.setChecked(False)
-        panel.player.scrub.setValue(0)
-        shot("policy_noise")
-        panel.pause_button.setChecked(False)
-        wait(app, until=lambda: panel.plans_completed >= 3 or not panel.running, timeout=120)
-        panel.pause_button.setChecked(True)
-        shot("policy_later")
-        panel.stop()
-
-    # PushT: recording with the live coverage.
-    if "pusht" in args.only:
-        window.set_task("dp_agent/PushT-v0")
-        window.tabs.setCurrentIndex(TAB_RECORD)
-        window.loop.stop()
-        rec = window.record_panel
-        rec.task.reset(seed=7)
-        expert = make_expert(rec.task.env)
-        expert.reset(7)
-        rec.target = rec.task.agent_point()
-        rec.on_press(*rec.target)
-        for _ in range(120):
-            rec.on_drag(*expert.act(rec.task.obs))
-            rec.tick()
-            if rec.state != "recording":
-                break
-        shot("record_pusht")
-
+    shots = Shots(app, window, out, tmp, demos, args)
+    takes = {
+        "record": shots.record,
+        "demos": shots.demos_tab,
+        "train": shots.train,
+        "policy": shots.policy,
+        "pusht": shots.pusht,
+    }
+    ok = all(takes[name]() for name in panels if name in args.only)
     window.close()
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ from pathlib import Path
 import dp_agent.gui
 
 GUI = Path(dp_agent.gui.__file__).parent
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"  # absent in an installed copy
 MAX_LINES = 60
 
 
 def test_no_function_is_longer_than_60_lines_outside_the_qt_layout_builders():
     long = []
-    for path in sorted(GUI.glob("*.py")):
+    for path in sorted([*GUI.glob("*.py"), *BENCHMARKS.glob("gui_*.py")]):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = node.end_lineno - node.lineno + 1
