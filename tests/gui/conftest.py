@@ -78,4 +78,5 @@ def window(qtbot):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
-    return win
+    yield win
+    win.close_now()  # never a modal question at teardown (e.g. a failed test left a run going)
