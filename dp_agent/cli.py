@@ -31,7 +31,12 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the machine's best)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="bf16 autocast (auto: where the device has native bf16); weights stay fp32",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--overwrite", action="store_true", help="replace checkpoints already in OUT")
     p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout")
@@ -60,6 +65,7 @@ def cmd_train(args) -> int:
         device=args.device,
         seed=args.seed,
         num_threads=args.threads,
+        precision=args.precision,
     )
     pc, tc = make_configs(args.preset, policy_over, train_over)
     final = train(

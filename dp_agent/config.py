@@ -103,7 +103,10 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
-    num_threads: int = 0  # 0 = torch default
+    num_threads: int = 0  # 0 = dp_agent.train.default_threads()
+    precision: str = (
+        "auto"  # "auto" (bf16 autocast where the device has native bf16), "bf16", "fp32"
+    )
 
     def validate(self) -> None:
         for name in ("num_steps", "batch_size", "checkpoint_every", "log_every"):
@@ -111,6 +114,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 from dp_agent.checkpoint import load_training_state, read_checkpoint, save_training_state
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
 from dp_agent.data import WindowDataset, load_episodes
-from dp_agent.devices import bf16_autocast_ok, device_name, select_device
+from dp_agent.devices import device_name, select_device, use_bf16
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import (
     Progress,
@@ -162,7 +162,7 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
     run = Run(
         out_dir, source, env_id, env_kwargs, *_spaces_for(env_id, env_kwargs, data), data,
         device, model, copy.deepcopy(model).requires_grad_(False).eval(),
-        torch.optim.AdamW(model.parameters(), tc.lr, tc.betas, weight_decay=tc.weight_decay),
+        _adamw(model, tc, device),
         torch.Generator(device).manual_seed(tc.seed), rank=rank, world_size=world_size,
     )  # fmt: skip
     if resume and run.last_path.exists():
@@ -207,7 +207,7 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     progress.emit(TrainStart(tc.num_steps, start_step, device.type, device_name(device),
                              data.num_episodes, len(data), str(run.out_dir), n_params))  # fmt: skip
-    autocast = bf16_autocast_ok(device)
+    autocast = use_bf16(tc.precision, device)
     went_bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss so far
     t0, step = time.perf_counter(), start_step
     model.train()
@@ -247,6 +247,14 @@ def train(
     progress.close()
     end_distributed()
     return final
+
+
+def _adamw(model: torch.nn.Module, tc: TrainConfig, device: torch.device):
+    """AdamW, with the fused kernel where torch has one for the device (CPU and CUDA)."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(
+        model.parameters(), tc.lr, tc.betas, weight_decay=tc.weight_decay, fused=fused
+    )
 
 
 def _check_finite(run: Run, went_bad: torch.Tensor, step: int) -> None:
