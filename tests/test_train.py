@@ -22,11 +22,11 @@ from dp_agent.train import TrainingError, cosine_with_warmup, ema_decay, train
 
 def write_demos(path, n=8, length=30):
     rng = np.random.default_rng(0)
-    with DemoWriter(path, {"env_name": "test/Point", "type": 2, "env_kwargs": {}}) as w:
-        for _ in range(n):
-            obs = rng.uniform(-1, 1, (length, 3)).astype(np.float32)
-            act = rng.uniform(-1, 1, (length, 2)).astype(np.float32)
-            w.append_episode({"state": obs}, act, np.zeros(length), np.zeros(length))
+    w = DemoWriter(path, {"env_name": "test/Point", "type": 2, "env_kwargs": {}})
+    for _ in range(n):
+        obs = rng.uniform(-1, 1, (length, 3)).astype(np.float32)
+        act = rng.uniform(-1, 1, (length, 2)).astype(np.float32)
+        w.append_episode({"state": obs}, act, np.zeros(length), np.zeros(length))
     return path
 
 
