@@ -48,10 +48,9 @@ def expert_demos(path: Path, episodes: int) -> Path:
 
     env = gym.make(TREE)
     expert = make_expert(env)
-    with DemoWriter(path, {"env_name": TREE, "env_kwargs": {}}) as writer:
-        writer.append_episodes(
-            rollout_expert(env, expert, seed, None)[0] for seed in range(episodes)
-        )
+    DemoWriter(path, {"env_name": TREE, "env_kwargs": {}}).append_episodes(
+        rollout_expert(env, expert, seed, None)[0] for seed in range(episodes)
+    )
     return path
 
 

@@ -2,6 +2,13 @@
 torch thread count.
 
     python benchmarks/training.py [--steps 40] [--threads 1 2] [--rounds 3] [--device auto]
+    python benchmarks/training.py --reference-src DIR [--presets cpu-small] [--rounds 5]
+
+With ``--reference-src`` (a local checkout of the original diffusion_policy repository; nothing of
+it is copied here) it times one training step of the reference's ConditionalUnet1D, diffusers'
+DDPMScheduler, AdamW and the reference's EMAModel against ours on a network of the same shape
+(our U-Net with the observations as the conditioning vector, as the reference's low-dim PushT
+policy), interleaved in one process.
 
 Runs the real training loop (windows, loss, AdamW, EMA) for a few steps per preset and thread
 count, interleaved over ``--rounds`` rounds (this machine is shared: absolute times move, the
@@ -12,19 +19,22 @@ first thread count. Time-to-score is in benchmarks/evidence.py.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
 import torch
 
 from dp_agent.config import PRESETS, make_configs
-from dp_agent.devices import device_name, select_device
+from dp_agent.devices import device_name, select_device, use_bf16
+from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress
 from dp_agent.shipped import shipped_demos
-from dp_agent.train import train
+from dp_agent.train import _adamw, ema_decay, ema_update, train
 
 
 class Quiet(Progress):
@@ -50,6 +60,88 @@ def samples_per_s(preset: str, threads: int, steps: int, device: str) -> tuple[f
     return last["samples_per_s"], {"parameters": start["parameters"], "batch": tc.batch_size}
 
 
+class StepTimer:
+    """One training step of a denoiser on PushT-shaped random batches (obs (B, 2, 5), actions
+    (B, 16, 2)), ours or the reference's, for an interleaved comparison."""
+
+    def __init__(self, preset: str, batch: int, reference_src: str | None):
+        pc, tc = make_configs(
+            preset,
+            {"obs_dim": 5, "action_dim": 2, "obs_encoder": "identity"},
+            {"batch_size": batch},
+        )
+        self.batch, self.tc = batch, tc
+        self.obs = torch.rand(batch, pc.obs_horizon, 5)
+        self.actions = torch.rand(batch, pc.pred_horizon, 2) * 2 - 1
+        self.policy = DiffusionPolicy(pc)
+        self.policy.fit_normalizers(self.obs.reshape(-1, 5), self.actions.reshape(-1, 2))
+        self.ema = copy.deepcopy(self.policy).requires_grad_(False)
+        self.opt = _adamw(self.policy, tc, torch.device("cpu"))
+        self.bf16 = use_bf16(tc.precision, torch.device("cpu"))
+        self.step_count = 0
+        self.reference = None if reference_src is None else self._reference(pc, reference_src)
+
+    def _reference(self, pc, src: str):
+        sys.path.insert(0, src)
+        from diffusers import DDPMScheduler
+        from diffusion_policy.model.diffusion.conditional_unet1d import ConditionalUnet1D
+        from diffusion_policy.model.diffusion.ema_model import EMAModel
+
+        model = ConditionalUnet1D(
+            input_dim=2, global_cond_dim=pc.obs_horizon * 5,
+            diffusion_step_embed_dim=pc.step_embed_dim, down_dims=list(pc.down_dims),
+            kernel_size=pc.kernel_size, n_groups=pc.n_groups, cond_predict_scale=True,
+        )  # fmt: skip
+        ours = sum(p.numel() for p in self.policy.denoiser.parameters())
+        theirs = sum(p.numel() for p in model.parameters())
+        assert ours == theirs, f"shapes differ: {ours} vs {theirs} parameters"
+        scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+        opt = torch.optim.AdamW(model.parameters(), 1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
+        return model, scheduler, opt, EMAModel(copy.deepcopy(model), power=0.75)
+
+    def ours(self) -> None:
+        self.step_count += 1
+        noise, k = self.policy.draw_training_noise(self.batch, None, torch.device("cpu"))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.policy(self.obs, self.actions, noise, k)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.tc.grad_clip)
+        self.opt.step()
+        ema_update(self.ema, self.policy, ema_decay(self.step_count))
+
+    def theirs(self) -> None:
+        """The reference workspace's step: add_noise, predict ε, MSE, AdamW, EMAModel.step."""
+        model, scheduler, opt, ema = self.reference
+        noise = torch.randn(self.actions.shape)
+        t = torch.randint(0, 100, (self.batch,)).long()
+        noisy = scheduler.add_noise(self.actions, noise, t)
+        loss = torch.nn.functional.mse_loss(model(noisy, t, global_cond=self.obs.flatten(1)), noise)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        ema.step(model)
+
+
+def compare_with_reference(args) -> None:
+    for preset in args.presets:
+        timer = StepTimer(preset, PRESETS[preset].train.get("batch_size", 256), args.reference_src)
+        times = {"ours": [], "reference": []}
+        for _ in range(2):  # warm-up
+            timer.ours(), timer.theirs()
+        for _ in range(args.rounds):
+            for name, fn in (("ours", timer.ours), ("reference", timer.theirs)):
+                t = time.perf_counter()
+                for _ in range(args.steps):
+                    fn()
+                times[name].append((time.perf_counter() - t) / args.steps)
+        ours, theirs = statistics.median(times["ours"]), statistics.median(times["reference"])
+        print(
+            f"| {preset} | {timer.batch} | {'bf16' if timer.bf16 else 'fp32'} | "
+            f"{1000 * theirs:.0f} | {1000 * ours:.0f} | {theirs / ours:.2f}x |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -57,6 +149,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--presets", nargs="+", default=sorted(PRESETS))
+    parser.add_argument("--reference-src", help="checkout of the original diffusion_policy repo")
     args = parser.parse_args()
     device = select_device(args.device)
     print(
@@ -64,6 +157,14 @@ def main() -> None:
         f"device {device_name(device)}; {time.strftime('%Y-%m-%d')}; median of {args.rounds} "
         "interleaved rounds"
     )
+    if args.reference_src:
+        torch.set_num_threads(args.threads[0])
+        print(f"\ntraining step, {args.threads[0]} thread(s), median of {args.rounds} interleaved "
+              f"rounds of {args.steps} steps\n")  # fmt: skip
+        print("| preset | batch | ours in | reference (ms) | ours (ms) | ours faster by |")
+        print("|---|---|---|---|---|---|")
+        compare_with_reference(args)
+        return
     runs: dict[tuple[str, int], list[float]] = {}
     info: dict[str, dict] = {}
     for _ in range(args.rounds):

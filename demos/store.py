@@ -472,6 +472,12 @@ class DemoReader:
             raise _error(self.path, f"data/{key}", f"no such episode; expected one of {self.names}")
         return key
 
+    def actions(self, key: int | str) -> np.ndarray:
+        """(T, Da) float32 actions of one episode, read without its observations (cheap for
+        image datasets); checked finite."""
+        where = f"data/{self._name_of(key)}/actions"
+        return _finite_float32(self.path, where, self._read(where))
+
     def episode(self, key: int | str) -> Episode:
         """Episode by position in ``names`` or by name; values are checked (finite floats)."""
         name = self._name_of(key)
@@ -484,7 +490,7 @@ class DemoReader:
                 if arr.dtype.kind == "f"
                 else arr
             )
-        actions = _finite_float32(self.path, f"{where}/actions", self._read(f"{where}/actions"))
+        actions = self.actions(name)
         if "rewards" in layout.optional:
             rewards = self._read(f"{where}/rewards")
             rewards = _finite_float32(self.path, f"{where}/rewards", rewards)
@@ -828,11 +834,3 @@ class DemoWriter:
                     if key in f:
                         del f[key]
                     f.create_dataset(key, data=np.array(list(names), dtype="S"))
-
-    # ``with DemoWriter(...) as w:`` is still used outside this package (the app's record
-    # panel, GUI test fixtures, test_train, the screenshot script); nothing needs closing.
-    def __enter__(self) -> DemoWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass

@@ -44,7 +44,7 @@ def read_contents(path: str | Path, expected_env_id: str | None = None) -> DemoC
     """The summary and the actions of every episode (values checked: NaN raises DemoError)."""
     with open_demos(path, expected_env_id) as reader:
         rows = reader.summary()
-        actions = [reader.episode(name).actions for name in reader.names]
+        actions = [reader.actions(name) for name in reader.names]
         return DemoContents(Path(path), reader.env_id, rows, actions)
 
 

@@ -282,9 +282,9 @@ class RecordPanel(Panel):
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with DemoWriter(self.path, self.task.env_args) as writer:
-                obs = stack_obs(self._obs, self.task.env_args["env_kwargs"].get("obs_type"))
-                name = writer.append_episode(obs, actions, rewards, dones, attrs=attrs)
+            writer = DemoWriter(self.path, self.task.env_args)
+            obs = stack_obs(self._obs, self.task.env_args["env_kwargs"].get("obs_type"))
+            name = writer.append_episode(obs, actions, rewards, dones, attrs=attrs)
         except Exception as exc:  # noqa: BLE001  (DemoError, OSError: shown, nothing lost)
             self.show_error(f"Could not save the episode: {exc}")
             return None

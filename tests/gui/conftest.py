@@ -37,8 +37,7 @@ def write_expert_demos(path: Path, num_episodes: int, first_seed: int = 0) -> li
     expert = make_expert(env)
     seeds = range(first_seed, first_seed + num_episodes)
     episodes = [rollout_expert(env, expert, seed, None)[0] for seed in seeds]
-    with DemoWriter(path, {"env_name": TREE, "env_kwargs": {}}) as writer:
-        writer.append_episodes(episodes)
+    DemoWriter(path, {"env_name": TREE, "env_kwargs": {}}).append_episodes(episodes)
     env.close()
     return [len(ep) for ep in episodes]
 
