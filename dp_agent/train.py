@@ -105,6 +105,12 @@ class Run:
     def last_path(self) -> Path:
         return self.out_dir / "last.safetensors"
 
+    def shard(self, batch_size: int) -> slice:
+        """This rank's part of the global batch: every rank draws the whole batch from the shared
+        generator and trains on its slice, so N processes train exactly as one would."""
+        b = batch_size // self.world_size
+        return slice(self.rank * b, (self.rank + 1) * b)
+
     def save(self, tc: TrainConfig, path: Path, step: int, seconds: float, resumable=True):
         """A checkpoint of the EMA policy; ``resumable`` adds what ``--resume`` needs."""
         training = {
@@ -185,52 +191,36 @@ def train(
     json_progress: bool = False,
 ) -> Path:
     """Train on ``demos`` (a file, a DemoReader, or episodes with ``obs`` (T, Do) and
-    ``actions`` (T, Da)) -> ``final.safetensors``, the EMA weights for inference;
-    ``last.safetensors`` beside it holds the resumable state."""
+    ``actions`` (T, Da)) -> ``final.safetensors`` (EMA weights for inference; the resumable
+    state is in ``last.safetensors``)."""
     tc = train_config
     tc.validate()
     run = setup(demos, out_dir, policy_config, tc, resume=resume, overwrite=overwrite,
                 obs_keys=obs_keys)  # fmt: skip
-    model, data, device, start_step = run.model, run.data, run.device, run.start_step
+    model, device, start_step = run.model, run.device, run.start_step
     net = _distributed(model, device) if run.world_size > 1 else model
-    # every rank draws the global batch from the shared generator and takes its own slice, so N
-    # processes train exactly as one process with the same global batch
-    b = tc.batch_size // run.world_size
-    mine = slice(run.rank * b, (run.rank + 1) * b)
+    mine = run.shard(tc.batch_size)
     # the learning rate is a pure function of the step, so a resumed run picks it up where it was
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         run.optimizer, cosine_with_warmup(tc.warmup_steps, tc.num_steps), start_step - 1
     )
-    if run.rank != 0:  # rank 0 reports and writes checkpoints
-        progress = SilentProgress(tc.num_steps)
-    progress = progress or Progress(tc.num_steps, "train", json_progress, every=tc.log_every)
-    n_params = sum(p.numel() for p in model.parameters())
-    progress.emit(TrainStart(tc.num_steps, start_step, device.type, device_name(device),
-                             data.num_episodes, len(data), str(run.out_dir), n_params))  # fmt: skip
+    progress = _start_progress(run, tc, progress, json_progress)
     autocast = use_bf16(tc.precision, device)
     went_bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss so far
     t0, step = time.perf_counter(), start_step
     model.train()
     for step in range(start_step + 1, tc.num_steps + 1):
-        idx = torch.randint(len(data), (tc.batch_size,), generator=run.generator, device=device)
-        noise, k = model.draw_training_noise(tc.batch_size, run.generator, device)
-        obs, actions = data.batch(idx[mine])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = net(obs, actions, noise[mine], k[mine])
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        run.optimizer.step()
+        loss = _optimise(run, net, tc, mine, autocast)
         scheduler.step()
         ema_update(run.ema, model, ema_decay(step, tc.ema_power, tc.ema_max_decay))
         went_bad |= ~torch.isfinite(loss.detach())
 
         if step % tc.log_every == 0 or step == tc.num_steps:
             _check_finite(run, went_bad, step)
-            seconds, done = time.perf_counter() - t0, step - start_step
-            progress.emit(TrainStep(step, tc.num_steps, loss.item(), scheduler.get_last_lr()[0],
-                                    samples_per_s=done * tc.batch_size / seconds,
-                                    eta_s=(tc.num_steps - step) * seconds / done))  # fmt: skip
+            speed = (step - start_step) * tc.batch_size / (time.perf_counter() - t0)  # samples/s
+            eta = (tc.num_steps - step) * tc.batch_size / speed
+            lr = scheduler.get_last_lr()[0]
+            progress.emit(TrainStep(step, tc.num_steps, loss.item(), lr, speed, eta))
         if step % tc.checkpoint_every == 0 and step < tc.num_steps:
             _check_finite(run, went_bad, step)  # never replace a good checkpoint with NaN
             if run.rank == 0:
@@ -247,6 +237,33 @@ def train(
     progress.close()
     end_distributed()
     return final
+
+
+def _optimise(run: Run, net, tc: TrainConfig, mine: slice, autocast: bool) -> torch.Tensor:
+    """One optimiser step on a batch of random windows; -> the loss (not synced to the host)."""
+    data, device = run.data, run.device
+    idx = torch.randint(len(data), (tc.batch_size,), generator=run.generator, device=device)
+    noise, k = run.model.draw_training_noise(tc.batch_size, run.generator, device)
+    obs, actions = data.batch(idx[mine])
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = net(obs, actions, noise[mine], k[mine])
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+    run.optimizer.step()
+    return loss
+
+
+def _start_progress(run: Run, tc: TrainConfig, progress, json_progress: bool) -> Progress:
+    """The run's progress reporter (silent on every rank but 0), after its start event."""
+    if run.rank != 0:  # rank 0 reports and writes checkpoints
+        progress = SilentProgress(tc.num_steps)
+    progress = progress or Progress(tc.num_steps, "train", json_progress, every=tc.log_every)
+    n_params = sum(p.numel() for p in run.model.parameters())
+    progress.emit(TrainStart(tc.num_steps, run.start_step, run.device.type,
+                             device_name(run.device), run.data.num_episodes, len(run.data),
+                             str(run.out_dir), n_params))  # fmt: skip
+    return progress
 
 
 def _adamw(model: torch.nn.Module, tc: TrainConfig, device: torch.device):
