@@ -7,11 +7,12 @@ it is done. While the tab is shown the view draws the action paths of the chosen
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
 import pyqtgraph as pg
-from PyQt6.QtCore import QProcess, QProcessEnvironment, Qt, pyqtSignal
+from PyQt6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, pyqtSignal
 from PyQt6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -61,10 +62,22 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def train_command(
-    demos: str | Path, preset: str, steps: int, out: str | Path, device: str = "auto"
+    demos: str | Path,
+    preset: str,
+    steps: int,
+    out: str | Path,
+    device: str = "auto",
+    processes: int = 1,
 ) -> list[str]:
-    """The argument list (after the interpreter) that starts a training run with JSON progress."""
+    """The argument list (after the interpreter) that starts a training run with JSON progress;
+    with ``processes`` > 1, under torchrun on this machine (one model, DDP, one GPU each on
+    CUDA)."""
+    launcher = []
+    if processes > 1:
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+        launcher.append(str(int(processes)))
     return [
+        *launcher,
         "-m",
         "dp_agent.cli",
         "train",
@@ -147,6 +160,14 @@ class TrainPanel(Panel):
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         form.addRow("Device:", self.device_combo)
+
+        self.processes_spin = QSpinBox()
+        self.processes_spin.setRange(1, max(1, os.cpu_count() or 1))
+        self.processes_spin.setToolTip(
+            "Train one model in N processes (torchrun, DistributedDataParallel): one GPU each "
+            "on CUDA, or N CPU processes. The batch is the global batch, split between them."
+        )
+        form.addRow("Processes:", self.processes_spin)
 
         out_row = QHBoxLayout()
         self.out_edit = QLineEdit()
@@ -316,6 +337,7 @@ class TrainPanel(Panel):
             self.steps_spin.value(),
             self.out_dir,
             self.device_combo.currentText(),
+            self.processes_spin.value(),
         )
         self.process = self._make_process()
         self.state = "running"
@@ -360,7 +382,15 @@ class TrainPanel(Panel):
         if not self.running:
             return
         self.state = "cancelled"
-        self.process.kill()
+        if self.processes_spin.value() > 1:  # torchrun stops its workers on SIGTERM, not on KILL
+            self.process.terminate()
+            QTimer.singleShot(10_000, self._kill_if_running)
+        else:
+            self.process.kill()
+
+    def _kill_if_running(self) -> None:
+        if self.running:
+            self.process.kill()
 
     def close_question(self) -> str | None:
         if not self.running:
@@ -532,7 +562,13 @@ class TrainPanel(Panel):
             (self.out_dir / n).is_file() for n in ("final.safetensors", "last.safetensors")
         )
         self.load_last_button.setEnabled(not running and has_ckpt)
-        for w in (self.picker, self.preset_combo, self.steps_spin, self.device_combo):
+        for w in (
+            self.picker,
+            self.preset_combo,
+            self.steps_spin,
+            self.device_combo,
+            self.processes_spin,
+        ):
             w.setEnabled(not running)
 
     def _append_log(self, text: str) -> None:

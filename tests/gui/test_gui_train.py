@@ -26,6 +26,21 @@ def test_train_command_follows_the_cli_contract():
     assert args[args.index("--steps") + 1] == "20"
     assert "--json-progress" in args
     assert format_seconds(125) == "2 min 05 s" and format_seconds(None) == "–"
+    two = train_command("d.hdf5", "cpu-small", 20, "out", "cpu", processes=2)
+    assert two[:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    assert two[6:] == args[1:]
+
+
+def test_a_two_process_run_trains_one_model_and_is_loaded(window, tiny_demos, tmp_path, qtbot):
+    panel = window.train_panel
+    out = tmp_path / "run2"
+    _setup(panel, tiny_demos, out, steps=10)
+    panel.processes_spin.setValue(2)
+    with qtbot.waitSignal(panel.trained, timeout=240_000) as finished:
+        assert panel.start()
+    assert finished.args == [str(out / "final.safetensors")]
+    assert [e.event for e in panel.events].count("start") == 1  # rank 0 alone reports
+    assert panel.step_label.text() == "10 / 10"
 
 
 def test_training_runs_to_completion_and_the_policy_is_loaded(window, tiny_demos, tmp_path, qtbot):
