@@ -34,6 +34,15 @@ def device_name(device: torch.device) -> str:
     return device.type.upper()
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated on a CUDA device, else this process's peak resident size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource  # Unix
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether the device computes in bf16 natively: CUDA GPUs of compute capability 8.0+, and
     x86 CPUs with AVX512-BF16 or AMX (where bf16 convolutions and matmuls run about 1.5x faster

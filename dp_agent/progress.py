@@ -109,6 +109,7 @@ class TrainDone:
     step: int
     path: str
     seconds: float
+    peak_memory_mb: float | None = None  # the GPU's peak allocation, or the process's peak RSS
     event: ClassVar[str] = "done"
 
 

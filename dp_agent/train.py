@@ -17,7 +17,7 @@ import torch
 from dp_agent.checkpoint import load_training_state, read_checkpoint, save_training_state
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
 from dp_agent.data import WindowDataset, load_episodes
-from dp_agent.devices import device_name, select_device, use_bf16
+from dp_agent.devices import device_name, peak_memory_mb, select_device, use_bf16
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import (
     Progress,
@@ -233,7 +233,7 @@ def train(
     if run.rank == 0:
         run.save(tc, run.last_path, step, seconds)  # what --resume goes on from
         run.save(tc, final, step, seconds, resumable=False)  # EMA weights only
-    progress.emit(TrainDone(step, str(final), round(seconds, 2)))
+    progress.emit(TrainDone(step, str(final), round(seconds, 2), peak_memory_mb(device)))
     progress.close()
     end_distributed()
     return final
