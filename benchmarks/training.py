@@ -3,6 +3,10 @@ torch thread count.
 
     python benchmarks/training.py [--steps 40] [--threads 1 2] [--rounds 3] [--device auto]
     python benchmarks/training.py --reference-src DIR [--presets cpu-small] [--rounds 5]
+    python benchmarks/training.py --processes 1 2 [--presets cpu-small]
+
+With ``--processes`` it runs the ``dp-agent train`` command in 1 and in N processes (torchrun,
+one thread each, the same global batch) and compares samples/s.
 
 With ``--reference-src`` (a local checkout of the original diffusion_policy repository; nothing of
 it is copied here) it times one training step of the reference's ConditionalUnet1D, diffusers'
@@ -20,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,6 +129,45 @@ class StepTimer:
         ema.step(model)
 
 
+def processes_samples_per_s(preset: str, processes: int, steps: int) -> float:
+    """Global samples/s of the train command on the shipped PushT demos in N processes."""
+    demos = str(shipped_demos("dp_agent/PushT-v0"))
+    train_args = ["-m", "dp_agent.cli", "train", "--demos", demos,
+                  "--preset", preset, "--steps", str(steps), "--threads", "1",
+                  "--checkpoint-every", str(10**9), "--json-progress", "--device", "cpu"]  # fmt: skip
+    launcher = []
+    if processes > 1:
+        launcher = [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+        ]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, *launcher, *train_args, "--out", f"{tmp}/run"],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [e for e in events if e["event"] == "step"][-1]["samples_per_s"]
+
+
+def compare_processes(args) -> None:
+    runs: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.rounds):
+        for preset in args.presets:
+            for n in args.processes:
+                runs.setdefault((preset, n), []).append(
+                    processes_samples_per_s(preset, n, args.steps)
+                )
+    print("| preset | processes | samples/s (global) | vs 1 process |")
+    print("|---|---|---|---|")
+    for preset in args.presets:
+        base = statistics.median(runs[preset, args.processes[0]])
+        for n in args.processes:
+            sps = statistics.median(runs[preset, n])
+            print(f"| {preset} | {n} | {sps:,.0f} | {sps / base:.2f}x |")
+
+
 def compare_with_reference(args) -> None:
     for preset in args.presets:
         timer = StepTimer(preset, PRESETS[preset].train.get("batch_size", 256), args.reference_src)
@@ -150,6 +195,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--presets", nargs="+", default=sorted(PRESETS))
     parser.add_argument("--reference-src", help="checkout of the original diffusion_policy repo")
+    parser.add_argument("--processes", type=int, nargs="+", help="compare N-process runs")
     args = parser.parse_args()
     device = select_device(args.device)
     print(
@@ -157,6 +203,10 @@ def main() -> None:
         f"device {device_name(device)}; {time.strftime('%Y-%m-%d')}; median of {args.rounds} "
         "interleaved rounds"
     )
+    if args.processes:
+        print(f"\nmedian of {args.rounds} interleaved rounds of {args.steps} steps\n")
+        compare_processes(args)
+        return
     if args.reference_src:
         torch.set_num_threads(args.threads[0])
         print(f"\ntraining step, {args.threads[0]} thread(s), median of {args.rounds} interleaved "
