@@ -132,9 +132,9 @@ class StepTimer:
 def processes_samples_per_s(preset: str, processes: int, steps: int) -> float:
     """Global samples/s of the train command on the shipped PushT demos in N processes."""
     demos = str(shipped_demos("dp_agent/PushT-v0"))
-    train_args = ["-m", "dp_agent.cli", "train", "--demos", demos,
-                  "--preset", preset, "--steps", str(steps), "--threads", "1",
-                  "--checkpoint-every", str(10**9), "--json-progress", "--device", "cpu"]  # fmt: skip
+    train_args = ["-m", "dp_agent.cli", "train", "--demos", demos, "--preset", preset,
+                  "--steps", str(steps), "--threads", "1", "--checkpoint-every", str(10**9),
+                  "--json-progress", "--device", "cpu"]  # fmt: skip
     launcher = []
     if processes > 1:
         launcher = [
