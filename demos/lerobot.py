@@ -890,11 +890,11 @@ class _DatasetWriter:
         arrays = []
         for field in self.schema:
             values = columns[field.name]
-            if values.ndim == 2:
+            if pa.types.is_fixed_size_list(field.type):
                 flat = pa.array(values.ravel(), type=field.type.value_type)
-                arrays.append(pa.FixedSizeListArray.from_arrays(flat, values.shape[1]))
-            else:
-                arrays.append(pa.array(values, type=field.type))
+                arrays.append(pa.FixedSizeListArray.from_arrays(flat, field.type.list_size))
+            else:  # a (1,) feature, e.g. a 1-D action: one value per frame
+                arrays.append(pa.array(values.ravel(), type=field.type))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def add(self, ep: Episode, task: str) -> None:

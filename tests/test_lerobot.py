@@ -130,6 +130,26 @@ def test_several_vector_parts_are_split_back_by_their_names(tmp_path):
             assert ep_b.attrs["fps"] == 5
 
 
+def test_an_images_only_file_with_a_1d_action_round_trips(tmp_path):
+    extra()
+    demos, ds, back = tmp_path / "demo.hdf5", tmp_path / "ds", tmp_path / "back.hdf5"
+    frames = smooth_frames(6, 16, 24)
+    actions = np.linspace(-1, 1, 6, dtype=np.float32)[:, None]
+    DemoWriter(demos, {"env_name": "a/B-v0"}).append_episode(
+        {"cam": frames}, actions, np.zeros(6), np.arange(6) == 5
+    )
+    assert main(["demos", "export-lerobot", str(demos), str(ds)]) == 0
+    features = json.loads((ds / "meta" / "info.json").read_text())["features"]
+    assert "observation.state" not in features and features["action"]["shape"] == [1]
+    assert features["observation.images.cam"]["shape"] == [16, 24, 3]
+    assert main(["demos", "import-lerobot", str(ds), "--out", str(back)]) == 0
+    with DemoReader(back) as reader:
+        ep = reader.episode(0)
+    assert reader.obs_keys == ["cam"]
+    np.testing.assert_array_equal(ep.actions, actions)
+    assert image_mae(ep.obs["cam"], frames) <= MAX_IMAGE_MAE
+
+
 def test_pusht_pixel_frames_survive_the_video_codec(tmp_path):
     extra()
     import gymnasium as gym
@@ -493,6 +513,10 @@ def test_a_failed_export_leaves_no_folder(tmp_path, capsys):
     assert "obs/odd: libx264 with yuv420p needs an even height and width" in error_line(capsys)
     assert main(["demos", "export-lerobot", str(demos), str(tmp_path / "ds"), "--fps", "0"]) == 2
     assert "--fps: expected a positive number" in error_line(capsys)
+    assert (
+        main(["demos", "export-lerobot", str(demos), str(tmp_path / "ds"), "--repo-id", "x"]) == 2
+    )
+    assert "--repo-id: expected owner/name" in error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.hdf5"]
 
 
