@@ -204,6 +204,15 @@ def _column_values(path: Path, table: Any, name: str) -> list[Any]:
     return values
 
 
+def _video_span(root: Path, info: dict, key: str, row: dict[str, Any]) -> tuple[Path, float]:
+    """(mp4 file, from_timestamp) of camera ``key`` for one row of a v3.0 episodes table."""
+    path = _template_path(
+        root, info, "video_path", video_key=key, chunk_index=row[f"videos/{key}/chunk_index"],
+        file_index=row[f"videos/{key}/file_index"],
+    )  # fmt: skip
+    return path, float(row[f"videos/{key}/from_timestamp"])
+
+
 def _episodes_v3(
     libs: _Libs, root: Path, info: dict, video_keys: Sequence[str]
 ) -> list[_EpisodeRef]:
@@ -226,26 +235,14 @@ def _episodes_v3(
                 cols[f"videos/{key}/{name}"] = _column_values(path, table, f"videos/{key}/{name}")
         tasks = table.column("tasks").to_pylist() if "tasks" in table.column_names else None
         for i, index in enumerate(cols["episode_index"]):
+            row = {name: values[i] for name, values in cols.items()}
             data_file = _template_path(
-                root, info, "data_path",
-                chunk_index=cols["data/chunk_index"][i], file_index=cols["data/file_index"][i],
+                root, info, "data_path", chunk_index=row["data/chunk_index"],
+                file_index=row["data/file_index"],
             )  # fmt: skip
-            videos = {
-                key: (
-                    _template_path(
-                        root,
-                        info,
-                        "video_path",
-                        video_key=key,
-                        chunk_index=cols[f"videos/{key}/chunk_index"][i],
-                        file_index=cols[f"videos/{key}/file_index"][i],
-                    ),  # fmt: skip
-                    float(cols[f"videos/{key}/from_timestamp"][i]),
-                )
-                for key in video_keys
-            }
+            videos = {key: _video_span(root, info, key, row) for key in video_keys}
             ep_tasks = tuple(tasks[i] or ()) if tasks else ()
-            refs.append(_EpisodeRef(index, cols["length"][i], data_file, videos, ep_tasks))
+            refs.append(_EpisodeRef(index, row["length"], data_file, videos, ep_tasks))
     return refs
 
 
@@ -417,6 +414,19 @@ def _frame_array(libs: _Libs, path: Path, table: Any, key: str, shape: Sequence[
             f"expected {tuple(shape)} per frame as meta/info.json says, got {per_frame or (1,)}",
         )
     return values.reshape(n, *shape)
+
+
+def _finite_frames(
+    libs: _Libs, path: Path, table: Any, key: str, shape: Sequence[int]
+) -> np.ndarray:
+    """A numeric column as float32 (n, *shape), as we store them; NaN or inf is bad input."""
+    values = _frame_array(libs, path, table, key, shape).astype(np.float32)
+    bad = np.argwhere(~np.isfinite(values.reshape(len(values), -1)))
+    if len(bad):
+        frame, column = bad[0]
+        found = values.reshape(len(values), -1)[frame, column]
+        raise _bad(path, f"column {key}", f"expected finite values, found {found} at frame {frame}")
+    return values
 
 
 class _DataFiles:
@@ -607,13 +617,14 @@ class LeRobotSource:
                 video.close()
 
     def _episode(self, ref: _EpisodeRef, rows: Any, videos: dict[str, _VideoFrames]) -> Episode:
-        path, plan, T = ref.data_file, self.plan, ref.length
+        """Episode ``ref`` from its frame ``rows`` and its spans of the ``videos``."""
+        libs, path, plan, T = self.libs, ref.data_file, self.plan, ref.length
         obs = {}
         for key, parts in plan.vectors.items():
-            values = _frame_array(self.libs, path, rows, key, self.info["features"][key]["shape"])
-            obs |= {part: values[:, columns].astype(np.float32) for part, columns in parts}
+            values = _finite_frames(libs, path, rows, key, self.info["features"][key]["shape"])
+            obs |= {part: values[:, columns] for part, columns in parts}
         if "timestamp" in rows.column_names:
-            times = _frame_array(self.libs, path, rows, "timestamp", [1])[:, 0].astype(np.float64)
+            times = _frame_array(libs, path, rows, "timestamp", [1])[:, 0].astype(np.float64)
         else:
             times = np.arange(T) / self.fps
         for key, (ours, shape) in plan.cameras.items():
@@ -621,14 +632,10 @@ class LeRobotSource:
                 video_file, start = ref.videos[key]
                 obs[ours] = videos[key].at(video_file, start + times)
             else:
-                obs[ours] = _png_frames(self.libs, path, rows, key, shape)
-        extra = {k: _frame_array(self.libs, path, rows, k, [1])[:, 0] for k in plan.has}
-        dones = extra["next.done"].astype(bool) if "next.done" in extra else np.arange(T) == T - 1
-        attrs: dict[str, Any] = {
-            "source": "lerobot",
-            "lerobot_episode_index": ref.index,
-            "fps": self.fps,
-        }
+                obs[ours] = _png_frames(libs, path, rows, key, shape)
+        extra = {k: _finite_frames(libs, path, rows, k, [1])[:, 0] for k in plan.has}
+        attrs: dict[str, Any] = {"source": "lerobot", "lerobot_episode_index": ref.index}
+        attrs["fps"] = self.fps
         if ref.tasks:
             attrs["task"] = ref.tasks[0]
         if "next.success" in extra:
@@ -636,11 +643,9 @@ class LeRobotSource:
         return Episode(
             name="",
             obs=obs,
-            actions=_frame_array(self.libs, path, rows, plan.action, plan.action_shape).reshape(
-                T, -1
-            ),
-            rewards=extra.get("next.reward", np.zeros(T)).astype(np.float32),
-            dones=dones,
+            actions=_finite_frames(libs, path, rows, plan.action, plan.action_shape).reshape(T, -1),
+            rewards=extra.get("next.reward", np.zeros(T, np.float32)),
+            dones=extra["next.done"] > 0 if "next.done" in extra else np.arange(T) == T - 1,
             attrs=attrs,
         )
 

@@ -455,12 +455,27 @@ BAD_DATASETS = {
         [],
         "file-000.mp4: ",
     ),
+    "not finite": (
+        lambda ds: put_nan_in_state(ds / "data/chunk-000/file-000.parquet", row=23),
+        [],
+        "file-000.parquet: column observation.state: expected finite values, found nan at frame 3",
+    ),
     "missing column": (
         lambda ds: drop_column(ds / "meta/episodes/chunk-000/file-000.parquet", "length"),
         [],
         "meta/episodes/chunk-000/file-000.parquet: column length: missing",
     ),
 }
+
+
+def put_nan_in_state(path, row):
+    pa, pq, _ = extra()
+    table = pq.read_table(path)
+    state = np.array(table.column("observation.state").to_pylist(), np.float32)
+    state[row, 1] = np.nan
+    column = pa.FixedSizeListArray.from_arrays(pa.array(state.ravel()), state.shape[1])
+    index = table.column_names.index("observation.state")
+    pq.write_table(table.set_column(index, "observation.state", column), path)
 
 
 def drop_column(path, name):
