@@ -60,8 +60,12 @@ class FiLMResidualBlock(nn.Module):
         self.out_ch = out_ch
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x)  # (B, C, T)
         scale, bias = self.film(cond).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
+        return self.forward_film(x, scale, bias)
+
+    def forward_film(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor):
+        """The block with its FiLM scale and bias (B, C, 1) given instead of the condition."""
+        h = self.conv1(x)  # (B, C, T)
         h = scale * h + bias
         h = self.conv2(h)
         return h + self.residual(x)
@@ -125,6 +129,49 @@ class ConditionalUnet1D(nn.Module):
             x = torch.cat([x, skips.pop()], dim=1)  # (B, 2C, T)
             x = upsample(res2(res1(x, film), film))  # (B, C', 2T)
         return self.final(x).transpose(1, 2)  # (B, Tp, Da)
+
+    # ---- the network with its conditioning computed apart (dp_agent.backends) -------------------
+    def res_blocks(self) -> list[FiLMResidualBlock]:
+        """The residual blocks in the order ``forward`` runs them."""
+        blocks = [b for res1, res2, _ in self.down for b in (res1, res2)]
+        blocks += list(self.mid)
+        return blocks + [b for res1, res2, _ in self.up for b in (res1, res2)]
+
+    @property
+    def film_dim(self) -> int:
+        """F, the size of one row of ``film_table``: a scale and a bias per block channel."""
+        return sum(2 * b.out_ch for b in self.res_blocks())
+
+    def film_table(self, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Every block's FiLM scale and bias for rows (timestep (N,), cond (N, Dc)): (N, F), per
+        block ``[scale (C) | bias (C)]`` in ``res_blocks`` order. The part of the network that
+        depends on the step and the observation only, so a chunk computes it once for all steps.
+        """
+        film = torch.cat([self.step_embed(timestep), cond], dim=-1)  # (N, step_dim + Dc)
+        return torch.cat([b.film(film) for b in self.res_blocks()], dim=-1)
+
+    def forward_film(self, sample: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the FiLM table given: sample (B, Tp, Da), film (B, F) from
+        ``film_table`` -> (B, Tp, Da); equal to ``forward(sample, timestep, cond)``."""
+        films = iter(self._split_film(film))
+        x = sample.transpose(1, 2)  # (B, Da, Tp)
+        skips = []
+        for res1, res2, downsample in self.down:
+            x = res2.forward_film(res1.forward_film(x, *next(films)), *next(films))
+            skips.append(x)
+            x = downsample(x)
+        for res in self.mid:
+            x = res.forward_film(x, *next(films))
+        for res1, res2, upsample in self.up:
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = upsample(res2.forward_film(res1.forward_film(x, *next(films)), *next(films)))
+        return self.final(x).transpose(1, 2)
+
+    def _split_film(self, film: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(B, F) -> per block (scale, bias), each (B, C, 1)."""
+        sizes = [c for b in self.res_blocks() for c in (b.out_ch, b.out_ch)]
+        parts = film.unsqueeze(-1).split(sizes, dim=1)
+        return list(zip(parts[0::2], parts[1::2], strict=True))
 
 
 class TransformerDenoiser(nn.Module):
