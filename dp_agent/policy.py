@@ -149,16 +149,51 @@ class DiffusionPolicy(nn.Module):
             return unnorm(x)
         s = self.make_sampler(sampler, num_inference_steps)
         noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
-        ks = s.timesteps.to(cond.device)[:, None].expand(-1, shape[0])  # (K, B*N)
+        # the network's conditioning for all K steps at once; then K calls of its per-step part
+        chunk = self.denoiser_backend(cond).prepare(cond, s.timesteps)
         x, carry = noise[0], None
         if on_step is not None:
             on_step(DenoiseStep(0, s.num_steps, unnorm(x), unnorm(x)))
         for i in range(s.num_steps):
-            out = s.step(self.denoiser(x, ks[i], cond), i, x, carry=carry, noise=noise[i + 1])
+            out = s.step(chunk.step(x, i), i, x, carry=carry, noise=noise[i + 1])
             x, carry = out.prev_sample, out.carry
             if on_step is not None:
                 on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(out.pred_x0)))
         return unnorm(x)
+
+    def set_backend(self, name: str = "auto") -> None:
+        """How ``sample`` runs the denoiser: "auto" (the default: the fastest that applies),
+        "eager" (the network's own forward at every step, the reference), "folded" (FiLM once
+        per chunk, each step as matmuls), "openvino" or "onnx" (the per-step graph compiled by
+        that runtime); see ``dp_agent.backends``. Raises ``BackendUnavailable`` when ``name``
+        cannot run this network here."""
+        from dp_agent.backends import BACKENDS, BackendUnavailable, resolve_backend
+
+        if name != "auto":
+            if name not in BACKENDS:
+                raise BackendUnavailable(
+                    f"unknown backend {name!r}; choose one of {['auto', *BACKENDS]}"
+                )
+            p = next(self.denoiser.parameters())
+            resolve_backend(name, self.denoiser, p.device, p.dtype)
+        self._backend_name = name
+
+    @property
+    def backend_name(self) -> str:
+        """The backend asked for with ``set_backend`` ("auto" unless set)."""
+        return self.__dict__.get("_backend_name", "auto")
+
+    def denoiser_backend(self, like: torch.Tensor | None = None):
+        """The backend object ``sample`` uses for tensors like ``like`` (default: the
+        denoiser's device and dtype), built once and cached on the policy."""
+        from dp_agent.backends import BackendCache
+
+        cache = self.__dict__.get("_backend_cache")
+        if cache is None:
+            cache = self.__dict__["_backend_cache"] = BackendCache()
+        if like is None:
+            like = next(self.denoiser.parameters())
+        return cache.get(self.backend_name, self.denoiser, like.device, like.dtype)
 
     @staticmethod
     def _draw_noise(n_draws, shape, num_samples, generator, device) -> torch.Tensor:

@@ -1,0 +1,244 @@
+"""Denoiser backends: every one equals the eager network (per step and whole chunks), calls the
+network at most K times per chunk, follows weight changes, and falls back cleanly when its
+package is missing. Speed is the benchmark's business (benchmarks/latency.py), not the tests'."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import pickle
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from support import tiny_policy
+
+from dp_agent import backends
+from dp_agent.backends import TOLERANCE, BackendUnavailable, resolve_backend
+from dp_agent.networks import ConditionalUnet1D
+from dp_agent.shipped import shipped_policy
+
+FAST = ["folded", "openvino", "onnx"]
+SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8)]
+
+
+def installed(name: str) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in backends._PACKAGES.get(name, ()))
+
+
+def skip_unless_installed(name: str) -> None:
+    if not installed(name):
+        pytest.skip(f"backend {name!r} needs {' and '.join(backends._PACKAGES[name])}")
+
+
+@pytest.fixture(scope="module")
+def pusht():
+    """The shipped PushT policy: the 4.55M-parameter U-Net the backends are for."""
+    from dp_agent.checkpoint import load_policy
+
+    policy, _ = load_policy(shipped_policy("dp_agent/PushT-v0"), "cpu")
+    return policy
+
+
+def observations(policy, n: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    lo, hi = policy.obs_normalizer.min.numpy(), policy.obs_normalizer.max.numpy()
+    obs = rng.uniform(lo, hi, (n, policy.config.obs_horizon, policy.config.obs_dim))
+    return torch.as_tensor(obs, dtype=torch.float32)
+
+
+def test_forward_film_is_forward_with_the_conditioning_computed_apart():
+    torch.manual_seed(0)
+    net = ConditionalUnet1D(2, 10, (16, 32, 64), step_embed_dim=16).eval()
+    x, k, c = torch.randn(3, 16, 2), torch.tensor([0, 50, 99]), torch.randn(3, 10)
+    with torch.no_grad():
+        film = net.film_table(k, c)
+        assert film.shape == (3, net.film_dim)
+        torch.testing.assert_close(net.forward_film(x, film), net(x, k, c), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_each_step_equals_the_eager_network(pusht, name, batch):
+    skip_unless_installed(name)
+    net = pusht.denoiser
+    sampler = pusht.make_sampler("ddim", 10)
+    with torch.no_grad():
+        cond = pusht.encode(observations(pusht, batch))
+        eager = backends.make_backend("eager", net).prepare(cond, sampler.timesteps)
+        fast = backends.make_backend(name, net).prepare(cond, sampler.timesteps)
+        x = torch.randn(batch, 16, 2, generator=torch.Generator().manual_seed(1))
+        for i in range(sampler.num_steps):
+            want = eager.step(x, i)
+            got = fast.step(x, i)
+            assert got.shape == want.shape and got.dtype == want.dtype
+            assert want.abs().max() > 0.1  # outputs of order 1
+            torch.testing.assert_close(got, want, rtol=0, atol=TOLERANCE)
+            x = want
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("sampler,steps", SAMPLERS)
+def test_whole_chunks_equal_the_eager_ones_with_the_same_noise(pusht, name, sampler, steps):
+    skip_unless_installed(name)
+    obs = observations(pusht, 2, seed=3)
+    chunks = {}
+    for backend in ("eager", name):
+        pusht.set_backend(backend)
+        gens = [torch.Generator().manual_seed(s) for s in (10, 11)]
+        chunks[backend] = pusht.sample(obs, 2, sampler, steps, generator=gens)
+    pusht.set_backend("auto")
+    normalize = pusht.action_normalizer.normalize  # compare in the network's [-1, 1] units
+    torch.testing.assert_close(
+        normalize(chunks[name]), normalize(chunks["eager"]), rtol=0, atol=TOLERANCE
+    )
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, *args):
+        self.n += 1
+
+
+@pytest.mark.parametrize("name", ["eager", *FAST])
+@pytest.mark.parametrize("sampler,steps", SAMPLERS)
+def test_a_chunk_calls_the_network_once_per_step_and_the_conditioning_once(
+    monkeypatch, name, sampler, steps
+):
+    skip_unless_installed(name)
+    policy = tiny_policy()
+    policy.set_backend(name)
+    net = policy.denoiser
+    obs = observations(policy, 2)
+    policy.sample(obs, sampler=sampler, num_inference_steps=steps)  # builds the backend
+    per_step = Counter()  # the per-step network, whichever backend runs it
+    if name == "eager":
+        net.register_forward_hook(lambda *a: per_step())
+    elif name == "folded":
+        monkeypatch.setattr(
+            backends._PackedUnet, "step", counted(backends._PackedUnet.step, per_step)
+        )
+    else:
+        backend = policy.denoiser_backend(obs)
+        monkeypatch.setattr(backend, "_runner", counted(backend._runner, per_step))
+    conditioning = Counter()  # the step-embedding MLP and the FiLM layers
+    net.step_embed.register_forward_hook(lambda *a: conditioning())
+    for block in net.res_blocks():
+        block.film.register_forward_hook(lambda *a: conditioning())
+    policy.sample(obs, sampler=sampler, num_inference_steps=steps)
+    assert per_step.n == steps
+    if name == "eager":  # the reference recomputes the conditioning at every step
+        assert conditioning.n == steps * (1 + len(net.res_blocks()))
+    else:  # folded out of the loop: kept per sampler, so not even once for this second chunk
+        assert conditioning.n == 0
+
+
+def counted(fn, counter):
+    def wrapper(*args, **kwargs):
+        counter()
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_backends_follow_weight_changes(name):
+    skip_unless_installed(name)
+    policy = tiny_policy()
+    obs = observations(policy, 1)
+    policy.set_backend(name)
+    before = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in policy.denoiser.parameters():
+            p.mul_(1.1)  # in place: what an optimiser or an EMA update does
+    after = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    policy.set_backend("eager")
+    reference = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(before, after)
+    normalize = policy.action_normalizer.normalize
+    torch.testing.assert_close(normalize(after), normalize(reference), rtol=0, atol=TOLERANCE)
+    # and a whole new set of tensors (load_state_dict(assign=True)) is seen as well
+    state = {k: v * 0.9 for k, v in policy.denoiser.state_dict().items()}
+    policy.denoiser.load_state_dict(state, assign=True)
+    reference = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    policy.set_backend(name)
+    got = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(normalize(got), normalize(reference), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name,package", [("openvino", "openvino"), ("onnx", "onnxruntime")])
+def test_a_missing_package_leaves_the_torch_backends(monkeypatch, name, package):
+    monkeypatch.setitem(sys.modules, package, None)  # import fails as if not installed
+    policy = tiny_policy()
+    net, cpu = policy.denoiser, torch.device("cpu")
+    assert name not in backends.available_backends(net)
+    assert resolve_backend("auto", net, cpu, torch.float32)[-2:] == ["folded", "eager"]
+    with pytest.raises(BackendUnavailable, match=f"pip install.*{package}"):
+        policy.set_backend(name)
+    obs = observations(policy, 1)
+    chunk = policy.sample(obs, generator=torch.Generator().manual_seed(0))  # auto
+    policy.set_backend("eager")
+    reference = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    normalize = policy.action_normalizer.normalize
+    torch.testing.assert_close(normalize(chunk), normalize(reference), rtol=0, atol=TOLERANCE)
+
+
+def test_auto_falls_through_a_backend_that_fails_to_build(monkeypatch):
+    def broken(self, x, film):
+        raise RuntimeError("cannot compile")
+
+    monkeypatch.setattr(backends.OpenVINOBackend, "_compile", broken)
+    monkeypatch.setattr(backends, "AUTO_ORDER", ("openvino", "folded"))
+    monkeypatch.setattr(backends, "_missing_packages", lambda name: [])
+    policy = tiny_policy()
+    obs = observations(policy, 1)
+    with pytest.warns(RuntimeWarning, match="'openvino' failed .*cannot compile.*'folded'"):
+        chunk = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    assert policy.denoiser_backend(obs).chosen == "folded"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once fallen through, no more warnings
+        again = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(chunk, again, rtol=0, atol=0)
+
+
+def test_auto_is_the_fastest_installed_for_the_unet_and_eager_otherwise():
+    cpu = torch.device("cpu")
+    unet = tiny_policy()
+    order = resolve_backend("auto", unet.denoiser, cpu, torch.float32)
+    expected = [n for n in backends.AUTO_ORDER if installed(n)] + ["eager"]
+    assert order == expected and "folded" in order
+    assert resolve_backend("auto", unet.denoiser, cpu, torch.float64) == ["folded", "eager"]
+    transformer = tiny_policy(denoiser="transformer", d_model=16, n_heads=2, n_layers=1)
+    assert resolve_backend("auto", transformer.denoiser, cpu, torch.float32) == ["eager"]
+    with pytest.raises(BackendUnavailable, match="U-Net only"):
+        transformer.set_backend("folded")
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        unet.set_backend("tensorrt")
+
+
+def test_auto_leaves_large_batches_to_eager_when_folded_is_its_choice(monkeypatch):
+    monkeypatch.setattr(backends, "AUTO_ORDER", ("folded",))
+    policy = tiny_policy()
+    calls = Counter()
+    policy.denoiser.register_forward_hook(lambda *a: calls())
+    policy.sample(observations(policy, backends.FOLDED_MAX_BATCH))
+    assert calls.n == 0  # folded: the network's forward is never called
+    policy.sample(observations(policy, backends.FOLDED_MAX_BATCH + 1))
+    assert calls.n == policy.config.num_inference_steps  # eager: once per step
+
+
+def test_a_policy_with_built_backends_copies_and_pickles_without_them():
+    policy = tiny_policy()
+    obs = observations(policy, 1)
+    policy.sample(obs)
+    assert policy.__dict__["_backend_cache"].entries
+    for clone in (copy.deepcopy(policy), pickle.loads(pickle.dumps(policy))):
+        assert not clone.__dict__["_backend_cache"].entries
+        torch.testing.assert_close(
+            clone.sample(obs, generator=torch.Generator().manual_seed(0)),
+            policy.sample(obs, generator=torch.Generator().manual_seed(0)),
+        )
