@@ -161,13 +161,17 @@ class DiffusionPolicy(nn.Module):
                 on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(out.pred_x0)))
         return unnorm(x)
 
-    def set_backend(self, name: str = "auto") -> None:
+    def set_backend(self, name: str = "auto", *, rebuild: bool = False) -> None:
         """How ``sample`` runs the denoiser: "auto" (the default: the fastest that applies),
         "eager" (the network's own forward at every step, the reference), "folded" (FiLM once
         per chunk, each step as matmuls), "openvino" or "onnx" (the per-step graph compiled by
         that runtime); see ``dp_agent.backends``. Raises ``BackendUnavailable`` when ``name``
-        cannot run this network here."""
+        cannot run this network here. Backends follow weight changes by themselves, except
+        writes behind autograd's back (``p.data.mul_()``): ``rebuild=True`` after those."""
         from dp_agent.backends import BACKENDS, BackendUnavailable, resolve_backend
+
+        if rebuild:
+            self.__dict__.pop("_backend_cache", None)
 
         if name != "auto":
             if name not in BACKENDS:

@@ -168,6 +168,15 @@ def test_backends_follow_weight_changes(name):
     policy.set_backend(name)
     got = policy.sample(obs, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(normalize(got), normalize(reference), rtol=0, atol=TOLERANCE)
+    # writes behind autograd's back need a rebuild
+    with torch.no_grad():
+        for p in policy.denoiser.parameters():
+            p.data.mul_(1.1)
+    policy.set_backend(name, rebuild=True)
+    got = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    policy.set_backend("eager")
+    reference = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(normalize(got), normalize(reference), rtol=0, atol=TOLERANCE)
 
 
 @pytest.mark.parametrize("name,package", [("openvino", "openvino"), ("onnx", "onnxruntime")])
@@ -229,6 +238,34 @@ def test_auto_leaves_large_batches_to_eager_when_folded_is_its_choice(monkeypatc
     assert calls.n == 0  # folded: the network's forward is never called
     policy.sample(observations(policy, backends.FOLDED_MAX_BATCH + 1))
     assert calls.n == policy.config.num_inference_steps  # eager: once per step
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_threads_sampling_one_policy_get_what_they_would_alone(name):
+    import threading
+
+    skip_unless_installed(name)
+    policy = tiny_policy()
+    policy.set_backend(name)
+    obs = [observations(policy, 1, seed=s) for s in range(4)]
+
+    def chunk(o, seed):
+        return policy.sample(o, generator=torch.Generator().manual_seed(seed))
+
+    alone = [chunk(o, s) for s, o in enumerate(obs)]
+    together = [None] * len(obs)
+
+    def work(s):
+        for _ in range(3):
+            together[s] = chunk(obs[s], s)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(len(obs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_a_policy_with_built_backends_copies_and_pickles_without_them():
