@@ -117,16 +117,13 @@ def stack_obs(observations: Sequence[Any], obs_type: str | None = None) -> dict[
     """Per-step observations of one of our envs -> store keys with (T, ...) arrays.
 
     A flat Box observation becomes ``state`` (``keypoints`` when ``obs_type == "keypoints"``); a
-    dict observation keeps its keys, except ``pixels`` which becomes ``image``.
+    dict observation keeps its keys (so a policy trained on the file takes the env's dicts).
     """
     if not observations:
         raise ValueError("stack_obs needs at least one observation")
     first = observations[0]
     if isinstance(first, Mapping):
-        return {
-            ("image" if k == "pixels" else k): np.stack([np.asarray(o[k]) for o in observations])
-            for k in first
-        }
+        return {k: np.stack([np.asarray(o[k]) for o in observations]) for k in first}
     key = "keypoints" if obs_type == "keypoints" else "state"
     return {key: np.stack([np.asarray(o) for o in observations])}
 

@@ -26,6 +26,7 @@ from dp_agent.checkpoint import (
 )
 from dp_agent.config import PolicyConfig
 from dp_agent.devices import select_device
+from dp_agent.observations import IMAGE, ObservationError
 from dp_agent.policy import DenoiseStep, DiffusionPolicy
 
 Generators = torch.Generator | Sequence[torch.Generator]
@@ -72,12 +73,11 @@ class DiffusionPolicyAgent:
         self.num_inference_steps = self.config.num_inference_steps
         self.num_chunks_sampled = 0  # batched sampling calls, for diagnostics
         self._generator = torch.Generator(self.device).manual_seed(seed)
-        obs_dim = int(np.prod(observation_space.shape))
-        if obs_dim != self.config.obs_dim:
-            raise CheckpointError(
-                f"observation_space has {obs_dim} values per frame but the policy expects "
-                f"{self.config.obs_dim}"
-            )
+        self.obs_spec = policy.obs_spec  # the parts of an observation
+        try:
+            self.obs_spec.check_space(observation_space, "observation_space")
+        except ObservationError as e:
+            raise CheckpointError(str(e)) from None
         self._n_envs = 0
         self._single = False
         self.reset()
@@ -104,7 +104,7 @@ class DiffusionPolicyAgent:
         obs_space = space_from_dict(header["observation_space"])
         act_space = space_from_dict(header["action_space"])
         if env is not None:
-            check_spaces(path, obs_space, act_space, env, header.get("env_id"))
+            check_spaces(path, policy.obs_spec, act_space, env, header.get("env_id"))
         return cls(
             policy,
             obs_space,
@@ -147,7 +147,11 @@ class DiffusionPolicyAgent:
         """Forget every env's history, queue and episode count (and resize to ``n_envs``)."""
         n = self._n_envs if n_envs is None else n_envs
         self._n_envs = n
-        self._history = np.zeros((n, self.config.obs_horizon, self.config.obs_dim), np.float32)
+        to = self.config.obs_horizon
+        self._history = {  # per part: (n, To, *shape), images uint8
+            p.key: np.zeros((n, to, *p.shape), np.uint8 if p.kind == IMAGE else np.float32)
+            for p in self.obs_spec.parts
+        }
         self._fresh = np.ones(n, dtype=bool)  # history not started: next obs fills it
         self._queues: list[deque[np.ndarray]] = [deque() for _ in range(n)]
         self._last_plan: list[np.ndarray | None] = [None] * n
@@ -164,9 +168,11 @@ class DiffusionPolicyAgent:
     def n_envs(self) -> int:
         return self._n_envs
 
-    def obs_history(self, env_index: int = 0) -> np.ndarray:
-        """(To, Do): the observations the next chunk for this env is conditioned on."""
-        return self._history[env_index].copy()
+    def obs_history(self, env_index: int = 0):
+        """(To, *obs_shape), or a dict of such per part: the observations the next chunk for
+        this env is conditioned on."""
+        hist = {k: v[env_index].copy() for k, v in self._history.items()}
+        return hist[self.obs_spec.keys[0]] if self.obs_spec.single else hist
 
     def queued_actions(self, env_index: int = 0) -> np.ndarray:
         """(n, Da): actions still queued for this env, next one first."""
@@ -197,7 +203,11 @@ class DiffusionPolicyAgent:
         if need:
             generator = [self._stream(i) for i in need] if deterministic else self._generator
             chunks = self._sample(
-                self._history[need], 1, self.sampler, self.num_inference_steps, generator
+                {k: v[need] for k, v in self._history.items()},
+                1,
+                self.sampler,
+                self.num_inference_steps,
+                generator,
             )
             for i, chunk in zip(need, chunks, strict=True):
                 self.queue_plan(i, chunk)
@@ -209,8 +219,8 @@ class DiffusionPolicyAgent:
     ) -> list[int]:
         """Push one observation per env into the histories (clearing the envs flagged in
         ``episode_start`` first); returns the envs whose action queue is empty."""
-        obs, self._single = self._as_batch(observation)  # (n, Do)
-        n = obs.shape[0]
+        obs, self._single = self._as_batch(observation)  # per part (n, *shape)
+        n = len(next(iter(obs.values())))
         if n != self._n_envs:
             self.reset(n)
         if episode_start is not None:
@@ -220,9 +230,10 @@ class DiffusionPolicyAgent:
             self._episodes[i] += 1
             self._streams[i] = None
         # roll the histories, then fill fresh ones by repeating their first frame
-        self._history[:, :-1] = self._history[:, 1:]
-        self._history[:, -1] = obs
-        self._history[self._fresh] = obs[self._fresh, None, :]
+        for key, hist in self._history.items():
+            hist[:, :-1] = hist[:, 1:]
+            hist[:, -1] = obs[key]
+            hist[self._fresh] = obs[key][self._fresh, None]
         self._fresh[:] = False
         return [i for i in range(n) if not self._queues[i]]
 
@@ -304,16 +315,19 @@ class DiffusionPolicyAgent:
     # ---- internals ------------------------------------------------------------------------------
     def _sample(
         self,
-        hist: np.ndarray,
+        hist: dict[str, np.ndarray],
         num_samples: int,
         sampler: str,
         num_inference_steps: int | None,
         generator: Generators,
         on_step: Callable[[DenoiseStep], None] | None = None,
     ) -> np.ndarray:
-        """The one sampling call: histories (B, To, Do) -> chunks (B*N, Tp, Da), env units."""
+        """The one sampling call: histories per part {key: (B, To, *shape)} -> chunks
+        (B*N, Tp, Da), env units."""
         self.num_chunks_sampled += 1
-        obs = torch.as_tensor(hist, device=self.device)
+        obs = {k: torch.as_tensor(v, device=self.device) for k, v in hist.items()}
+        if self.obs_spec.single:  # the policy takes one (B, To, Do) tensor
+            obs = obs[self.obs_spec.keys[0]].flatten(2)
 
         def to_numpy(step: DenoiseStep) -> None:
             as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
@@ -341,25 +355,25 @@ class DiffusionPolicyAgent:
         executed = chunks[..., start : start + self.config.action_horizon, :]
         return np.clip(executed, self.action_space.low, self.action_space.high)
 
-    def _as_batch(self, observation) -> tuple[np.ndarray, bool]:
-        obs = np.asarray(observation, dtype=np.float32)
-        shape = self.observation_space.shape
-        if obs.shape == shape:
-            return obs.reshape(1, -1), True
-        if obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
-            return obs.reshape(len(obs), -1), False
-        raise ValueError(
-            f"observation has shape {obs.shape}; this agent expects {shape} or (n_envs, "
-            f"*{shape}) (checkpoint made for env {self.env_id!r})"
-        )
+    def _as_batch(self, observation) -> tuple[dict[str, np.ndarray], bool]:
+        """One observation or a batch (n_envs, ...) -> per part (n, *shape), and whether it was
+        one."""
+        try:
+            return self.obs_spec.as_parts(observation, leading=1)
+        except ObservationError as e:
+            raise ValueError(f"{e} (checkpoint made for env {self.env_id!r})") from None
 
-    def _as_history_batch(self, obs_history) -> tuple[np.ndarray, bool]:
-        hist = np.asarray(obs_history, dtype=np.float32)
-        shape = (self.config.obs_horizon, *self.observation_space.shape)
-        if hist.shape == shape:
-            return hist.reshape(1, shape[0], -1), True
-        if hist.shape[1:] == shape:
-            return hist.reshape(len(hist), shape[0], -1), False
-        raise ValueError(
-            f"observation history has shape {hist.shape}; expected {shape} or (B, *{shape})"
-        )
+    def _as_history_batch(self, obs_history) -> tuple[dict[str, np.ndarray], bool]:
+        """A history (To, ...) or a batch of them (B, To, ...), an array or a dict per part ->
+        per part (B, To, *shape), and whether it was one."""
+        to = self.config.obs_horizon
+        try:
+            parts, single = self.obs_spec.as_parts(obs_history, leading=2)
+        except ObservationError as e:
+            raise ValueError(f"history: {e}, To = {to}") from None
+        for key, arr in parts.items():
+            if arr.shape[1] != to:
+                raise ValueError(
+                    f"observation history: part {key!r} has {arr.shape[1]} frames, expected {to}"
+                )
+        return parts, single

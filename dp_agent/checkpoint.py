@@ -28,20 +28,31 @@ class CheckpointError(ValueError):
 
 
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    """A Box, or a Dict of Boxes, as JSON (image parts by shape and bounds, not every pixel)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_to_dict(s) for k, s in space.spaces.items()}}
     if isinstance(space, gym.spaces.Box):
-        return {
-            "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
-            "dtype": str(space.dtype),
-        }
-    raise CheckpointError(f"only Box spaces can be stored in a checkpoint, got {space}")
+        uniform = (
+            space.dtype == np.uint8
+            and np.all(space.low == space.low.flat[0])
+            and np.all(space.high == space.high.flat[0])
+        )
+        if uniform:  # an image: the same bounds everywhere
+            return {"type": "Box", "shape": list(space.shape), "low": space.low.flat[0].item(),
+                    "high": space.high.flat[0].item(), "dtype": str(space.dtype)}  # fmt: skip
+        return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
+                "dtype": str(space.dtype)}  # fmt: skip
+    raise CheckpointError(f"only Box and Dict spaces can be stored in a checkpoint, got {space}")
 
 
-def space_from_dict(d: dict[str, Any]) -> gym.spaces.Box:
+def space_from_dict(d: dict[str, Any]) -> gym.Space:
+    if d.get("type") == "Dict":
+        return gym.spaces.Dict({k: space_from_dict(s) for k, s in d["spaces"].items()})
     if d.get("type") != "Box":
         raise CheckpointError(f"unsupported space in checkpoint: {d.get('type')!r}")
     dtype = np.dtype(d["dtype"])
+    if "shape" in d:
+        return gym.spaces.Box(d["low"], d["high"], tuple(d["shape"]), dtype)
     low = np.asarray(d["low"], dtype=dtype)
     return gym.spaces.Box(low, np.asarray(d["high"], dtype=dtype), low.shape, dtype)
 
@@ -175,17 +186,21 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     return policy.to(device).eval(), header
 
 
-def check_spaces(path, obs_space, act_space, env: gym.Env, env_id: str | None) -> None:
-    """Raise CheckpointError when an env's spaces differ from the checkpoint's."""
-    for name, mine, theirs in (
-        ("observation_space", obs_space, env.observation_space),
-        ("action_space", act_space, env.action_space),
-    ):
-        if not isinstance(theirs, gym.spaces.Box) or theirs.shape != mine.shape:
-            raise CheckpointError(
-                f"{path}: field '{name}' has shape {mine.shape} (trained on {env_id!r}), but the "
-                f"env's {name} is {theirs}"
-            )
+def check_spaces(path, obs_spec, act_space, env: gym.Env, env_id: str | None) -> None:
+    """Raise CheckpointError when an env's spaces differ from the checkpoint's: observations by
+    part (``obs_spec``, naming the part that differs), actions by shape."""
+    from dp_agent.observations import ObservationError
+
+    try:
+        obs_spec.check_space(env.observation_space, f"field 'observation_space' ({env_id!r})")
+    except ObservationError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    theirs = env.action_space
+    if not isinstance(theirs, gym.spaces.Box) or theirs.shape != act_space.shape:
+        raise CheckpointError(
+            f"{path}: field 'action_space' has shape {act_space.shape} (trained on {env_id!r}), "
+            f"but the env's action_space is {theirs}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def cmd_eval(args) -> int:
         raise ValueError(f"{args.checkpoint}: no env_id in the checkpoint; pass --env")
     env_kwargs = agent.env_kwargs if env_id == agent.env_id else {}
     env = gym.make(env_id, **env_kwargs)
-    check_spaces(args.checkpoint, agent.observation_space, agent.action_space, env, agent.env_id)
+    check_spaces(args.checkpoint, agent.obs_spec, agent.action_space, env, agent.env_id)
     env.close()
     if args.sampler or args.steps:
         agent.set_sampler(args.sampler or agent.sampler, args.steps)

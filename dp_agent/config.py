@@ -32,8 +32,15 @@ class PolicyConfig:
     n_heads: int = 4
     n_layers: int = 8
     dropout: float = 0.1
-    obs_encoder: str = "mlp"  # "mlp" or "identity"
+    obs_encoder: str = "mlp"  # vector parts: "mlp" or "identity"
     obs_feature_dim: int = 64
+    # the observation's parts (dp_agent.observations.ObsSpec.to_dict()), set from the data;
+    # None: one vector of obs_dim values (checkpoints made before observation specs)
+    obs_spec: dict | None = None
+    vision_widths: tuple[int, ...] = (64, 128, 256, 512)  # ResNet-18's
+    vision_crop: int = 84  # random crop while training, centre crop at inference; 0 = none
+    image_feature_dim: int = 64
+    shared_vision_encoder: bool = False  # one encoder for all image parts
     num_train_steps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
@@ -41,6 +48,12 @@ class PolicyConfig:
     objective: str = "diffusion"  # "diffusion", or "mse": a regression baseline, same backbone
     sampler: str = "ddim"  # default sampler at inference
     num_inference_steps: int = 10
+
+    def observation_spec(self):
+        """The policy's ``ObsSpec`` (a single vector of ``obs_dim`` values when none is set)."""
+        from dp_agent.observations import ObsSpec
+
+        return ObsSpec.from_dict(self.obs_spec) if self.obs_spec else ObsSpec.vector(self.obs_dim)
 
     def default_steps(self, sampler: str) -> int:
         """Denoising steps ``sampler`` runs when none are given: the policy's own default for its
@@ -50,8 +63,14 @@ class PolicyConfig:
         return self.num_train_steps if sampler == "ddpm" else self.num_inference_steps
 
     def validate(self) -> None:
-        if self.obs_dim <= 0 or self.action_dim <= 0:
+        spec = self.observation_spec()
+        if self.action_dim <= 0 or (self.obs_dim <= 0 and not spec.image_parts):
             raise ValueError("PolicyConfig needs obs_dim and action_dim > 0 (fit it on data)")
+        if spec.vector_dim != self.obs_dim:
+            raise ValueError(
+                f"obs_dim {self.obs_dim} differs from the {spec.vector_dim} values of the vector "
+                f"parts of obs_spec ({spec.describe()})"
+            )
         if not 1 <= self.obs_horizon <= self.pred_horizon:
             raise ValueError(f"obs_horizon must be in [1, pred_horizon], got {self.obs_horizon}")
         if not 1 <= self.action_horizon <= self.pred_horizon - self.obs_horizon + 1:
@@ -138,6 +157,28 @@ PRESETS: dict[str, Preset] = {
         "the reference U-Net (256-512-1024), AdamW 1e-4, for a CUDA GPU",
         policy={"down_dims": (256, 512, 1024), "step_embed_dim": 128},
         train={"num_steps": 50000, "batch_size": 256, "lr": 1e-4, "warmup_steps": 500},
+    ),
+    "gpu-image": Preset(
+        "gpu-image",
+        "visuomotor: ResNet-18 (GroupNorm, spatial softmax) per camera, the reference U-Net",
+        policy={
+            "down_dims": (256, 512, 1024),
+            "step_embed_dim": 128,
+            "vision_widths": (64, 128, 256, 512),
+            "vision_crop": 84,
+        },
+        train={"num_steps": 50000, "batch_size": 64, "lr": 1e-4, "warmup_steps": 500},
+    ),
+    "cpu-image": Preset(
+        "cpu-image",
+        "visuomotor on a CPU: a quarter-width ResNet-18 (0.71 M) and the cpu-small U-Net",
+        policy={
+            "down_dims": (64, 128, 256),
+            "step_embed_dim": 64,
+            "vision_widths": (16, 32, 64, 128),
+            "vision_crop": 84,
+        },
+        train={"num_steps": 6000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200},
     ),
     "transformer-small": Preset(
         "transformer-small",

@@ -1,8 +1,10 @@
 """Training windows cut from episodes: To observations and Tp actions per sample, padded by
 repeating the episode's edge frames (To-1 before the start, Ta-1 after the end).
 
-Episodes are read through a tiny interface (anything with ``.obs`` and ``.actions`` arrays, or a
-demonstration file); all windows are index arithmetic on the concatenated data, no per-sample loop.
+Episodes are read through a tiny interface (anything with ``.obs`` (an array or a dict of
+per-part arrays) and ``.actions``, or a demonstration file); all windows are index arithmetic on
+the concatenated data, no per-sample loop. Image parts stay uint8 on the training device; a
+batch gathers only its own frames.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from dp_agent.observations import IMAGE, VECTOR, ObsSpec
+
 
 class EpisodeLike(Protocol):
     obs: np.ndarray  # (T, Do) or a dict of per-key arrays
@@ -23,7 +27,7 @@ class EpisodeLike(Protocol):
 
 @dataclass
 class EpisodeArrays:
-    obs: np.ndarray  # (T, Do) float32
+    obs: np.ndarray | dict[str, np.ndarray]  # (T, Do), or per part (T, *shape)
     actions: np.ndarray  # (T, Da) float32
 
 
@@ -51,25 +55,41 @@ def flatten_obs(obs, keys: Sequence[str] | None = None) -> np.ndarray:
     """Per-key arrays (T, ...) -> (T, Do), keys in the given or sorted order; arrays -> (T, Do)."""
     if isinstance(obs, dict):
         keys = list(keys) if keys else sorted(obs)
-        missing = [k for k in keys if k not in obs]
-        if missing:
-            raise ValueError(
-                f"observation keys {missing} not found; the episodes have {sorted(obs)}"
-            )
         parts = [np.asarray(obs[k], dtype=np.float32).reshape(len(obs[k]), -1) for k in keys]
         return np.concatenate(parts, axis=1)
     obs = np.asarray(obs, dtype=np.float32)
     return obs.reshape(len(obs), -1)
 
 
+def select_obs(obs, keys: Sequence[str] | None):
+    """The parts ``keys`` of a dict observation (all when None); a lone vector part becomes the
+    plain array it stands for (so its policy takes arrays, as a ``Box`` env gives them)."""
+    if not isinstance(obs, dict):
+        return obs
+    keys = list(keys) if keys else sorted(obs)
+    missing = [k for k in keys if k not in obs]
+    if missing:
+        raise ValueError(f"observation keys {missing} not found; the episodes have {sorted(obs)}")
+    return {k: obs[k] for k in keys}
+
+
+def obs_spec_of(obs) -> ObsSpec:
+    """The spec of one episode's observations; one vector part is the single-array case."""
+    spec = ObsSpec.from_arrays(obs)
+    if not spec.single and len(spec.parts) == 1 and spec.parts[0].kind == VECTOR:
+        return ObsSpec(spec.parts, single=True)
+    return spec
+
+
 def load_episodes(source, obs_keys: Sequence[str] | None = None) -> list[EpisodeArrays]:
-    """Episodes from a demonstration file path, a DemoReader, or an iterable of episode-likes."""
+    """Episodes from a demonstration file path, a DemoReader, or an iterable of episode-likes;
+    observations keep their parts (``obs_keys`` selects some)."""
     if isinstance(source, (str, Path)):
         from dp_agent.demos import DemoReader
 
         source = DemoReader(source)
     return [
-        EpisodeArrays(flatten_obs(ep.obs, obs_keys), np.asarray(ep.actions, dtype=np.float32))
+        EpisodeArrays(select_obs(ep.obs, obs_keys), np.asarray(ep.actions, dtype=np.float32))
         for ep in source
     ]
 
@@ -77,7 +97,9 @@ def load_episodes(source, obs_keys: Sequence[str] | None = None) -> list[Episode
 class WindowDataset:
     """All training windows of a set of episodes, held as tensors on one device.
 
-    ``batch(idx)`` gathers obs (B, To, Do) and actions (B, Tp, Da) for window indices idx.
+    ``batch(idx)`` gathers, for window indices idx, the observations (B, To, Do) — for a spec of
+    several parts a dict {key: (B, To, *shape)}, images uint8 — and actions (B, Tp, Da).
+    ``obs`` is every frame's vector parts, concatenated (F, Dv): what the normaliser is fit on.
     """
 
     def __init__(
@@ -91,19 +113,12 @@ class WindowDataset:
         episodes = list(episodes)
         if not episodes:
             raise ValueError("no episodes to train on")
-        for k, ep in enumerate(episodes):
-            if len(ep.obs) != len(ep.actions):
-                raise ValueError(
-                    f"episode {k}: {len(ep.obs)} observations but {len(ep.actions)} actions "
-                    "(expected one observation per action)"
-                )
-            if ep.obs.shape[1:] != episodes[0].obs.shape[1:]:
-                raise ValueError(
-                    f"episode {k}: observations of shape {ep.obs.shape[1:]}, episode 0 has "
-                    f"{episodes[0].obs.shape[1:]}"
-                )
+        self.spec = obs_spec_of(episodes[0].obs)
+        parts = _stack_parts(episodes, self.spec)  # key -> (F, *shape)
         lengths = [len(ep.actions) for ep in episodes]
-        self.obs = np.concatenate([ep.obs for ep in episodes]).astype(np.float32)  # (F, Do)
+        vectors = [parts[p.key].reshape(len(parts[p.key]), -1) for p in self.spec.vector_parts]
+        self.obs = np.concatenate(vectors, axis=1) if vectors else np.zeros((sum(lengths), 0))
+        self.obs = self.obs.astype(np.float32)  # (F, Dv)
         self.actions = np.concatenate([ep.actions for ep in episodes]).astype(np.float32)
         self.num_episodes = len(episodes)
         self.obs_horizon = obs_horizon
@@ -114,7 +129,11 @@ class WindowDataset:
                 f"(longest has {max(lengths)} steps)"
             )
         self.device = torch.device(device)
-        self._obs = torch.as_tensor(self.obs, device=self.device)
+        self._parts = {
+            p.key: torch.as_tensor(parts[p.key] if p.kind == IMAGE else
+                                   parts[p.key].astype(np.float32), device=self.device)
+            for p in self.spec.parts
+        }  # fmt: skip
         self._actions = torch.as_tensor(self.actions, device=self.device)
         self._index = torch.as_tensor(index, device=self.device)  # (N, Tp)
 
@@ -123,14 +142,43 @@ class WindowDataset:
 
     @property
     def obs_dim(self) -> int:
+        """Values per frame of the vector parts."""
         return self.obs.shape[1]
 
     @property
     def action_dim(self) -> int:
         return self.actions.shape[1]
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, idx: torch.Tensor):
         frames = self._index[idx]  # (B, Tp)
-        obs = self._obs[frames[:, : self.obs_horizon]]  # (B, To, Do)
+        seen = frames[:, : self.obs_horizon]  # (B, To)
+        obs = {key: part[seen] for key, part in self._parts.items()}  # (B, To, *shape)
         actions = self._actions[frames]  # (B, Tp, Da)
+        if self.spec.single:
+            return obs[self.spec.parts[0].key].flatten(2), actions  # (B, To, Do)
         return obs, actions
+
+
+def _stack_parts(episodes: list, spec: ObsSpec) -> dict[str, np.ndarray]:
+    """Every part of every episode concatenated over frames, checked against the first episode
+    (same parts, shapes and one observation per action)."""
+    out: dict[str, list[np.ndarray]] = {p.key: [] for p in spec.parts}
+    for k, ep in enumerate(episodes):
+        obs = ep.obs if isinstance(ep.obs, dict) else {spec.parts[0].key: ep.obs}
+        if len(obs) != len(spec.parts) or any(p.key not in obs for p in spec.parts):
+            raise ValueError(f"episode {k}: observation parts {sorted(obs)}, episode 0 has "
+                             f"{spec.keys}")  # fmt: skip
+        for p in spec.parts:
+            arr = np.asarray(obs[p.key])
+            if arr.shape[1:] != p.shape:
+                raise ValueError(
+                    f"episode {k}: observations of shape {arr.shape[1:]} in part {p.key!r}, "
+                    f"episode 0 has {p.shape}"
+                )
+            if len(arr) != len(ep.actions):
+                raise ValueError(
+                    f"episode {k}: {len(arr)} observations but {len(ep.actions)} actions "
+                    "(expected one observation per action)"
+                )
+            out[p.key].append(arr)
+    return {key: np.concatenate(arrays) for key, arrays in out.items()}

@@ -42,14 +42,10 @@ class DiffusionPolicy(nn.Module):
         config.validate()
         self.config = config
         c = config
-        self.obs_normalizer = MinMaxNormalizer(c.obs_dim)
+        self.obs_spec = c.observation_spec()
+        self.obs_normalizer = MinMaxNormalizer(c.obs_dim)  # all vector parts, concatenated
         self.action_normalizer = MinMaxNormalizer(c.action_dim)
-        if c.obs_encoder == "mlp":
-            self.obs_encoder = MLPObsEncoder(c.obs_dim, c.obs_feature_dim)
-            cond_dim = c.obs_horizon * c.obs_feature_dim
-        else:
-            self.obs_encoder = nn.Flatten(1)
-            cond_dim = c.obs_horizon * c.obs_dim
+        cond_dim = c.obs_horizon * self._build_obs_encoders()
         if c.denoiser == "unet":
             self.denoiser = ConditionalUnet1D(
                 c.action_dim, cond_dim, c.down_dims, c.kernel_size, c.n_groups, c.step_embed_dim
@@ -68,14 +64,70 @@ class DiffusionPolicy(nn.Module):
         self.schedule = NoiseSchedule(c.num_train_steps, c.beta_schedule)
         self._samplers: dict[tuple[str, int], Any] = {}  # (name, steps) -> sampler
 
+    def _build_obs_encoders(self) -> int:
+        """An MLP (or nothing) for the vector parts, a ResNet per image part (or one shared);
+        -> the features per frame."""
+        c, spec = self.config, self.obs_spec
+        per_frame = 0
+        if c.obs_dim:
+            self.obs_encoder = (
+                MLPObsEncoder(c.obs_dim, c.obs_feature_dim)
+                if c.obs_encoder == "mlp"
+                else nn.Flatten(1)
+            )
+            per_frame += c.obs_feature_dim if c.obs_encoder == "mlp" else c.obs_dim
+        images = spec.image_parts
+        if images:
+            from dp_agent.vision import ResNetImageEncoder, feature_map_size
+
+            def encoder(part):
+                crop = c.vision_crop or None
+                side = min(crop or part.chw[1], part.chw[1], part.chw[2])
+                if feature_map_size(side, len(c.vision_widths)) < 2:
+                    raise ValueError(
+                        f"image part {part.key!r}: {side} pixels (after the crop) leave a 1x1 "
+                        "feature map, where the spatial-softmax keypoints carry no position; "
+                        "use images (or a crop) of at least 33 pixels"
+                    )
+                return ResNetImageEncoder(
+                    part.chw[0], c.vision_widths, crop, 32, c.image_feature_dim
+                )
+
+            if c.shared_vision_encoder:  # one network sees every camera
+                self.image_encoders = nn.ModuleDict({"shared": encoder(images[0])})
+            else:
+                self.image_encoders = nn.ModuleDict(
+                    {_module_name(p.key): encoder(p) for p in images}
+                )
+            per_frame += len(images) * c.image_feature_dim
+        return per_frame
+
     def fit_normalizers(self, observations, actions) -> None:
-        """Fit both normalisers on all frames of the data: observations (N, Do), actions (N, Da)."""
-        self.obs_normalizer.fit(observations)
+        """Fit both normalisers on all frames of the data: the vector parts (N, Do) and the
+        actions (N, Da). Images need no fitting: they are scaled to [0, 1]."""
+        if self.config.obs_dim:
+            self.obs_normalizer.fit(observations)
         self.action_normalizer.fit(actions)
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """(B, To, Do) environment units -> (B, Dc) conditioning vector."""
-        return self.obs_encoder(self.obs_normalizer.normalize(obs))
+    def encode(self, obs) -> torch.Tensor:
+        """Observations in environment units -> (B, Dc) conditioning vector: (B, To, Do) for a
+        single vector, else a dict {key: (B, To, *shape)} (images uint8). Features of all parts
+        are concatenated per frame, then over the To frames."""
+        spec, to = self.obs_spec, self.config.obs_horizon
+        parts = obs if isinstance(obs, dict) else {spec.parts[0].key: obs}
+        b = next(iter(parts.values())).shape[0]
+        features = []
+        if self.config.obs_dim:
+            vectors = [parts[p.key].reshape(b, to, -1).float() for p in spec.vector_parts]
+            normalized = self.obs_normalizer.normalize(torch.cat(vectors, dim=-1))  # (B, To, Do)
+            features.append(self.obs_encoder(normalized).view(b, to, -1))
+        for p in spec.image_parts:
+            images = parts[p.key].flatten(0, 1)  # (B*To, *shape) uint8
+            if p.channels_last:
+                images = images.permute(0, 3, 1, 2)  # (B*To, C, H, W)
+            name = "shared" if self.config.shared_vision_encoder else _module_name(p.key)
+            features.append(self.image_encoders[name](images).view(b, to, -1))
+        return torch.cat(features, dim=-1).flatten(1)  # (B, To * features per frame)
 
     def draw_training_noise(
         self, batch_size: int, generator: torch.Generator | None, device: torch.device
@@ -210,3 +262,8 @@ class DiffusionPolicy(nn.Module):
             [torch.randn(per_obs, generator=g, device=g.device).to(device) for g in generator],
             dim=1,
         )
+
+
+def _module_name(key: str) -> str:
+    """A part's key as a submodule name (no dots)."""
+    return key.replace(".", "_")

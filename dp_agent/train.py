@@ -60,8 +60,11 @@ def cosine_with_warmup(warmup_steps: int, total_steps: int):
 
 
 def _spaces_for(env_id: str | None, env_kwargs: dict, dataset: WindowDataset):
-    """The env's spaces when it is registered here, else boxes spanning the data."""
+    """The env's spaces when it is registered here and fits the data, else spaces spanning the
+    data (a Box per part: unbounded for vectors, [0, 255] uint8 for images)."""
     import gymnasium as gym
+
+    from dp_agent.observations import IMAGE, ObservationError
 
     if env_id is not None and env_id in gym.registry:
         try:
@@ -71,11 +74,19 @@ def _spaces_for(env_id: str | None, env_kwargs: dict, dataset: WindowDataset):
         if env is not None:
             obs_space, act_space = env.observation_space, env.action_space
             env.close()
-            flat = int(np.prod(obs_space.shape or (0,)))
-            if isinstance(obs_space, gym.spaces.Box) and flat == dataset.obs_dim:
+            try:
+                dataset.spec.check_space(obs_space, env_id)
                 return obs_space, act_space
-    inf = np.full(dataset.obs_dim, np.inf, dtype=np.float32)
-    obs_space = gym.spaces.Box(-inf, inf, dtype=np.float32)
+            except ObservationError:
+                pass
+
+    def box(part):
+        if part.kind == IMAGE:
+            return gym.spaces.Box(0, 255, part.shape, np.uint8)
+        return gym.spaces.Box(-np.inf, np.inf, part.shape, np.float32)
+
+    parts = {p.key: box(p) for p in dataset.spec.parts}
+    obs_space = parts[dataset.spec.keys[0]] if dataset.spec.single else gym.spaces.Dict(parts)
     act_space = gym.spaces.Box(dataset.actions.min(0), dataset.actions.max(0), dtype=np.float32)
     return obs_space, act_space
 
@@ -157,9 +168,12 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
     episodes = load_episodes(demos, obs_keys)
     if not episodes:
         raise TrainingError(f"{source}: no episodes to train on")
-    dims = {"obs_dim": episodes[0].obs.shape[1], "action_dim": episodes[0].actions.shape[1]}
-    pc = replace_fields(policy_config, dims)
+    pc = policy_config
     data = WindowDataset(episodes, pc.obs_horizon, pc.pred_horizon, pc.action_horizon, device)
+    from_data = {"obs_dim": data.obs_dim, "action_dim": data.action_dim}
+    if not data.spec.single or data.spec.image_parts:  # a single vector needs no spec
+        from_data["obs_spec"] = data.spec.to_dict()
+    pc = replace_fields(pc, from_data)
     env_id = getattr(demos, "env_id", None)
     env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
     model = DiffusionPolicy(pc)

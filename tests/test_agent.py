@@ -178,7 +178,7 @@ def test_sample_reports_each_iterate_while_it_is_computed(tiny_agent):
 
 def test_wrong_observation_shape_is_a_clear_error(tiny_agent):
     with pytest.raises(
-        ValueError, match=r"observation has shape \(5,\); this agent expects \(3,\)"
+        ValueError, match=r"observation has shape \(5,\); expected \(3,\) or \(n, \*\(3,\)\)"
     ):
         tiny_agent.predict(np.zeros(5, np.float32))
 

@@ -169,9 +169,9 @@ def test_pusht_pixel_frames_survive_the_video_codec(tmp_path):
     assert main(["demos", "import-lerobot", str(ds), "--out", str(back)]) == 0
     with DemoReader(back) as reader:
         ep = reader.episode(0)
-    assert ep.obs["image"].shape == episode.obs["image"].shape == (25, 96, 96, 3)
+    assert ep.obs["pixels"].shape == episode.obs["pixels"].shape == (25, 96, 96, 3)
     np.testing.assert_array_equal(ep.obs["agent_pos"], episode.obs["agent_pos"].astype(np.float32))
-    assert image_mae(ep.obs["image"], episode.obs["image"]) <= MAX_PUSHT_MAE
+    assert image_mae(ep.obs["pixels"], episode.obs["pixels"]) <= MAX_PUSHT_MAE
 
 
 # ----------------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def test_stack_obs_maps_env_observations_to_store_keys():
     assert list(stack_obs(flat, obs_type="keypoints")) == ["keypoints"]
     pixels = [{"pixels": np.zeros((96, 96, 3), np.uint8), "agent_pos": np.ones(2)}] * 4
     stacked = stack_obs(pixels, obs_type="pixels")
-    assert stacked["image"].shape == (4, 96, 96, 3) and stacked["agent_pos"].shape == (4, 2)
+    assert stacked["pixels"].shape == (4, 96, 96, 3) and stacked["agent_pos"].shape == (4, 2)
 
 
 def test_summary_reads_lengths_returns_and_success(tmp_path):
