@@ -1,28 +1,53 @@
-"""Chunk latency of ``DiffusionPolicyAgent.predict`` on this machine: DDPM-100 vs DDIM-10 vs
-DPM-Solver++-8, and the amortised cost per environment step with the action queue.
+"""Sampling latency on this machine: one denoiser call per backend against the hardware floor,
+the chunk latency of ``DiffusionPolicyAgent.predict`` per sampler (DDPM-100, DDIM-10,
+DPM-Solver++-8) and the cost per environment step with the action queue.
 
     python benchmarks/latency.py [--network cpu-small|gpu-standard|both] [--device cpu]
+        [--threads 1] [--repeats 20] [--backends eager,folded,openvino,onnx]
+        [--reference-src DIR]
 
 Uses an untrained policy of the real size (latency does not depend on the weights), PushT-sized
-observations (5 values) and actions (2 values), To=2, Tp=16, Ta=8.
+observations (5 values) and actions (2 values), To=2, Tp=16, Ta=8, batch of one env.
+
+The floor of one call is the network's per-step FLOPs (its convolutions, counted from a forward
+pass; the FiLM MLPs are folded out of the step loop) over this machine's matmul rate, measured
+at the start with the same thread count. Every comparison is interleaved (A, B, A, B, ...) and
+reports medians, so that load from other processes hits all variants alike.
+
+``--reference-src DIR``: DIR is a local checkout of the original diffusion_policy repository;
+its ``ConditionalUnet1D`` (diffusion_policy/model/diffusion/conditional_unet1d.py) is built with
+the same shape as ours and its DDPM-100 loop with diffusers' DDPMScheduler is timed against our
+default chunk. Nothing of it is copied here.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib
 import os
 import platform
+import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.backends import BackendUnavailable, make_backend, resolve_backend
 from dp_agent.config import make_configs
 from dp_agent.policy import DiffusionPolicy
 
 SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8)]
+BACKEND_NAMES = ["eager", "folded", "openvino", "onnx"]
+
+
+# ---- setup --------------------------------------------------------------------------------------
 
 
 def make_agent(preset: str, device: str) -> DiffusionPolicyAgent:
@@ -35,65 +60,390 @@ def make_agent(preset: str, device: str) -> DiffusionPolicyAgent:
     return DiffusionPolicyAgent(policy, obs_space, act_space, device=device)
 
 
-def time_chunks(agent, repeats: int) -> float:
-    """Median seconds of a predict call that samples a new chunk (queue emptied each time)."""
-    obs = np.full(5, 200.0)
-    agent.predict(obs)  # warm-up
-    times = []
+def machine_line(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    versions = [f"torch {torch.__version__}"]
+    for package in ("openvino", "onnxruntime"):
+        try:
+            versions.append(f"{package} {importlib.import_module(package).__version__}")
+        except ImportError:
+            versions.append(f"{package} not installed")
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f}"
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu}), {', '.join(versions)}, "
+        f"{torch.get_num_threads()} torch threads, device {device}{load}"
+    )
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, per_round: int = 1):
+    """Median seconds per call of each candidate, timed in turns: A, B, ..., A, B, ...
+    (``per_round`` calls per turn, so the first call after another candidate, whose weights
+    the others evicted from the cache, is one of several)."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for fn in candidates.values():  # warm-up
+        for _ in range(3):
+            fn()
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+# ---- the floor ----------------------------------------------------------------------------------
+
+
+def matmul_gflops(size: int = 512, repeats: int = 30) -> float:
+    """This machine's fp32 matmul rate (GFLOP/s, median) with torch's current thread count."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    ts = []
     for _ in range(repeats):
-        agent.reset()
         t0 = time.perf_counter()
-        agent.predict(obs)
-        if agent.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        a @ b
+        ts.append(time.perf_counter() - t0)
+    return 2 * size**3 / statistics.median(ts) / 1e9
 
 
-def time_per_step(agent, steps: int) -> float:
-    obs = np.full(5, 200.0)
-    agent.reset()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        agent.predict(obs)
-    return (time.perf_counter() - t0) / steps
+def count_flops(net: nn.Module, args) -> tuple[float, float]:
+    """(FLOPs of one forward, FLOPs of its convolutions only) at the given inputs: 2 x the
+    multiply-adds of every Conv1d, ConvTranspose1d and Linear (the U-Net's Linear layers are
+    its conditioning MLPs, which the folded backends compute once per chunk)."""
+    macs = {"conv": 0, "linear": 0}
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        if isinstance(module, nn.Conv1d):
+            k = module.in_channels // module.groups * module.kernel_size[0]
+            macs["conv"] += output.numel() * k
+        elif isinstance(module, nn.ConvTranspose1d):
+            macs["conv"] += x.numel() * module.out_channels * module.kernel_size[0]
+        elif isinstance(module, nn.Linear):
+            macs["linear"] += (
+                x.numel() // module.in_features * module.in_features * (module.out_features)
+            )
+
+    kinds = (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            net(*args)
+    finally:
+        for h in handles:
+            h.remove()
+    return 2.0 * (macs["conv"] + macs["linear"]), 2.0 * macs["conv"]
 
 
-def main() -> None:
+# ---- one call -----------------------------------------------------------------------------------
+
+
+def per_call_table(agent, names: list[str], rounds: int, gflops: float):
+    """(markdown table, median seconds per call by backend) for one denoiser call at batch 1,
+    each backend that can run here, interleaved."""
+    policy, device = agent.policy, agent.device
+    net = policy.denoiser
+    c = policy.config
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.rand(1, c.obs_horizon, c.obs_dim, generator=gen).to(device) * 512
+    x = torch.randn(1, c.pred_horizon, c.action_dim, generator=gen).to(device)
+    sampler = policy.make_sampler()
+    with torch.no_grad():
+        cond = policy.encode(obs)
+        k = sampler.timesteps[:1].to(device)
+        total, conv = count_flops(net, (x, k, cond))
+    floor = conv / (gflops * 1e9)
+    steps, builds, outputs = {}, {}, {}
+    for name in names:
+        try:
+            resolve_backend(name, net, device, x.dtype)
+        except BackendUnavailable as e:
+            print(f"  ({e})")
+            continue
+        backend = make_backend(name, net)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            chunk = backend.prepare(cond, sampler.timesteps)
+            outputs[name] = chunk.step(x, 0).float().cpu()
+        builds[name] = time.perf_counter() - t0
+
+        def call(chunk=chunk):
+            with torch.no_grad():
+                out = chunk.step(x, 0)
+            synchronize(device)
+            return out
+
+        steps[name] = call
+    if not steps:
+        return None, {}
+    times = interleaved(steps, rounds, per_round=20)
+    eager = times.get("eager")
+    n_params = sum(p.numel() for p in net.parameters())
+    lines = [
+        f"One denoiser call, batch 1: {n_params / 1e6:.2f} M parameters, {total / 1e6:.1f} MFLOP "
+        f"per eager call of which {conv / 1e6:.1f} MFLOP per folded step; matmul rate "
+        f"{gflops:.0f} GFLOP/s -> floor {floor * 1e3:.2f} ms",
+        "",
+        "| backend | ms per call | x floor | speed-up vs eager | max abs diff vs eager "
+        "| first call (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    ref = outputs.get("eager")
+    for name, t in times.items():
+        diff = "-" if ref is None else f"{(outputs[name] - ref).abs().max().item():.1e}"
+        speed = "-" if eager is None else f"{eager / t:.1f}x"
+        lines.append(
+            f"| {name} | {t * 1e3:.3f} | {t / floor:.1f} | {speed} | {diff} | {builds[name]:.2f} |"
+        )
+    return "\n".join(lines), times
+
+
+# ---- chunks through predict ---------------------------------------------------------------------
+
+
+def chunk_table(agent, preset: str, backends: list[str], repeats: int) -> str:
+    """Per backend (one at a time, so that its weights stay as warm as in use) and sampler,
+    interleaved: the latency of a predict call that samples a chunk, K direct calls of the
+    backend's step, the sampler's K steps alone, and the cost per env step over one queue (the
+    chunk plus Ta - 1 queued actions)."""
+    obs = np.full(agent.config.obs_dim, 200.0)
+    ta = agent.config.action_horizon
+    policy, device = agent.policy, agent.device
+    c = agent.config
+    x = torch.randn(1, c.pred_horizon, c.action_dim, device=device)
+    with torch.no_grad():
+        cond = policy.encode(torch.full((1, c.obs_horizon, c.obs_dim), 200.0, device=device))
+    results = {}
+    for backend in backends:
+        policy.set_backend(backend)
+        candidates = {}
+        for name, steps in SAMPLERS:
+            sampler = policy.make_sampler(name, steps)
+            with torch.no_grad():
+                chunk = policy.denoiser_backend(cond).prepare(cond, sampler.timesteps)
+
+            def queue(name=name, steps=steps):
+                agent.set_sampler(name, steps)
+                agent.reset()
+                t0 = time.perf_counter()
+                agent.predict(obs)  # samples a chunk
+                synchronize(device)
+                t1 = time.perf_counter()
+                for _ in range(ta - 1):
+                    agent.predict(obs)  # pops the queue
+                return t1 - t0, (time.perf_counter() - t0) / ta
+
+            def calls(chunk=chunk, steps=steps):
+                with torch.no_grad():
+                    for i in range(steps):
+                        chunk.step(x, i)
+                synchronize(device)
+
+            def sampler_steps(sampler=sampler, steps=steps):
+                eps, carry = torch.randn_like(x), None
+                with torch.no_grad():
+                    for i in range(steps):
+                        carry = sampler.step(eps, i, x, carry=carry, noise=eps).carry
+                synchronize(device)
+
+            candidates[(name, "queue")] = queue
+            candidates[(name, "calls")] = calls
+            candidates[(name, "sampler")] = sampler_steps
+        times = {key: [] for key in candidates}
+        for fn in candidates.values():  # warm-up (and builds)
+            fn()
+        for r in range(repeats):
+            for key, fn in candidates.items():
+                if key[0] == "ddpm" and r >= max(3, repeats // 5):
+                    continue  # DDPM-100 is 10x the others: fewer repeats
+                t0 = time.perf_counter()
+                out = fn()
+                times[key].append(out if out is not None else time.perf_counter() - t0)
+        for name, _ in SAMPLERS:
+            queued = times[(name, "queue")]
+            results[(name, backend)] = (
+                statistics.median(q[0] for q in queued),
+                statistics.median(times[(name, "calls")]),
+                statistics.median(times[(name, "sampler")]),
+                statistics.median(q[1] for q in queued),
+            )
+    policy.set_backend("auto")
+    agent.set_sampler(c.sampler, c.num_inference_steps)
+    n_params = sum(p.numel() for p in policy.parameters())
+    lines = [
+        "| network | params | sampler | backend | chunk latency (ms) | K calls (ms) "
+        "| chunk / K calls | sampler's K steps (ms) | per env step, queued (ms) "
+        "| speed-up vs eager DDPM-100 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = results.get(("ddpm", "eager"), (float("nan"),))[0]
+    for name, steps in SAMPLERS:
+        for backend in backends:
+            chunk, calls, sampler, per_step = results[(name, backend)]
+            lines.append(
+                f"| {preset} | {n_params / 1e6:.2f} M | {name}-{steps} | {backend} | "
+                f"{chunk * 1e3:.1f} | {calls * 1e3:.1f} | {chunk / calls:.2f} | "
+                f"{sampler * 1e3:.2f} | {per_step * 1e3:.2f} | {base / chunk:.1f}x |"
+            )
+    return "\n".join(lines)
+
+
+# ---- the original implementation ----------------------------------------------------------------
+
+
+def load_reference_unet(src: str | Path):
+    """The original ``ConditionalUnet1D`` class from a local diffusion_policy checkout."""
+    src = Path(src).resolve()
+    path = src / "diffusion_policy" / "model" / "diffusion" / "conditional_unet1d.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"--reference-src: {path} not found")
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    try:
+        module = importlib.import_module("diffusion_policy.model.diffusion.conditional_unet1d")
+    except ImportError as e:
+        raise ImportError(
+            f"importing the original ConditionalUnet1D from {src} failed ({e}); it needs einops "
+            "(pip install einops)"
+        ) from e
+    if Path(module.__file__).resolve() != path:
+        raise ImportError(f"diffusion_policy was imported from {module.__file__}, not from {src}")
+    return module.ConditionalUnet1D
+
+
+def reference_chunk(src, agent, generator: torch.Generator):
+    """(reference model, one DDPM-100 chunk as in the original's conditional_sample): the
+    original U-Net with our network's shape, stepped by diffusers' DDPMScheduler."""
+    from diffusers import DDPMScheduler
+
+    c = agent.config
+    cond_dim = c.obs_horizon * (c.obs_feature_dim if c.obs_encoder == "mlp" else c.obs_dim)
+    reference = load_reference_unet(src)(
+        input_dim=c.action_dim,
+        local_cond_dim=None,
+        global_cond_dim=cond_dim,
+        diffusion_step_embed_dim=c.step_embed_dim,
+        down_dims=list(c.down_dims),
+        kernel_size=c.kernel_size,
+        n_groups=c.n_groups,
+        cond_predict_scale=True,
+    ).eval()
+    scheduler = DDPMScheduler(
+        num_train_timesteps=c.num_train_steps,
+        beta_schedule=c.beta_schedule,
+        clip_sample=c.clip_sample,
+        prediction_type=c.prediction_type,
+        variance_type="fixed_small",
+    )
+    cond = torch.randn(1, cond_dim, generator=generator)
+
+    def chunk():
+        with torch.no_grad():
+            scheduler.set_timesteps(100)
+            x = torch.randn((1, c.pred_horizon, c.action_dim), generator=generator)
+            for t in scheduler.timesteps:
+                out = reference(x, t, local_cond=None, global_cond=cond)
+                x = scheduler.step(out, t, x, generator=generator).prev_sample
+        return x
+
+    return reference, chunk
+
+
+def reference_table(src, agent, repeats: int) -> str:
+    """The original's DDPM-100 loop against our default chunk and our DDPM-100, interleaved."""
+    reference, ref_chunk = reference_chunk(src, agent, torch.Generator().manual_seed(0))
+    obs = np.full(agent.config.obs_dim, 200.0)
+    default = (agent.config.sampler, agent.config.num_inference_steps)
+
+    def ours(name, steps):
+        def run():
+            agent.set_sampler(name, steps)
+            agent.reset()
+            agent.predict(obs)
+
+        return run
+
+    candidates = {
+        "original ConditionalUnet1D + diffusers DDPMScheduler, DDPM-100": ref_chunk,
+        "ours, DDPM-100 (agent.predict, default backend)": ours("ddpm", 100),
+        f"ours, default {default[0]}-{default[1]} (agent.predict)": ours(*default),
+    }
+    times = interleaved(candidates, max(3, repeats // 5))
+    agent.set_sampler(*default)
+    base = times[next(iter(candidates))]
+    n_ref = sum(p.numel() for p in reference.parameters())
+    n_ours = sum(p.numel() for p in agent.policy.denoiser.parameters())
+    lines = [
+        f"Original implementation from {src}: {n_ref / 1e6:.2f} M parameters "
+        f"(ours {n_ours / 1e6:.2f} M)",
+        "",
+        "| loop | ms per chunk | speed-up vs original DDPM-100 |",
+        "|---|---|---|",
+    ]
+    for name, t in times.items():
+        lines.append(f"| {name} | {t * 1e3:.1f} | {base / t:.1f}x |")
+    return "\n".join(lines)
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", default="both", choices=["cpu-small", "gpu-standard", "both"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKEND_NAMES),
+        help="denoiser backends to compare (comma-separated; missing ones are skipped)",
+    )
+    parser.add_argument(
+        "--reference-src",
+        metavar="DIR",
+        help="a local checkout of the original diffusion_policy repository to time against",
+    )
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     presets = ["cpu-small", "gpu-standard"] if args.network == "both" else [args.network]
-    cpu = platform.processor() or platform.machine()
-    print(
-        f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, device {args.device}"
-    )
-    print()
-    print(
-        "| network | params | sampler | chunk latency (ms) | per env step, queued (ms) "
-        "| speed-up vs DDPM-100 |"
-    )
-    print("|---|---|---|---|---|---|")
+    requested = [b.strip() for b in args.backends.split(",") if b.strip()]
+    print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(machine_line(args.device))
+    gflops = matmul_gflops()
+    print(f"matmul rate: {gflops:.0f} GFLOP/s (fp32 512x512, {torch.get_num_threads()} threads)")
     for preset in presets:
         agent = make_agent(preset, args.device)
-        n_params = sum(p.numel() for p in agent.policy.parameters())
-        base = None
-        for name, steps in SAMPLERS:
-            agent.set_sampler(name, steps)
-            chunk = time_chunks(agent, max(3, args.repeats // (10 if name == "ddpm" else 1)))
-            per_step = time_per_step(agent, 8 * max(2, args.repeats // 4))
-            base = base or chunk
-            print(
-                f"| {preset} | {n_params / 1e6:.2f} M | {name}-{steps} | {chunk * 1e3:.1f} "
-                f"| {per_step * 1e3:.2f} | {base / chunk:.1f}x |"
-            )
+        print()
+        table, per_call = per_call_table(agent, requested, max(3, args.repeats), gflops)
+        if table:
+            print(table)
+        print()
+        chosen = agent.policy.denoiser_backend()
+        default = getattr(chosen, "chosen", chosen.name)
+        backends = [b for b in dict.fromkeys(["eager", "folded", default]) if b in per_call]
+        print(f"Chunks through agent.predict (the default backend here: {default}):")
+        print()
+        print(chunk_table(agent, preset, backends, args.repeats))
+        if args.reference_src:
+            print()
+            print(reference_table(args.reference_src, agent, args.repeats))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import importlib.util
 import pickle
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,3 +280,78 @@ def test_a_policy_with_built_backends_copies_and_pickles_without_them():
             clone.sample(obs, generator=torch.Generator().manual_seed(0)),
             policy.sample(obs, generator=torch.Generator().manual_seed(0)),
         )
+
+
+# ---- the benchmark's comparison with the original implementation --------------------------------
+
+STUB = '''
+import torch
+from torch import nn
+
+
+class ConditionalUnet1D(nn.Module):
+    """A stand-in with the original's constructor and call."""
+
+    def __init__(self, input_dim, local_cond_dim=None, global_cond_dim=None,
+                 diffusion_step_embed_dim=256, down_dims=(256, 512, 1024), kernel_size=3,
+                 n_groups=8, cond_predict_scale=False):
+        super().__init__()
+        self.args = dict(input_dim=input_dim, global_cond_dim=global_cond_dim,
+                         down_dims=list(down_dims), kernel_size=kernel_size,
+                         cond_predict_scale=cond_predict_scale)
+        self.proj = nn.Linear(input_dim + global_cond_dim, input_dim)
+        self.calls = 0
+
+    def forward(self, sample, timestep, local_cond=None, global_cond=None, **kwargs):
+        self.calls += 1
+        c = global_cond[:, None].expand(-1, sample.shape[1], -1)
+        return self.proj(torch.cat([sample, c], dim=-1))
+'''
+
+
+@pytest.fixture
+def reference_src(tmp_path, monkeypatch):
+    pkg = tmp_path / "diffusion_policy" / "model" / "diffusion"
+    pkg.mkdir(parents=True)
+    for d in (pkg, pkg.parent, pkg.parent.parent):
+        (d / "__init__.py").write_text("")
+    (pkg / "conditional_unet1d.py").write_text(STUB)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in [m for m in sys.modules if m.split(".")[0] == "diffusion_policy"]:
+        monkeypatch.delitem(sys.modules, name)
+    yield tmp_path
+    for name in [m for m in sys.modules if m.split(".")[0] == "diffusion_policy"]:
+        del sys.modules[name]
+
+
+def load_latency_benchmark():
+    path = Path(__file__).parents[1] / "benchmarks" / "latency.py"
+    spec = importlib.util.spec_from_file_location("latency_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_src_times_the_original_unet_with_our_shape(reference_src, tiny_agent):
+    pytest.importorskip("diffusers")
+    latency = load_latency_benchmark()
+    reference, chunk = latency.reference_chunk(reference_src, tiny_agent, torch.Generator())
+    c = tiny_agent.config
+    assert reference.args == {
+        "input_dim": c.action_dim,
+        "global_cond_dim": c.obs_horizon * c.obs_feature_dim,
+        "down_dims": list(c.down_dims),
+        "kernel_size": c.kernel_size,
+        "cond_predict_scale": True,
+    }
+    assert chunk().shape == (1, c.pred_horizon, c.action_dim)
+    assert reference.calls == 100  # DDPM-100 through diffusers' scheduler
+    table = latency.reference_table(reference_src, tiny_agent, repeats=1)
+    assert "original ConditionalUnet1D + diffusers DDPMScheduler, DDPM-100" in table
+    assert f"ours, default {c.sampler}-{c.num_inference_steps}" in table
+
+
+def test_reference_src_without_the_file_says_where_it_looked(tmp_path):
+    latency = load_latency_benchmark()
+    with pytest.raises(FileNotFoundError, match="conditional_unet1d.py not found"):
+        latency.load_reference_unet(tmp_path)
