@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dp_agent.files import atomic_path
+from dp_agent.observations import is_image
 
 from .store import GYM_ENV_TYPE, DemoError, DemoReader, DemoWriter, Episode, stack_obs
 
@@ -45,7 +46,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             print("episodes:  0")
         for key in reader.obs_keys:
-            print(f"obs:       {key} {reader.obs_shapes[key]} {reader.obs_dtypes[key]}")
+            shape, dtype = reader.obs_shapes[key], reader.obs_dtypes[key]
+            kind = "image" if is_image(shape, dtype) else "vector"
+            per_frame = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            print(f"obs:       {key} {kind} {shape} {dtype}, {per_frame:,} bytes per frame")
         bounds = reader.action_bounds()
         if bounds is not None:
             print(

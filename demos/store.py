@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 
 from dp_agent.files import atomic_path, remove_stale_temp_files
+from dp_agent.observations import is_image
 
 __all__ = [
     "GYM_ENV_TYPE",
@@ -572,6 +573,10 @@ def _normalise_env_args(env_args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _chunks(arr: np.ndarray) -> tuple[int, ...]:
+    """HDF5 chunk shape: one frame per chunk for images (a random training window reads only
+    its frames), else rows of about ``_CHUNK_BYTES``."""
+    if is_image(arr.shape[1:], arr.dtype):
+        return (1, *arr.shape[1:])
     row_bytes = max(1, arr[:1].nbytes)
     rows = int(max(1, min(len(arr), _CHUNK_BYTES // row_bytes)))
     return (rows, *arr.shape[1:])
