@@ -524,7 +524,7 @@ def test_cli_info(tmp_path, capsys):
     steps = sum(len(make_arrays(i)[1]) for i in range(4))
     assert "dp_agent/PushT-v0" in out
     assert f"episodes:  4, steps {steps}" in out
-    assert "state (5,) float32" in out
+    assert "state vector (5,) float32, 20 bytes per frame" in out
     assert "dim 2, min [" in out
     assert "success:   2/4 (50.0%)" in out
     assert "masks:     train 3, valid 1" in out
