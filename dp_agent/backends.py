@@ -22,8 +22,10 @@ Backends, all equal to the eager network to float32 rounding (``TOLERANCE``):
 ``auto`` is the fastest that applies (measured by ``benchmarks/latency.py``): on a CPU,
 ``openvino`` when installed, else ``folded`` up to ``FOLDED_MAX_BATCH`` rows per chunk (beyond,
 eager PyTorch's batched convolutions catch up); ``eager`` on other devices and for any denoiser
-but the U-Net. ``onnx`` is never chosen by itself: faster than ``folded`` at batch 1 but
-slower from a few rows on.
+but the U-Net. Compiling takes 1-3 s once per network, so ``auto`` compiles only networks of at
+least ``COMPILE_MIN_PARAMS`` parameters (smaller ones are under 0.5 ms a call with ``folded``).
+``onnx`` is never chosen by itself: faster than ``folded`` at batch 1 but slower from a few
+rows on.
 Packed weights and compiled graphs follow the network's weights: a backend checks them at every
 ``prepare`` and rebuilds after any change (an optimiser step, ``load_state_dict``, ``.to``).
 """
@@ -47,6 +49,7 @@ from dp_agent.networks import ConditionalUnet1D
 BACKENDS = ("eager", "folded", "openvino", "onnx")
 AUTO_ORDER = ("openvino", "folded")  # tried in this order for a U-Net on the CPU
 FOLDED_MAX_BATCH = 16  # auto runs larger chunks of the folded backend's choice with eager
+COMPILE_MIN_PARAMS = 500_000  # auto compiles (openvino) networks at least this large
 # Outputs of every backend match the eager network's to this (max abs difference, outputs of
 # order 1): what float32 rounding in another order of summation gives.
 TOLERANCE = 1e-4
@@ -99,7 +102,12 @@ def resolve_backend(name: str, denoiser: nn.Module, device: torch.device, dtype)
         return [name]
     if not isinstance(denoiser, ConditionalUnet1D) or torch.device(device).type != "cpu":
         return ["eager"]
-    usable = [n for n in AUTO_ORDER if unavailable_reason(n, denoiser, device, dtype) is None]
+    small = sum(p.numel() for p in denoiser.parameters()) < COMPILE_MIN_PARAMS
+    usable = [
+        n
+        for n in AUTO_ORDER
+        if unavailable_reason(n, denoiser, device, dtype) is None and not (small and n in _PACKAGES)
+    ]
     return [*usable, "eager"]
 
 

@@ -189,6 +189,8 @@ class DiffusionPolicy(nn.Module):
         noise of a chunk (its start and, for DDPM, every step's) is drawn before the loop, from
         ``generator`` or from one generator per observation (a sequence of B), so that each
         row's draw does not depend on the other rows. ``on_step`` gets every iterate (K+1).
+        The denoiser runs through the policy's backend (``set_backend``): its conditioning
+        once per chunk, then one call of the per-step network per denoising step.
         """
         cond = self.encode(obs).repeat_interleave(num_samples, dim=0)  # (B*N, Dc)
         shape = (cond.shape[0], self.config.pred_horizon, self.config.action_dim)

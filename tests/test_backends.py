@@ -181,16 +181,19 @@ def test_backends_follow_weight_changes(name):
 
 
 @pytest.mark.parametrize("name,package", [("openvino", "openvino"), ("onnx", "onnxruntime")])
-def test_a_missing_package_leaves_the_torch_backends(monkeypatch, name, package):
+def test_a_missing_package_leaves_the_torch_backends(monkeypatch, pusht, name, package):
     monkeypatch.setitem(sys.modules, package, None)  # import fails as if not installed
-    policy = tiny_policy()
+    policy = copy.deepcopy(pusht)  # a copy builds its backends afresh
     net, cpu = policy.denoiser, torch.device("cpu")
     assert name not in backends.available_backends(net)
-    assert resolve_backend("auto", net, cpu, torch.float32)[-2:] == ["folded", "eager"]
+    expected = [n for n in backends.AUTO_ORDER if installed(n)] + ["eager"]
+    assert name not in expected and expected[-2:] == ["folded", "eager"]
+    assert resolve_backend("auto", net, cpu, torch.float32) == expected
     with pytest.raises(BackendUnavailable, match=f"pip install.*{package}"):
         policy.set_backend(name)
     obs = observations(policy, 1)
     chunk = policy.sample(obs, generator=torch.Generator().manual_seed(0))  # auto
+    assert policy.denoiser_backend(obs).chosen == expected[0]
     policy.set_backend("eager")
     reference = policy.sample(obs, generator=torch.Generator().manual_seed(0))
     normalize = policy.action_normalizer.normalize
@@ -204,6 +207,7 @@ def test_auto_falls_through_a_backend_that_fails_to_build(monkeypatch):
     monkeypatch.setattr(backends.OpenVINOBackend, "_compile", broken)
     monkeypatch.setattr(backends, "AUTO_ORDER", ("openvino", "folded"))
     monkeypatch.setattr(backends, "_missing_packages", lambda name: [])
+    monkeypatch.setattr(backends, "COMPILE_MIN_PARAMS", 0)
     policy = tiny_policy()
     obs = observations(policy, 1)
     with pytest.warns(RuntimeWarning, match="'openvino' failed .*cannot compile.*'folded'"):
@@ -215,13 +219,14 @@ def test_auto_falls_through_a_backend_that_fails_to_build(monkeypatch):
     torch.testing.assert_close(chunk, again, rtol=0, atol=0)
 
 
-def test_auto_is_the_fastest_installed_for_the_unet_and_eager_otherwise():
+def test_auto_is_the_fastest_installed_for_the_unet_and_eager_otherwise(pusht):
     cpu = torch.device("cpu")
-    unet = tiny_policy()
-    order = resolve_backend("auto", unet.denoiser, cpu, torch.float32)
+    order = resolve_backend("auto", pusht.denoiser, cpu, torch.float32)
     expected = [n for n in backends.AUTO_ORDER if installed(n)] + ["eager"]
     assert order == expected and "folded" in order
-    assert resolve_backend("auto", unet.denoiser, cpu, torch.float64) == ["folded", "eager"]
+    assert resolve_backend("auto", pusht.denoiser, cpu, torch.float64) == ["folded", "eager"]
+    unet = tiny_policy()  # too small to repay a compilation
+    assert resolve_backend("auto", unet.denoiser, cpu, torch.float32) == ["folded", "eager"]
     transformer = tiny_policy(denoiser="transformer", d_model=16, n_heads=2, n_layers=1)
     assert resolve_backend("auto", transformer.denoiser, cpu, torch.float32) == ["eager"]
     with pytest.raises(BackendUnavailable, match="U-Net only"):
