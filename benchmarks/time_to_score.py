@@ -1,0 +1,67 @@
+"""Time-to-score: evaluate the checkpoints a training run left behind (copies of its
+``last.safetensors`` taken at each ``--checkpoint-every``) and print score against training
+minutes, with 95% intervals.
+
+    python benchmarks/time_to_score.py runs/teacher/kp30k/snapshots/*.safetensors \
+        [--every 4000] [--sampler ddpm] [--episodes 50] [--json out.json]
+
+Seeds 100000..100000+episodes-1, as everywhere in the README. Training minutes are the run's own
+clock (``training.seconds`` in each checkpoint), on whatever shared the machine at the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.checkpoint import read_checkpoint
+from dp_agent.evaluate import evaluate
+
+
+def checkpoints_by_step(paths: list[str], every: int) -> list[tuple[int, float, str]]:
+    """(step, training seconds, path), one per step, keeping steps that are multiples of
+    ``every`` (and the last)."""
+    seen: dict[int, tuple[int, float, str]] = {}
+    for path in paths:
+        training = read_checkpoint(path)[1]["training"]
+        seen[int(training["step"])] = (int(training["step"]), float(training["seconds"]), path)
+    rows = sorted(seen.values())
+    return [r for r in rows if r[0] % every == 0 or r is rows[-1]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--sampler", default="ddpm")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the sampler's)")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    print(f"{time.strftime('%Y-%m-%d')}; sampler {args.sampler}; {args.episodes} episodes, "
+          "seeds from 100000\n")  # fmt: skip
+    print("| step | training min | score (mean max reward) | success | mean max coverage |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for step, seconds, path in checkpoints_by_step(args.checkpoints, args.every):
+        agent = DiffusionPolicyAgent.load(path, device="cpu")
+        agent.set_sampler(args.sampler, args.steps)
+        s = evaluate(agent, episodes=args.episodes, seed=100_000, n_envs=args.episodes).summary()
+        rows.append({"step": step, "minutes": seconds / 60, **s})
+        lo, hi = s["success_rate_ci"]
+        cov = s.get("mean_max_coverage", float("nan"))
+        print(
+            f"| {step} | {seconds / 60:.0f} | {s['mean_max_reward']:.3f} "
+            f"({s['mean_max_reward_ci'][0]:.3f}-{s['mean_max_reward_ci'][1]:.3f}) | "
+            f"{s['success_rate']:.0%} ({lo:.0%}-{hi:.0%}) | {cov:.3f} |",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
