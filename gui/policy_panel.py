@@ -30,13 +30,14 @@ from PyQt6.QtWidgets import (
 )
 
 from dp_agent.config import SAMPLERS, PolicyConfig
+from dp_agent.observations import ObservationError
 
 from . import resources
 from .denoise_player import DenoisePlayer, Plan
 from .panel import Panel
 from .policy_worker import ActRequest, ActResult, PolicyInfo, PolicyWorker
 from .task_view import TaskView
-from .tasks import Task
+from .tasks import Task, TaskError
 
 MAX_SAMPLES = 64
 STATS = ["Steps", "Return", "Success", "Plan", "Denoise", "Coverage"]
@@ -250,6 +251,8 @@ class PolicyPanel(Panel):
         self.policy = info
         if self.task is not None and info.env_id and info.env_id != self.task.env_id:
             self.wants_task.emit(info.env_id)  # the main window switches task (or says why not)
+        if self.task is not None:
+            self._env_for_policy()
         if self.task is not None and not self._policy_fits():
             return
         cfg = info.config
@@ -280,16 +283,29 @@ class PolicyPanel(Panel):
 
     def _policy_fits(self) -> bool:
         info, task = self.policy, self.task
-        obs_shape = getattr(task.env.observation_space, "shape", None)
-        act_shape = task.env.action_space.shape
-        if (obs_shape, act_shape) != (info.observation_shape, info.action_shape):
+        try:
+            info.obs_spec.check_space(task.env.observation_space, f"{info.path}: {task.env_id}")
+        except ObservationError as exc:
+            self._unload(str(exc))
+            return False
+        if task.env.action_space.shape != info.action_shape:
             self._unload(
-                f"{info.path}: the policy expects observations {info.observation_shape} and "
-                f"actions {info.action_shape}, but {task.env_id} has "
-                f"{obs_shape or task.env.observation_space} and {act_shape}."
+                f"{info.path}: the policy expects actions {info.action_shape}, but "
+                f"{task.env_id} has {task.env.action_space.shape}."
             )
             return False
         return True
+
+    def _env_for_policy(self) -> None:
+        """Make this tab's env with the policy's env kwargs (a keypoints policy on PushT needs
+        ``obs_type="keypoints"``); the other tabs keep theirs."""
+        info, task = self.policy, self.task
+        if info.env_id != task.env_id or info.env_kwargs == task.env_args["env_kwargs"]:
+            return
+        try:
+            self.on_task_changed(Task.make(task.env_id, env_kwargs=info.env_kwargs), [], None)
+        except TaskError as exc:
+            self.show_error(str(exc))
 
     def _unload(self, text: str) -> None:
         self.stop()

@@ -22,6 +22,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 
 from dp_agent.config import PolicyConfig
+from dp_agent.observations import ObsSpec
 
 EXECUTED_SAMPLE = 0  # which of a re-plan's N samples is executed (and highlighted)
 
@@ -33,7 +34,8 @@ class PolicyInfo:
     path: Path
     env_id: str | None
     config: PolicyConfig  # a copy (horizons, default sampler, default_steps)
-    observation_shape: tuple[int, ...]
+    obs_spec: ObsSpec  # the parts of an observation
+    env_kwargs: dict  # what the policy's env was made with, e.g. {"obs_type": "keypoints"}
     action_shape: tuple[int, ...]
     sampler: str
     num_inference_steps: int
@@ -93,7 +95,8 @@ def policy_info(agent, path: str | Path) -> PolicyInfo:
         path=Path(path),
         env_id=agent.env_id,
         config=replace(agent.config),
-        observation_shape=tuple(agent.observation_space.shape),
+        obs_spec=agent.obs_spec,
+        env_kwargs=dict(agent.env_kwargs),
         action_shape=tuple(agent.action_space.shape),
         sampler=agent.sampler,
         num_inference_steps=int(agent.num_inference_steps),

@@ -52,8 +52,9 @@ class Task:
 
     # ------------------------------------------------------------------ creation and checks
     @classmethod
-    def make(cls, env_id: str, seed: int | None = None) -> Task:
-        """Create and validate the env; raise :class:`TaskError` with a readable message."""
+    def make(cls, env_id: str, seed: int | None = None, env_kwargs: dict | None = None) -> Task:
+        """Create and validate the env (with ``env_kwargs``, e.g. a policy's obs_type); raise
+        :class:`TaskError` with a readable message."""
         env_id = env_id.strip()
         if not env_id:
             raise TaskError("No task given: type a Gymnasium id such as dp_agent/PushT-v0.")
@@ -65,7 +66,7 @@ class Task:
                 "(expected a registered id such as dp_agent/TreeDetour-v0 or Pendulum-v1)."
             )
         try:
-            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.make(env_id, render_mode="rgb_array", **(env_kwargs or {}))
         except Exception as exc:  # noqa: BLE001  (any construction failure becomes one message)
             raise TaskError(
                 f"Task {env_id!r}: the environment could not be created: {exc}"

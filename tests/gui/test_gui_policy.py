@@ -334,3 +334,24 @@ def test_sampler_names_and_default_steps_come_from_the_policy_config(
     for name in SAMPLERS:
         combo.setCurrentIndex(combo.findData(name))
         assert panel.steps_spin.value() == cfg.default_steps(name)
+
+
+def test_a_keypoints_pushT_policy_runs_on_an_env_made_with_its_obs_type(window, qtbot, tmp_path):
+    import gymnasium as gym
+    from support import tiny_policy
+
+    env = gym.make("dp_agent/PushT-v0", obs_type="keypoints")
+    agent = DiffusionPolicyAgent(
+        tiny_policy(obs_dim=18), env.observation_space, env.action_space, "dp_agent/PushT-v0",
+        device="cpu", env_kwargs={"obs_type": "keypoints"},
+    )  # fmt: skip
+    path = agent.save(tmp_path / "keypoints.safetensors")
+    window.set_task("dp_agent/PushT-v0")
+    panel = _load(window, qtbot, path)
+    assert panel.policy is not None  # not unloaded as a misfit
+    assert panel.task.env.observation_space.shape == (18,)
+    assert window.record_panel.task.env.observation_space.shape == (5,)  # Record keeps state
+    panel.speed_spin.setValue(0)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.plans_completed >= 1, timeout=60_000)
+    panel.stop()
