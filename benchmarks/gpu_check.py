@@ -12,21 +12,12 @@ import tempfile
 import time
 
 import torch
+from training import Quiet  # benchmarks/training.py: a Progress that keeps the events
 
 from dp_agent.config import PRESETS, make_configs
 from dp_agent.devices import device_name, select_device
-from dp_agent.progress import Progress
 from dp_agent.shipped import shipped_demos
 from dp_agent.train import train
-
-
-class Recorder(Progress):
-    def __init__(self, total):
-        super().__init__(total, json_lines=True)
-        self.events = []
-
-    def event(self, name, **fields):
-        self.events.append((name, fields))
 
 
 def run(preset: str, precision: str, steps: int, device: str) -> tuple[float, float]:
@@ -37,7 +28,7 @@ def run(preset: str, precision: str, steps: int, device: str) -> tuple[float, fl
     pc, tc = make_configs(preset, train_overrides=overrides)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    progress = Recorder(steps)
+    progress = Quiet(steps)
     with tempfile.TemporaryDirectory() as tmp:
         train(shipped_demos("dp_agent/PushT-v0"), tmp, pc, tc, progress=progress)
     step_events = [f for n, f in progress.events if n == "step"]
