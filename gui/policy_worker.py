@@ -104,6 +104,19 @@ def policy_info(agent, path: str | Path) -> PolicyInfo:
     )
 
 
+def pin_backend(agent) -> None:
+    """Run the U-Net with the pure-PyTorch ``folded`` backend inside the app: OpenVINO (what
+    ``auto`` picks when it is installed) aborted the app with "double free or corruption" in
+    3 of 3 runs of the shipped TreeDetour policy on this worker thread, while the same policy
+    ran fine under OpenVINO in plain Python threads. Other denoisers keep ``auto`` (eager)."""
+    from dp_agent.backends import BackendUnavailable
+
+    try:
+        agent.policy.set_backend("folded")
+    except BackendUnavailable:
+        pass
+
+
 class PolicyWorker(QObject):
     """Owns the agent; every call on it happens in this object's thread."""
 
@@ -127,6 +140,7 @@ class PolicyWorker(QObject):
             from dp_agent.agent import DiffusionPolicyAgent
 
             agent = DiffusionPolicyAgent.load(path, device="auto")
+            pin_backend(agent)
             info = policy_info(agent, path)
         except Exception as exc:  # noqa: BLE001  (CheckpointError, OSError, ...: one message)
             self.load_failed.emit(f"Could not load the policy {path}: {exc}", load_id)

@@ -355,3 +355,15 @@ def test_a_keypoints_pushT_policy_runs_on_an_env_made_with_its_obs_type(window, 
     assert panel.start()
     qtbot.waitUntil(lambda: panel.plans_completed >= 1, timeout=60_000)
     panel.stop()
+
+
+def test_the_shipped_policy_plans_in_the_app_on_the_pure_pytorch_backend(window, qtbot):
+    from dp_agent.shipped import shipped_policy
+
+    panel = _load(window, qtbot, shipped_policy("dp_agent/TreeDetour-v0"))
+    assert panel.worker.agent.policy.backend_name == "folded"  # OpenVINO aborted the app
+    endless(panel.task)
+    panel.speed_spin.setValue(0)
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.plans_completed >= 3, timeout=60_000)
+    panel.stop()
