@@ -1,7 +1,8 @@
 """Scripted experts that generate demonstrations for the 2D tasks.
 
-``make_expert(env)`` returns the expert for a PushT or TreeDetour env; call ``expert.reset(seed)``
-after each ``env.reset`` and ``expert.act(obs)`` for each step's absolute (x, y) target.
+``make_expert(env)`` returns the expert for a PushT, TreeDetour or Maze2D env; call
+``expert.reset(seed)`` after each ``env.reset`` and ``expert.act(obs)`` for each step's action: an
+absolute (x, y) target (PushT, TreeDetour) or a force in [-1, 1]^2 (Maze2D).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import maze2d
+from .maze2d import Maze2D
 from .pusht import AGENT_RADIUS, GOAL_POSE, T_KEYPOINTS_LOCAL, PushT, World, build_world
 from .pusht import step_agent as _sim_step
 from .tree_detour import TreeDetour
@@ -28,17 +31,21 @@ class Expert(Protocol):
 
 
 _EXPERT_STREAM = 0x7EE  # second word of the TreeDetour expert's seed sequence
+_MAZE_EXPERT_STREAM = 0x3A2E  # second word of the Maze2D expert's seed sequence
 
 
 def make_expert(env: Any) -> Expert:
-    """The scripted expert for ``env`` (a ``gym.make``'d PushT or TreeDetour, wrappers allowed)."""
+    """The scripted expert for ``env`` (a ``gym.make``'d PushT, TreeDetour or Maze2D, wrappers
+    allowed)."""
     base = getattr(env, "unwrapped", env)
     if isinstance(base, PushT):
         return PushTExpert(base)
     if isinstance(base, TreeDetour):
         return TreeDetourExpert(base)
+    if isinstance(base, Maze2D):
+        return MazeExpert(base)
     raise TypeError(
-        "make_expert: expected a dp_agent PushT or TreeDetour environment, "
+        "make_expert: expected a dp_agent PushT or TreeDetour environment (or Maze2D), "
         f"got {type(base).__name__}"
     )
 
@@ -418,3 +425,86 @@ def _catmull_rom(points: np.ndarray, samples: int) -> np.ndarray:
         )
     out.append(points[-1][None, :])
     return np.vstack(out)
+
+
+# ====================================================================================== Maze2D
+class MazeExpert:
+    """Follows a shortest path of cells (BFS) to the goal with a velocity-tracking PD controller.
+
+    Per episode, from a stream of its own, it draws one of the shortest paths uniformly (so where
+    two routes are equally short, demos contain both), jitters the waypoints at the path's cell
+    centres by up to ``WAYPOINT_JITTER``, and draws a cruise speed that also wobbles slowly. The
+    carrot runs ``LOOKAHEAD`` ahead of the agent's progress along the waypoint polyline; the
+    desired velocity points at it, slowing down to stop at the goal; the force is
+    (K_V (v_desired - v) + DAMPING v) / ACCEL, clipped to [-1, 1]^2.
+    """
+
+    WAYPOINT_JITTER = 0.15  # cells
+    LOOKAHEAD = 0.45  # cells
+    SPEED_RANGE = (1.0, 2.4)  # cruise speed, cells per second
+    K_V = 6.0  # 1/s, velocity gain
+    BRAKE = 3.0  # cells/s^2: the slow-down before the goal
+
+    def __init__(self, env: Maze2D) -> None:
+        self.env = env
+        self.reset(None)
+
+    def reset(self, seed: int | None = None) -> None:
+        # A stream of its own (as the TreeDetour expert): seeded like the env, its draws would
+        # repeat the env's own, and the route would follow the start cell.
+        self.rng = np.random.default_rng(None if seed is None else [seed, _MAZE_EXPERT_STREAM])
+        self.speed = float(self.rng.uniform(*self.SPEED_RANGE))
+        self._wobble = float(self.rng.uniform(0.0, 2 * math.pi))
+        self.route: list[tuple[int, int]] | None = None
+        self._path: np.ndarray | None = None
+        self._progress = 0.0
+        self._step = 0
+
+    def _plan(self, agent: np.ndarray, goal: np.ndarray) -> None:
+        maze = self.env.maze
+        start_cell, goal_cell = maze.cell_of(*agent), maze.cell_of(*goal)
+        route = maze.sample_shortest_path(start_cell, goal_cell, self.rng)
+        if route is None:  # unreachable (not in the shipped layouts): head straight for the goal
+            route = [start_cell, goal_cell]
+        self.route = route
+        j = self.WAYPOINT_JITTER
+        points = [agent]
+        for cell in route[1:-1]:
+            points.append(maze.cell_center(*cell) + self.rng.uniform(-j, j, size=2))
+        points.append(goal)
+        self._path = np.array(points)
+        self._lengths = np.hypot(*np.diff(self._path, axis=0).T)
+        self._total = float(self._lengths.sum())
+
+    def _project(self, p: np.ndarray) -> float:
+        """Arc length of the point of the path nearest ``p``, searching a little ahead of the
+        progress so far (the path never runs backwards)."""
+        path, lengths = self._path, self._lengths
+        best, best_s = math.inf, self._progress
+        s0 = 0.0
+        for a, b, seg in zip(path[:-1], path[1:], lengths, strict=True):
+            if s0 + seg >= self._progress - 1e-9 and s0 <= self._progress + 1.0 and seg > 0:
+                t = float(np.clip(np.dot(p - a, b - a) / (seg * seg), 0.0, 1.0))
+                s = s0 + t * seg
+                d = float(np.hypot(*(a + (b - a) * t - p)))
+                if s >= self._progress and d < best:
+                    best, best_s = d, s
+            s0 += seg
+        return best_s
+
+    def act(self, obs: Any) -> np.ndarray:
+        env = self.env
+        agent, vel, goal = env.agent_position, env.agent_velocity, env.goal_position
+        if self._path is None:
+            self._plan(agent, goal)
+        self._progress = self._project(agent)
+        carrot = _point_along(list(self._path), self._progress + self.LOOKAHEAD)
+        to_carrot = carrot - agent
+        dist = float(np.hypot(*to_carrot))
+        remaining = max(self._total - self._progress, 0.0) + float(np.hypot(*(goal - carrot)))
+        cruise = self.speed * (1.0 + 0.15 * math.sin(0.3 * self._step + self._wobble))
+        self._step += 1
+        speed = min(cruise, math.sqrt(2.0 * self.BRAKE * remaining), 4.0 * dist)
+        desired = to_carrot / dist * speed if dist > 1e-9 else np.zeros(2)
+        force = (self.K_V * (desired - vel) + maze2d.DAMPING * vel) / maze2d.ACCEL
+        return np.clip(force, -1.0, 1.0).astype(np.float32)
