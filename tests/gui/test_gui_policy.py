@@ -123,6 +123,7 @@ def test_the_executed_plan_is_the_highlighted_sample_of_one_sampling_run(
     steps, n = 3, 4
     counter = CountingDenoiser(agent.policy.denoiser)
     agent.policy.denoiser = counter
+    agent.policy.set_backend("eager")  # the app pins "folded", which needs the U-Net itself
     executed = []
     env_step = panel.task.step
     panel.task.step = lambda action: (executed.append(np.array(action)), env_step(action))[1]
