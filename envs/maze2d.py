@@ -156,7 +156,7 @@ class MazeLayout:
                     queue.append(n)
         return dist
 
-    def _path_counts(self, start: Cell, goal: Cell) -> tuple[dict[Cell, int], dict[Cell, int]]:
+    def _path_counts(self, goal: Cell) -> tuple[dict[Cell, int], dict[Cell, int]]:
         """Distances to ``goal`` and, for each cell, its number of shortest paths to ``goal``."""
         dist = self.distances(goal)
         counts: dict[Cell, int] = {}
@@ -171,7 +171,8 @@ class MazeLayout:
 
     def shortest_path(self, start_cell: Any, goal_cell: Any) -> list[Cell] | None:
         """A shortest 4-connected path of cells from ``start_cell`` to ``goal_cell`` (both
-        included; the first in BFS order when there are several), or None if unreachable."""
+        included; when there are several, the one that prefers moving up, down, left, right in that
+        order), or None if unreachable."""
         start = self._check_cell(start_cell, "start_cell")
         dist = self.distances(goal_cell)
         if start not in dist:
@@ -186,7 +187,7 @@ class MazeLayout:
     def count_shortest_paths(self, start_cell: Any, goal_cell: Any) -> int:
         """How many distinct shortest 4-connected paths join the two cells (0 if unreachable)."""
         start = self._check_cell(start_cell, "start_cell")
-        _, counts = self._path_counts(start, self._check_cell(goal_cell, "goal_cell"))
+        _, counts = self._path_counts(self._check_cell(goal_cell, "goal_cell"))
         return counts.get(start, 0)
 
     def sample_shortest_path(
@@ -194,7 +195,7 @@ class MazeLayout:
     ) -> list[Cell] | None:
         """One of the shortest paths, drawn uniformly among all of them with ``rng``."""
         start = self._check_cell(start_cell, "start_cell")
-        dist, counts = self._path_counts(start, self._check_cell(goal_cell, "goal_cell"))
+        dist, counts = self._path_counts(self._check_cell(goal_cell, "goal_cell"))
         if start not in dist:
             return None
         path = [start]
