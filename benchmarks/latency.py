@@ -220,70 +220,85 @@ def chunk_table(agent, preset: str, backends: list[str], repeats: int) -> str:
     interleaved: the latency of a predict call that samples a chunk, K direct calls of the
     backend's step, the sampler's K steps alone, and the cost per env step over one queue (the
     chunk plus Ta - 1 queued actions)."""
-    obs = np.full(agent.config.obs_dim, 200.0)
-    ta = agent.config.action_horizon
-    policy, device = agent.policy, agent.device
-    c = agent.config
+    results = {}
+    for backend in backends:
+        agent.policy.set_backend(backend)
+        results.update(_time_backend(agent, backend, repeats))
+    agent.policy.set_backend("auto")
+    agent.set_sampler(agent.config.sampler, agent.config.num_inference_steps)
+    return _chunk_lines(agent, preset, backends, results)
+
+
+def _chunk_candidates(agent) -> dict:
+    """(sampler, what) -> a function timing it, for every sampler, on the current backend."""
+    c, policy, device = agent.config, agent.policy, agent.device
+    obs, ta = np.full(c.obs_dim, 200.0), c.action_horizon
     x = torch.randn(1, c.pred_horizon, c.action_dim, device=device)
     with torch.no_grad():
         cond = policy.encode(torch.full((1, c.obs_horizon, c.obs_dim), 200.0, device=device))
-    results = {}
-    for backend in backends:
-        policy.set_backend(backend)
-        candidates = {}
-        for name, steps in SAMPLERS:
-            sampler = policy.make_sampler(name, steps)
+    candidates = {}
+    for name, steps in SAMPLERS:
+        sampler = policy.make_sampler(name, steps)
+        with torch.no_grad():
+            chunk = policy.denoiser_backend(cond).prepare(cond, sampler.timesteps)
+
+        def queue(name=name, steps=steps):
+            agent.set_sampler(name, steps)
+            agent.reset()
+            t0 = time.perf_counter()
+            agent.predict(obs)  # samples a chunk
+            synchronize(device)
+            t1 = time.perf_counter()
+            for _ in range(ta - 1):
+                agent.predict(obs)  # pops the queue
+            return t1 - t0, (time.perf_counter() - t0) / ta
+
+        def calls(chunk=chunk, steps=steps):
             with torch.no_grad():
-                chunk = policy.denoiser_backend(cond).prepare(cond, sampler.timesteps)
+                for i in range(steps):
+                    chunk.step(x, i)
+            synchronize(device)
 
-            def queue(name=name, steps=steps):
-                agent.set_sampler(name, steps)
-                agent.reset()
-                t0 = time.perf_counter()
-                agent.predict(obs)  # samples a chunk
-                synchronize(device)
-                t1 = time.perf_counter()
-                for _ in range(ta - 1):
-                    agent.predict(obs)  # pops the queue
-                return t1 - t0, (time.perf_counter() - t0) / ta
+        def sampler_steps(sampler=sampler, steps=steps):
+            eps, carry = torch.randn_like(x), None
+            with torch.no_grad():
+                for i in range(steps):
+                    carry = sampler.step(eps, i, x, carry=carry, noise=eps).carry
+            synchronize(device)
 
-            def calls(chunk=chunk, steps=steps):
-                with torch.no_grad():
-                    for i in range(steps):
-                        chunk.step(x, i)
-                synchronize(device)
+        candidates[(name, "queue")] = queue
+        candidates[(name, "calls")] = calls
+        candidates[(name, "sampler")] = sampler_steps
+    return candidates
 
-            def sampler_steps(sampler=sampler, steps=steps):
-                eps, carry = torch.randn_like(x), None
-                with torch.no_grad():
-                    for i in range(steps):
-                        carry = sampler.step(eps, i, x, carry=carry, noise=eps).carry
-                synchronize(device)
 
-            candidates[(name, "queue")] = queue
-            candidates[(name, "calls")] = calls
-            candidates[(name, "sampler")] = sampler_steps
-        times = {key: [] for key in candidates}
-        for fn in candidates.values():  # warm-up (and builds)
-            fn()
-        for r in range(repeats):
-            for key, fn in candidates.items():
-                if key[0] == "ddpm" and r >= max(3, repeats // 5):
-                    continue  # DDPM-100 is 10x the others: fewer repeats
-                t0 = time.perf_counter()
-                out = fn()
-                times[key].append(out if out is not None else time.perf_counter() - t0)
-        for name, _ in SAMPLERS:
-            queued = times[(name, "queue")]
-            results[(name, backend)] = (
-                statistics.median(q[0] for q in queued),
-                statistics.median(times[(name, "calls")]),
-                statistics.median(times[(name, "sampler")]),
-                statistics.median(q[1] for q in queued),
-            )
-    policy.set_backend("auto")
-    agent.set_sampler(c.sampler, c.num_inference_steps)
-    n_params = sum(p.numel() for p in policy.parameters())
+def _time_backend(agent, backend: str, repeats: int) -> dict:
+    """(sampler, backend) -> (chunk s, K calls s, sampler steps s, per env step s), medians."""
+    candidates = _chunk_candidates(agent)
+    times = {key: [] for key in candidates}
+    for fn in candidates.values():  # warm-up (and builds)
+        fn()
+    for r in range(repeats):
+        for key, fn in candidates.items():
+            if key[0] == "ddpm" and r >= max(3, repeats // 5):
+                continue  # DDPM-100 is 10x the others: fewer repeats
+            t0 = time.perf_counter()
+            out = fn()
+            times[key].append(out if out is not None else time.perf_counter() - t0)
+    results = {}
+    for name, _ in SAMPLERS:
+        queued = times[(name, "queue")]
+        results[(name, backend)] = (
+            statistics.median(q[0] for q in queued),
+            statistics.median(times[(name, "calls")]),
+            statistics.median(times[(name, "sampler")]),
+            statistics.median(q[1] for q in queued),
+        )
+    return results
+
+
+def _chunk_lines(agent, preset: str, backends: list[str], results: dict) -> str:
+    n_params = sum(p.numel() for p in agent.policy.parameters())
     lines = [
         "| network | params | sampler | backend | chunk latency (ms) | K calls (ms) "
         "| chunk / K calls | sampler's K steps (ms) | per env step, queued (ms) "
