@@ -307,6 +307,13 @@ class Maze2D(RenderModes, gym.Env):
         size = self.render_size if size is None else int(size)
         return np.asarray(points, dtype=np.float64) * (size / self.world_size)
 
+    def force_toward(self, point: Any) -> np.ndarray:
+        """The force (2,) in [-1, 1] that steers the agent to ``point`` (a PD law on position and
+        velocity): what a mouse or gamepad target means in this force-controlled task."""
+        error = np.asarray(point, dtype=np.float64) - self.agent_position
+        force = (6.0 * error - 2.5 * self.agent_velocity) / ACCEL * DAMPING
+        return np.clip(force, -1.0, 1.0).astype(np.float32)
+
     # ------------------------------------------------------------------ state access
     @property
     def agent_position(self) -> np.ndarray:

@@ -49,6 +49,7 @@ class Task:
         fps = env.metadata.get("render_fps") or DEFAULT_FPS
         self.fps = float(fps)
         self._render_frame = getattr(env.unwrapped, "render_frame", None)
+        self._force = getattr(env.unwrapped, "force_toward", None)  # point -> force (Maze2D)
 
     # ------------------------------------------------------------------ creation and checks
     @classmethod
@@ -162,8 +163,9 @@ class Task:
 
     @property
     def draws_actions(self) -> bool:
-        """True when actions are points in the view (dp_agent tasks): plans can be overlaid."""
-        return self.world_size is not None and self.action_dim == 2
+        """True when actions are points in the view (dp_agent tasks): plans can be overlaid.
+        Force-controlled tasks (an env with ``force_toward``) are steered, not drawn."""
+        return self.world_size is not None and self.action_dim == 2 and self._force is None
 
     def clamp_point(self, point: np.ndarray) -> np.ndarray:
         ex, ey = self.extent
@@ -172,6 +174,8 @@ class Task:
     def action_from_point(self, point: np.ndarray) -> np.ndarray:
         """A view point (x, y) -> the action (Da,) float32 it stands for."""
         x, y = self.clamp_point(point)
+        if self._force is not None:  # a force-controlled task: steer towards the point
+            return np.asarray(self._force((x, y)), np.float32)
         if self.world_size is not None and self.action_dim == 2:
             return np.clip(np.array([x, y], np.float32), self.action_low, self.action_high)
         action = (self.action_low + self.action_high) / 2.0

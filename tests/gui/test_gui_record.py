@@ -242,3 +242,17 @@ def test_the_timer_loop_steps_the_task_at_its_control_rate(window, qtbot):
     name = panel.save_episode()
     with DemoReader(panel.path) as reader:
         assert len(reader.episode(name)) == steps
+
+
+def test_a_force_controlled_maze_is_steered_towards_the_mouse_target():
+    from dp_agent.gui.tasks import Task
+
+    task = Task.make("dp_agent/Maze2D-umaze-v0", seed=0)
+    assert not task.draws_actions  # forces are not points: nothing to overlay
+    start = task.env.unwrapped.agent_position.copy()
+    target = task.env.unwrapped.cell_center(*task.env.unwrapped.cell_of(*start))
+    target = target + np.array([0.3, 0.0])  # a little to the right, inside the same cell
+    for _ in range(20):
+        task.step(task.action_from_point(target))
+    assert np.linalg.norm(task.env.unwrapped.agent_position - target) < 0.1
+    task.close()
