@@ -31,7 +31,7 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the machine's best)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = one per core)")
     p.add_argument(
         "--precision",
         choices=["auto", "bf16", "fp32"],

@@ -122,7 +122,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
-    num_threads: int = 0  # 0 = dp_agent.train.default_threads()
+    num_threads: int = 0  # 0 = torch's default, one per core
     precision: str = (
         "auto"  # "auto" (bf16 autocast where the device has native bf16), "bf16", "fp32"
     )
