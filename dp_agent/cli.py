@@ -170,8 +170,7 @@ def cmd_info(args) -> int:
     lines = [
         f"checkpoint   {args.checkpoint} ({size:.1f} MB)",
         f"env          {header.get('env_id')} {header.get('env_kwargs') or ''}",
-        f"observation  {header['observation_space']['dtype']} "
-        f"{len(header['observation_space']['low'])} values per frame",
+        f"observation  {_observation_summary(header)}",
         f"action       {len(header['action_space']['low'])} values, "
         f"low {header['action_space']['low']} high {header['action_space']['high']}",
         f"policy       {pc['objective']} / {pc['denoiser']}"
@@ -187,6 +186,14 @@ def cmd_info(args) -> int:
     ]
     print("\n".join(lines))
     return 0
+
+
+def _observation_summary(header: dict) -> str:
+    """The observation's parts as the policy sees them (one vector for older checkpoints)."""
+    from dp_agent.config import PolicyConfig, replace_fields
+
+    spec = replace_fields(PolicyConfig(), header["policy_config"]).observation_spec()
+    return spec.describe()
 
 
 def _add_export(sub) -> None:
