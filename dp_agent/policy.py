@@ -8,7 +8,6 @@ is normalised to [-1, 1].
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,24 +15,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from dp_agent.config import PolicyConfig
+from dp_agent.denoise import DenoiseStep
 from dp_agent.networks import ConditionalUnet1D, MLPObsEncoder, TransformerDenoiser
 from dp_agent.normalizer import MinMaxNormalizer
 from dp_agent.schedulers import NoiseSchedule, make_sampler
-
-
-@dataclass
-class DenoiseStep:
-    """One iterate of the reverse process, in environment units.
-
-    ``step`` counts from 0 (pure noise) to ``total`` = K (the final sample); ``pred_x0`` is the
-    clean sample predicted at that step (equal to ``sample`` at steps 0 and K). The policy hands
-    torch tensors (B, Tp, Da) to its ``on_step`` callback; the agent hands NumPy arrays.
-    """
-
-    step: int
-    total: int
-    sample: Any  # (B, Tp, Da)
-    pred_x0: Any  # (B, Tp, Da)
 
 
 class DiffusionPolicy(nn.Module):

@@ -24,6 +24,20 @@ def test_import_dp_agent_is_light_and_registers_the_tasks(tmp_path):
     assert out.split() == ["False", "False", "True", "True"]
 
 
+def test_the_cli_and_the_app_window_load_without_torch(tmp_path):
+    """``dp-agent gui`` shows its window before torch is loaded (the policy worker loads it)."""
+    import os
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = run_python(
+        "import sys, dp_agent.cli, dp_agent.gui.app, dp_agent.gui.main_window;"
+        "print('torch' in sys.modules)",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert out.split() == ["False"]
+
+
 def test_installed_package_maps_top_level_folders_under_dp_agent(tmp_path):
     out = run_python(
         "import dp_agent.envs, dp_agent.gui, dp_agent.demos;"
