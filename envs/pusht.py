@@ -48,6 +48,8 @@ WALLS = (  # in the reference's order
 # The T in body coordinates (scale 30, length 4), as the reference builds its two polygons.
 _CROSSBAR_BUILD = ((-60.0, 30.0), (60.0, 30.0), (60.0, 0.0), (-60.0, 0.0))
 _STEM_BUILD = ((-15.0, 30.0), (-15.0, 120.0), (15.0, 120.0), (15.0, 30.0))
+OBS_TYPES = ("state", "keypoints", "pixels", "environment_state_agent_pos")
+
 # The same corners in keypoint order (the reference's get_keypoints order):
 #   0───────────1
 #   3───4───5───2
@@ -183,6 +185,9 @@ class PushT(RenderModes, gym.Env):
       - ``"keypoints"``: the T's 8 corners (x0, y0, ..., x7, y7; see ``T_KEYPOINTS_LOCAL``) and the
         agent position, (18,) float64.
       - ``"pixels"``: {"pixels": (96, 96, 3) uint8 image, "agent_pos": (2,) float64}.
+      - ``"environment_state_agent_pos"``: the keypoints in the reference's Dict layout,
+        {"environment_state": the 8 corners (16,), "agent_pos": (2,)} float64, as gym-pusht's
+        obs type of that name: a policy trained on it acts in ``gym_pusht/PushT-v0`` unchanged.
 
     Reward ``clip(coverage / 0.95, 0, 1)``; terminated when coverage > 0.95. ``info``:
     ``is_success``, ``coverage``, ``block_pose`` [x, y, angle], ``goal_pose``, ``pos_agent``,
@@ -203,10 +208,8 @@ class PushT(RenderModes, gym.Env):
         observation_size: int = 96,
     ) -> None:
         super().__init__()
-        if obs_type not in ("state", "keypoints", "pixels"):
-            raise ValueError(
-                f"PushT obs_type: expected 'state', 'keypoints' or 'pixels', got {obs_type!r}"
-            )
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"PushT obs_type: expected one of {OBS_TYPES}, got {obs_type!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"PushT render_mode: expected None, 'rgb_array' or 'human', got {render_mode!r}"
@@ -230,6 +233,14 @@ class PushT(RenderModes, gym.Env):
             low = np.r_[np.full(16, -reach), 0.0, 0.0]
             high = np.r_[np.full(16, WORLD_SIZE + reach), WORLD_SIZE, WORLD_SIZE]
             self.observation_space = spaces.Box(low, high, dtype=np.float64)
+        elif obs_type == "environment_state_agent_pos":
+            reach = math.hypot(15.0, 120.0)  # as for "keypoints"
+            self.observation_space = spaces.Dict(
+                {
+                    "environment_state": spaces.Box(-reach, WORLD_SIZE + reach, (16,), np.float64),
+                    "agent_pos": spaces.Box(0.0, WORLD_SIZE, shape=(2,), dtype=np.float64),
+                }
+            )
         else:
             size = self.observation_size
             self.observation_space = spaces.Dict(
@@ -354,6 +365,9 @@ class PushT(RenderModes, gym.Env):
             return np.array([agent[0], agent[1], x, y, angle % (2 * math.pi)], dtype=np.float64)
         if self.obs_type == "keypoints":
             return np.concatenate([self.keypoints().reshape(-1), agent]).astype(np.float64)
+        if self.obs_type == "environment_state_agent_pos":
+            return {"environment_state": self.keypoints().reshape(-1).astype(np.float64),
+                    "agent_pos": agent.astype(np.float64)}  # fmt: skip
         return {"pixels": self.render_frame(self.observation_size), "agent_pos": agent}
 
     # ------------------------------------------------------------------ rendering

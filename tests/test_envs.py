@@ -267,3 +267,33 @@ def test_tree_detour_agent_moves_like_the_pusht_agent():
         pusht.step(np.array(target, np.float32))
         tree.step(np.array(target, np.float32))
         assert np.array_equal(pusht.agent_position, tree.agent_position)
+
+
+def test_the_reference_dict_layout_holds_the_keypoints_step_for_step():
+    flat = gym.make(PUSHT_ID, obs_type="keypoints")
+    layout = gym.make(PUSHT_ID, obs_type="environment_state_agent_pos")
+    a, _ = flat.reset(seed=5)
+    b, _ = layout.reset(seed=5)
+    assert set(b) == {"environment_state", "agent_pos"} and layout.observation_space.contains(b)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        np.testing.assert_array_equal(np.concatenate([b["environment_state"], b["agent_pos"]]), a)
+        action = rng.uniform(100, 400, 2).astype(np.float32)
+        a, *_ = flat.step(action)
+        b, *_ = layout.step(action)
+
+
+def test_observations_equal_gym_pusht_step_for_step_in_its_dict_layout():
+    pytest.importorskip("gym_pusht")
+    ours = gym.make(PUSHT_ID, obs_type="environment_state_agent_pos")
+    theirs = gym.make("gym_pusht/PushT-v0", obs_type="environment_state_agent_pos")
+    state = [222.0, 97.0, 300.0, 260.0, 0.6]
+    a, _ = ours.reset(options={"reset_to_state": state})
+    b, _ = theirs.reset(options={"reset_to_state": np.array(state)})
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        for key in ("environment_state", "agent_pos"):
+            np.testing.assert_allclose(a[key], b[key], atol=1e-6, err_msg=key)
+        action = rng.uniform(100, 400, 2).astype(np.float32)
+        a, *_ = ours.step(action)
+        b, *_ = theirs.step(action)
