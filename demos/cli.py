@@ -8,6 +8,7 @@ line (and an ``error`` event with ``--json-progress``) and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -180,7 +181,21 @@ class _Tally:
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"obs_type": args.obs_type} if args.obs_type else {}
+    """The env's keyword arguments: ``--env-kwargs`` (a JSON object) with ``--obs-type`` on top;
+    they are recorded in the file's env_args."""
+    kwargs: dict[str, Any] = {}
+    if args.env_kwargs:
+        try:
+            kwargs = json.loads(args.env_kwargs)
+        except ValueError as exc:
+            raise DemoError(
+                f"--env-kwargs: expected a JSON object, got {args.env_kwargs!r} ({exc})"
+            ) from None
+        if not isinstance(kwargs, dict):
+            raise DemoError(f"--env-kwargs: expected a JSON object, got {args.env_kwargs!r}")
+    if args.obs_type:
+        kwargs["obs_type"] = args.obs_type
+    return kwargs
 
 
 def _generate_writer(args: argparse.Namespace) -> tuple[DemoWriter, set[int]]:
@@ -231,7 +246,7 @@ def _record(
         if seed in used_seeds:
             seed += 1
             continue
-        episode, success = rollout_expert(env, expert, seed, args.obs_type)
+        episode, success = rollout_expert(env, expert, seed, _env_kwargs(args).get("obs_type"))
         tally.attempts += 1
         tally.successes += success
         seed += 1
@@ -428,6 +443,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
     p.add_argument("--obs-type", default=None, help="observation mode passed to gym.make")
+    p.add_argument(
+        "--env-kwargs",
+        default=None,
+        help='more gym.make arguments as JSON, e.g. \'{"maze": "medium"}\'',
+    )
     p.add_argument(
         "--keep-failures", action="store_true", help="also keep episodes the expert failed"
     )

@@ -677,3 +677,18 @@ def test_cli_bad_options_give_exit_code_2_and_an_error_event(tmp_path, capsys):
     message = "--episodes: expected a positive number, got 0"
     assert json.loads(captured.out) == {"event": "error", "message": message}
     assert captured.err == f"error: {message}\n"
+
+
+def test_cli_generate_passes_env_kwargs_and_records_them(tmp_path, capsys):
+    out = tmp_path / "maze.hdf5"
+    args = ["demos", "generate", "--task", "dp_agent/Maze2D-v0", "--episodes", "2",
+            "--env-kwargs", '{"maze": "medium"}', "--out", str(out), "--json-progress"]  # fmt: skip
+    assert main(args) == 0
+    with DemoReader(out) as reader:
+        assert reader.env_args["env_kwargs"] == {"maze": "medium"}
+        assert reader.num_episodes == 2
+    bad = ["demos", "generate", "--task", "dp_agent/Maze2D-v0", "--episodes", "1",
+           "--env-kwargs", "[1]", "--out", str(tmp_path / "bad.hdf5")]  # fmt: skip
+    assert main(bad) == 2
+    assert "--env-kwargs: expected a JSON object" in capsys.readouterr().err
+    assert not (tmp_path / "bad.hdf5").exists()
