@@ -51,16 +51,6 @@ def window_indices(
     return local + offsets[episode_of][:, None]
 
 
-def flatten_obs(obs, keys: Sequence[str] | None = None) -> np.ndarray:
-    """Per-key arrays (T, ...) -> (T, Do), keys in the given or sorted order; arrays -> (T, Do)."""
-    if isinstance(obs, dict):
-        keys = list(keys) if keys else sorted(obs)
-        parts = [np.asarray(obs[k], dtype=np.float32).reshape(len(obs[k]), -1) for k in keys]
-        return np.concatenate(parts, axis=1)
-    obs = np.asarray(obs, dtype=np.float32)
-    return obs.reshape(len(obs), -1)
-
-
 def select_obs(obs, keys: Sequence[str] | None):
     """The parts ``keys`` of a dict observation (all when None); a lone vector part becomes the
     plain array it stands for (so its policy takes arrays, as a ``Box`` env gives them)."""

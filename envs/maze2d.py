@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ._checks import as_state_vector
+from ._point_mass import PointMassState
 from ._render import ROYAL_BLUE, Canvas, HumanWindow, RenderModes, lighten
 
 # ---------------------------------------------------------------------------------------- layouts
@@ -213,7 +214,7 @@ class MazeLayout:
         return all(self.is_open((r, c)) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
 
 
-class Maze2D(RenderModes, gym.Env):
+class Maze2D(PointMassState, RenderModes, gym.Env):
     """Drive a point mass to a goal in a D4RL maze2d layout (``maze`` = "umaze", "medium" or
     "large").
 
@@ -313,22 +314,6 @@ class Maze2D(RenderModes, gym.Env):
         error = np.asarray(point, dtype=np.float64) - self.agent_position
         force = (6.0 * error - 2.5 * self.agent_velocity) / ACCEL * DAMPING
         return np.clip(force, -1.0, 1.0).astype(np.float32)
-
-    # ------------------------------------------------------------------ state access
-    @property
-    def agent_position(self) -> np.ndarray:
-        """Agent centre (2,) float64."""
-        if self._pos is None:
-            raise RuntimeError("Maze2D: call reset() before using the environment")
-        return np.array(self._pos, dtype=np.float64)
-
-    @property
-    def agent_velocity(self) -> np.ndarray:
-        return np.array(self._vel, dtype=np.float64)
-
-    @property
-    def goal_position(self) -> np.ndarray:
-        return np.array(self._goal, dtype=np.float64)
 
     # ------------------------------------------------------------------ gym API
     def reset(

@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ._checks import as_state_vector
+from ._point_mass import PointMassState
 from ._render import ROYAL_BLUE, Canvas, HumanWindow, RenderModes, lighten
 
 WORLD_SIZE = 512.0
@@ -38,7 +39,7 @@ GOAL_FILL = (255, 228, 140)
 GOAL_EDGE = (218, 165, 32)
 
 
-class TreeDetour(RenderModes, gym.Env):
+class TreeDetour(PointMassState, RenderModes, gym.Env):
     """A round agent starts near the bottom and must reach the goal disk near the top without
     touching the tree in the middle of the straight path.
 
@@ -83,24 +84,6 @@ class TreeDetour(RenderModes, gym.Env):
         self._side: str | None = None
         self._hit = False
         self._window: HumanWindow | None = None
-
-    # ------------------------------------------------------------------ state access
-    @property
-    def agent_position(self) -> np.ndarray:
-        """Agent centre (2,) float64."""
-        if self._pos is None:
-            raise RuntimeError("TreeDetour: call reset() before using the environment")
-        return np.array(self._pos, dtype=np.float64)
-
-    @property
-    def agent_velocity(self) -> np.ndarray:
-        """Agent velocity (2,) float64, pixels per second."""
-        return np.array(self._vel, dtype=np.float64)
-
-    @property
-    def goal_position(self) -> np.ndarray:
-        """Goal disk centre (2,) float64."""
-        return np.array(self._goal, dtype=np.float64)
 
     # ------------------------------------------------------------------ gym API
     def reset(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dp_agent.data import EpisodeArrays, WindowDataset, flatten_obs, window_indices
+from dp_agent.data import EpisodeArrays, WindowDataset, window_indices
 from dp_agent.normalizer import MinMaxNormalizer
 
 
@@ -54,13 +54,6 @@ def test_batches_gather_observations_and_actions_of_the_window():
     torch.testing.assert_close(obs, act[:, :2])
     # no window mixes two episodes
     assert ((act // 100).amax(dim=1) == (act // 100).amin(dim=1)).all()
-
-
-def test_flatten_obs_concatenates_keys_in_order():
-    obs = {"b": np.ones((4, 2)), "a": np.zeros((4, 3))}
-    flat = flatten_obs(obs)
-    assert flat.shape == (4, 5) and (flat[:, :3] == 0).all() and (flat[:, 3:] == 1).all()
-    assert (flatten_obs(obs, ["b", "a"])[:, :2] == 1).all()
 
 
 def test_normalizer_maps_data_range_to_unit_interval_and_back():
