@@ -83,6 +83,59 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_distill(sub) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="distil a trained policy into a few-step sampler (progressive distillation)",
+    )
+    p.add_argument("teacher", help="the trained policy (.safetensors)")
+    p.add_argument("--out", required=True, help="output folder for the student's checkpoints")
+    p.add_argument("--demos", help="HDF5 demonstrations (default: the teacher's training file)")
+    p.add_argument("--teacher-steps", type=int, default=16, help="DDIM steps of the teacher")
+    p.add_argument("--steps", type=int, default=2, help="denoising steps of the student")
+    p.add_argument("--steps-per-round", type=int, default=2000, help="updates per halving")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = one per core)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="fp32")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace checkpoints already in OUT")
+    p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout")
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(args) -> int:
+    from dp_agent.distill import DistillConfig, distill
+
+    config = DistillConfig(
+        teacher_steps=args.teacher_steps,
+        student_steps=args.steps,
+        steps_per_round=args.steps_per_round,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        device=args.device,
+        num_threads=args.threads,
+        precision=args.precision,
+    )
+    final = distill(
+        args.teacher,
+        args.out,
+        config,
+        demos=args.demos,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        json_progress=args.json_progress,
+    )
+    if not args.json_progress:
+        print(f"wrote {final}", file=sys.stderr)
+    return 0
+
+
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on its task over seeded episodes")
     p.add_argument("checkpoint", help="a .safetensors checkpoint")
@@ -235,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=dp_agent.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_distill(sub)
     _add_eval(sub)
     _add_info(sub)
     _add_export(sub)

@@ -48,6 +48,9 @@ class PolicyConfig:
     objective: str = "diffusion"  # "diffusion", or "mse": a regression baseline, same backbone
     sampler: str = "ddim"  # default sampler at inference
     num_inference_steps: int = 10
+    # where DDPM/DDIM put their steps: "leading" (diffusers' default) or "trailing" (from T-1;
+    # distilled students, whose grid is the one they were trained on)
+    timestep_spacing: str = "leading"
 
     def observation_spec(self):
         """The policy's ``ObsSpec`` (a single vector of ``obs_dim`` values when none is set)."""
@@ -94,10 +97,11 @@ class PolicyConfig:
             raise ValueError(
                 f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
             )
-        make_sampler(  # checks the sampler name, the schedule and the step count
+        make_sampler(  # checks the sampler name, the schedule, the step count and the spacing
             self.sampler,
             NoiseSchedule(self.num_train_steps, self.beta_schedule),
             self.num_inference_steps,
+            spacing=self.timestep_spacing,
         )
         if self.objective not in ("diffusion", "mse"):
             raise ValueError(f"objective must be 'diffusion' or 'mse', got {self.objective!r}")

@@ -138,8 +138,9 @@ class DiffusionPolicy(nn.Module):
         x0 = self.action_normalizer.normalize(actions)  # (B, Tp, Da) in [-1, 1]
         if self.config.objective == "mse":
             return F.mse_loss(self.denoiser(torch.zeros_like(x0), torch.zeros_like(k), cond), x0)
-        noisy = self.schedule.add_noise(x0, noise.to(x0.dtype), k)
-        target = noise if self.config.prediction_type == "epsilon" else x0
+        noise = noise.to(x0.dtype)
+        noisy = self.schedule.add_noise(x0, noise, k)
+        target = self.schedule.target(x0, noise, k, self.config.prediction_type)
         return F.mse_loss(self.denoiser(noisy, k, cond), target)
 
     def make_sampler(self, name: str | None = None, num_inference_steps: int | None = None):
@@ -155,6 +156,7 @@ class DiffusionPolicy(nn.Module):
                 steps,
                 prediction_type=self.config.prediction_type,
                 clip_sample=self.config.clip_sample,
+                spacing=self.config.timestep_spacing if name != "dpmsolver++" else "leading",
             )
         return self._samplers[key]
 

@@ -26,7 +26,8 @@ import torch
 from dp_agent.config import SAMPLERS
 
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
-PREDICTION_TYPES = ("epsilon", "sample")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+TIMESTEP_SPACINGS = ("leading", "trailing")
 VARIANCE_TYPES = ("fixed_small", "fixed_large")
 
 
@@ -62,6 +63,9 @@ def _split_prediction(
     elif prediction_type == "sample":
         x0 = model_output
         eps = (x_t - sqrt_alpha_bar * x0) / sqrt_one_minus_alpha_bar
+    elif prediction_type == "v_prediction":  # v = √ᾱ ε - √(1-ᾱ) x0 (Salimans & Ho 2022)
+        x0 = sqrt_alpha_bar * x_t - sqrt_one_minus_alpha_bar * model_output
+        eps = sqrt_one_minus_alpha_bar * x_t + sqrt_alpha_bar * model_output
     else:
         raise ValueError(
             f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
@@ -133,6 +137,18 @@ class NoiseSchedule:
         alpha_bar = self._at("alphas_cumprod", t, x0)
         return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
 
+    def target(
+        self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction_type: str
+    ) -> torch.Tensor:
+        """What a network of ``prediction_type`` should output at x_t = add_noise(x0, noise, t):
+        ε, x0, or v = √ᾱ ε - √(1-ᾱ) x0."""
+        if prediction_type == "epsilon":
+            return noise
+        if prediction_type == "sample":
+            return x0
+        alpha_bar = self._at("alphas_cumprod", t, x0)
+        return alpha_bar.sqrt() * noise - (1.0 - alpha_bar).sqrt() * x0
+
     def split_prediction(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,6 +178,14 @@ def _leading_timesteps(num_train_steps: int, num_inference_steps: int) -> list[i
     """diffusers' "leading" spacing (steps_offset=0): [0, r, 2r, ...] reversed, r = T // K."""
     ratio = num_train_steps // num_inference_steps
     return [i * ratio for i in reversed(range(num_inference_steps))]
+
+
+def _trailing_timesteps(num_train_steps: int, num_inference_steps: int) -> list[int]:
+    """diffusers' "trailing" spacing: round(T, T - T/K, ...) - 1, so the first step starts at
+    t = T-1 (pure noise). The grids of K and 2K steps nest (every K-grid point is on the
+    2K grid), as progressive distillation needs; "leading" starts K=1 at t = 0."""
+    grid = np.round(np.arange(num_train_steps, 0, -num_train_steps / num_inference_steps)) - 1
+    return [int(t) for t in grid]
 
 
 def _linspace_timesteps(num_train_steps: int, num_inference_steps: int) -> list[int]:
@@ -387,12 +411,15 @@ def make_sampler(
     clip_range: float = 1.0,
     variance_type: str = "fixed_small",
     eta: float = 0.0,
+    spacing: str = "leading",
 ) -> Sampler:
     """A sampler visiting `num_inference_steps` timesteps of `schedule` (T = num_train_steps).
 
     None means the finest grid: T steps for "ddpm"/"ddim", T-1 for "dpmsolver++" (its linspace
     grid of T+1 points would repeat a timestep). `variance_type` applies to "ddpm" only and
-    `eta` (0 = deterministic, 1 = DDPM-like noise) to "ddim" only."""
+    `eta` (0 = deterministic, 1 = DDPM-like noise) to "ddim" only. `spacing` places the steps
+    of "ddpm" and "ddim" ("leading", diffusers' default, or "trailing", which starts at T-1 and
+    is what few-step distilled students use); DPM-Solver++ always uses "linspace"."""
     if name not in sampler_names():
         raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}")
     if prediction_type not in PREDICTION_TYPES:
@@ -407,6 +434,8 @@ def make_sampler(
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     if name != "ddim" and eta != 0.0:
         raise ValueError(f"eta applies to the 'ddim' sampler only, not {name!r}")
+    if spacing not in TIMESTEP_SPACINGS:
+        raise ValueError(f"spacing must be one of {TIMESTEP_SPACINGS}, got {spacing!r}")
     if not clip_range > 0.0:
         raise ValueError(f"clip_range must be > 0, got {clip_range}")
 
@@ -423,11 +452,12 @@ def make_sampler(
         )
 
     common = dict(prediction_type=prediction_type, clip_sample=clip_sample, clip_range=clip_range)
+    spaced = _trailing_timesteps if spacing == "trailing" else _leading_timesteps
     if name == "ddpm":
-        timesteps = _leading_timesteps(T, num_inference_steps)
+        timesteps = spaced(T, num_inference_steps)
         return DDPMSampler(schedule, timesteps, variance_type=variance_type, **common)
     if name == "ddim":
-        timesteps = _leading_timesteps(T, num_inference_steps)
+        timesteps = spaced(T, num_inference_steps)
         return DDIMSampler(schedule, timesteps, eta=eta, **common)
     timesteps = _linspace_timesteps(T, num_inference_steps)
     return DPMSolverPPSampler(schedule, timesteps, **common)

@@ -99,13 +99,13 @@ def test_schedule_methods_follow_the_inputs_dtype():
         assert x_t.dtype == x0_hat.dtype == dtype
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
 def test_split_prediction_inverts_add_noise(prediction_type):
     schedule = NoiseSchedule(T)
     x0, eps = torch.rand(5, 8, 2) * 2 - 1, torch.randn(5, 8, 2)
     t = torch.tensor([0, 1, 30, 70, 98])
     x_t = schedule.add_noise(x0, eps, t)
-    output = eps if prediction_type == "epsilon" else x0
+    output = schedule.target(x0, eps, t, prediction_type)  # what a perfect network outputs
     x0_hat, eps_hat = schedule.split_prediction(output, x_t, t, prediction_type)
     assert_close(x0_hat, x0, tol=1e-4)
     assert_close(eps_hat, eps, tol=1e-4)
@@ -175,30 +175,25 @@ def test_ddpm_step_matches_diffusers(
         assert ours.carry is None
 
 
-@pytest.mark.parametrize("beta_schedule", SCHEDULES)
-@pytest.mark.parametrize("num_inference_steps", [10, 16, 100])
-@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
-@pytest.mark.parametrize("clip_sample", [True, False])
-def test_ddim_step_matches_diffusers(
-    diffusers, beta_schedule, num_inference_steps, eta, prediction_type, clip_sample
-):
+def _ddim_matches_diffusers(diffusers, beta_schedule, steps, eta, prediction_type, clip, spacing):
     sampler = make_sampler(
         "ddim",
         NoiseSchedule(T, beta_schedule),
-        num_inference_steps,
+        steps,
         prediction_type=prediction_type,
-        clip_sample=clip_sample,
+        clip_sample=clip,
         eta=eta,
+        spacing=spacing,
     )
     ref = reference_f64(
         diffusers.DDIMScheduler,
         sampler.schedule,
         prediction_type=prediction_type,
-        clip_sample=clip_sample,
+        clip_sample=clip,
         set_alpha_to_one=True,
+        timestep_spacing=spacing,
     )
-    ref.set_timesteps(num_inference_steps)
+    ref.set_timesteps(steps)
     assert torch.equal(sampler.timesteps, ref.timesteps)
     g = torch.Generator().manual_seed(1)
     for i, t in enumerate(sampler.timesteps):
@@ -209,6 +204,33 @@ def test_ddim_step_matches_diffusers(
         theirs = ref.step(model_output, t, x, eta=eta, variance_noise=z)
         assert_close(ours.prev_sample, theirs.prev_sample, tol=1e-12)
         assert_close(ours.pred_x0, theirs.pred_original_sample, tol=1e-12)
+
+
+@pytest.mark.parametrize("beta_schedule", SCHEDULES)
+@pytest.mark.parametrize("num_inference_steps", [10, 16, 100])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+@pytest.mark.parametrize("clip_sample", [True, False])
+def test_ddim_step_matches_diffusers(
+    diffusers, beta_schedule, num_inference_steps, eta, prediction_type, clip_sample
+):
+    _ddim_matches_diffusers(
+        diffusers, beta_schedule, num_inference_steps, eta, prediction_type, clip_sample,
+        "leading",
+    )  # fmt: skip
+
+
+# diffusers' DDIM steps from t to t - T//K whatever the grid; on a "trailing" grid with K not
+# dividing T that is not the next grid point (K=16: 87 -> 81, the grid's next is 80), where
+# ours goes to the next grid point. Where K divides T the two agree, as checked here.
+@pytest.mark.parametrize("num_inference_steps", [1, 2, 4, 10, 25])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_trailing_ddim_step_matches_diffusers(diffusers, num_inference_steps, prediction_type, eta):
+    _ddim_matches_diffusers(
+        diffusers, "squaredcos_cap_v2", num_inference_steps, eta, prediction_type, True,
+        "trailing",
+    )  # fmt: skip
 
 
 def fake_model(x, t, prediction_type):
@@ -273,7 +295,8 @@ def gaussian_denoiser(x, t, schedule, prediction_type):
     abar = schedule.alphas_cumprod_f64[t].item()
     a, b = math.sqrt(abar), math.sqrt(1 - abar)
     z = (x - a * DATA_MEAN) / (a * a * DATA_STD**2 + b * b)
-    return b * z if prediction_type == "epsilon" else DATA_MEAN + a * DATA_STD**2 * z
+    eps, x0 = b * z, DATA_MEAN + a * DATA_STD**2 * z
+    return {"epsilon": eps, "sample": x0, "v_prediction": a * eps - b * x0}[prediction_type]
 
 
 # Few-step samplers carry a known bias even with the exact denoiser: each deterministic step
@@ -292,6 +315,8 @@ def gaussian_denoiser(x, t, schedule, prediction_type):
         ("ddim", 100, "epsilon", 0.01, 0.015),
         ("dpmsolver++", 50, "epsilon", 0.01, 0.015),
         ("dpmsolver++", 50, "sample", 0.01, 0.015),
+        ("ddim", 100, "v_prediction", 0.01, 0.015),
+        ("dpmsolver++", 8, "v_prediction", 0.01, 0.05),
     ],
 )
 def test_sampling_with_exact_denoiser_recovers_gaussian_data(
@@ -315,6 +340,14 @@ def test_sampling_with_exact_denoiser_recovers_gaussian_data(
 # ---------------------------------------------------------------------------------------------
 # Reproducibility, carry, and bad arguments
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8, 16, 32])
+def test_trailing_grids_start_at_pure_noise_and_nest(k):
+    grid = make_sampler("ddim", NoiseSchedule(T), k, spacing="trailing").timesteps.tolist()
+    assert grid[0] == T - 1 and len(grid) == k == len(set(grid))
+    finer = make_sampler("ddim", NoiseSchedule(T), 2 * k, spacing="trailing").timesteps.tolist()
+    assert finer[::2] == grid  # what progressive distillation's rounds rely on
 
 
 def test_explicit_noise_equals_noise_drawn_from_generator():
@@ -359,7 +392,8 @@ def test_default_steps_use_the_finest_grid():
         (dict(num_inference_steps=101), r"must be in \[1, 100\]"),
         (dict(name="dpmsolver++", num_inference_steps=100), r"must be in \[1, 99\]"),
         (dict(num_inference_steps=2.5), "num_inference_steps must be an int"),
-        (dict(prediction_type="v_prediction"), "prediction_type must be one of"),
+        (dict(prediction_type="velocity"), "prediction_type must be one of"),
+        (dict(spacing="linspace"), "spacing must be one of"),
         (dict(variance_type="learned"), "variance_type must be one of"),
         (dict(name="ddim", variance_type="fixed_large"), "variance_type applies to the 'ddpm'"),
         (dict(name="ddpm", eta=0.5), "eta applies to the 'ddim'"),

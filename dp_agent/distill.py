@@ -1,0 +1,386 @@
+"""Few-step sampling by progressive distillation (Salimans & Ho 2022) of a trained policy.
+
+A round halves the number of deterministic DDIM steps: a student, initialised from its teacher,
+learns to go in one step where the teacher goes in two. Each batch takes demonstration windows
+x0, a step t of the student's grid and noise, forms x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε, runs the teacher
+two DDIM steps t → t_mid → t_next (clipping its x0 estimates as it does at inference), and asks
+for the x̃0 whose one DDIM step from x_t lands on the same point:
+
+    x̃0 = (x_next - (σ_next/σ_t) x_t) / (α_next - σ_next α_t / σ_t),   α = √ᾱ, σ = √(1-ᾱ).
+
+Students predict v = α ε - σ x0 (an ε-predictor cannot give x0 at t = T-1, where α ≈ 5e-4 and
+its error would be multiplied by 2000); the loss is the MSE in v, i.e. (1 + SNR)·|x̂0 - x̃0|².
+The grids are diffusers' "trailing" ones (the first step starts at T-1), which nest: every point
+of the K-step grid lies on the 2K-step grid, so each teacher is asked only at steps it was
+trained on. The first teacher is the trained policy sampled with DDIM on ``teacher_steps``;
+after log2(teacher_steps / student_steps) rounds the student samples in ``student_steps`` calls.
+
+Why this method (over consistency distillation): on the PushT teacher it gets to two steps in
+about 6k student updates on a CPU, each round's target is deterministic (no EMA target network
+to tune), and both modes of a bimodal task survive because each round maps the same noise to
+the same end point as its teacher did. See ``tests/test_distill.py`` and the README.
+
+    distill("demos/pretrained/pusht.safetensors", "runs/pusht_student", DistillConfig())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from dp_agent.checkpoint import (
+    load_policy,
+    load_training_state,
+    read_checkpoint,
+    save_training_state,
+    space_from_dict,
+)
+from dp_agent.config import replace_fields
+from dp_agent.data import WindowDataset, load_episodes
+from dp_agent.devices import device_name, peak_memory_mb, select_device, use_bf16
+from dp_agent.files import atomic_path
+from dp_agent.policy import DiffusionPolicy
+from dp_agent.progress import Progress, TrainCheckpoint, TrainDone, TrainStart, TrainStep
+from dp_agent.schedulers import _split_prediction, _trailing_timesteps
+from dp_agent.train import TrainingError, cosine_with_warmup, ema_decay, ema_update
+
+
+@dataclass
+class DistillConfig:
+    """How to distil: the step counts, and the optimiser of each round."""
+
+    teacher_steps: int = 16  # DDIM steps of the first teacher (the trained policy)
+    student_steps: int = 2  # steps of the final student: teacher_steps / 2^rounds
+    steps_per_round: int = 2000
+    batch_size: int = 128
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_max_decay: float = 0.999
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0  # 0 = torch's default
+    precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 autocast for the student)
+
+    def rounds(self) -> list[int]:
+        """The student step count of each round, e.g. [8, 4, 2] from 16 to 2."""
+        out, k = [], self.teacher_steps
+        while k > self.student_steps:
+            k //= 2
+            out.append(k)
+        return out
+
+    def validate(self) -> None:
+        ratio = self.teacher_steps / max(self.student_steps, 1)
+        if self.student_steps < 1 or ratio < 2 or not math.log2(ratio).is_integer():
+            raise ValueError(
+                f"teacher_steps / student_steps must be a power of two >= 2, got "
+                f"{self.teacher_steps} / {self.student_steps}"
+            )
+        for name in ("steps_per_round", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+
+
+def student_config(teacher_config, steps: int):
+    """A teacher's PolicyConfig turned into its K-step student's: v-prediction, DDIM on the
+    trailing grid of K steps as its default sampler."""
+    return replace_fields(
+        teacher_config,
+        {"prediction_type": "v_prediction", "sampler": "ddim", "num_inference_steps": steps,
+         "timestep_spacing": "trailing"},
+    )  # fmt: skip
+
+
+class _Grids:
+    """ᾱ on the device, with ᾱ(-1) = 1 at index 0, and each round's (t, t_mid, t_next)."""
+
+    def __init__(self, policy: DiffusionPolicy, device: torch.device):
+        ab = policy.schedule.alphas_cumprod_f64
+        self.alpha_bar = torch.cat([torch.ones(1, dtype=ab.dtype), ab]).float().to(device)
+        self.T = policy.config.num_train_steps
+        self.device = device
+
+    def round_steps(self, k: int) -> torch.Tensor:
+        """(K, 3) LongTensor: for each student step, its t, the teacher's midpoint, its t_next
+        (-1 after the last step)."""
+        fine = _trailing_timesteps(self.T, 2 * k) + [-1]
+        coarse = _trailing_timesteps(self.T, k)
+        if fine[::2][:k] != coarse:  # the nesting the method relies on
+            raise ValueError(f"the {k}- and {2 * k}-step trailing grids do not nest")
+        rows = [(fine[2 * i], fine[2 * i + 1], fine[2 * i + 2]) for i in range(k)]
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    def coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α, σ) at steps t (B,), shaped (B, 1, 1)."""
+        ab = self.alpha_bar[t + 1].view(-1, 1, 1)
+        return ab.sqrt(), (1.0 - ab).sqrt()
+
+
+def _ddim_step(policy, cond, x, t, t_next, grids: _Grids) -> torch.Tensor:
+    """One deterministic DDIM step of ``policy`` per row, from t to t_next (B,), as its own
+    DDIM sampler does it (x0 clipped when the policy clips, ε from the raw output)."""
+    a, s = grids.coefficients(t)
+    a_next, s_next = grids.coefficients(t_next)
+    c = policy.config
+    x0, eps = _split_prediction(policy.denoiser(x, t, cond), x, a, s, c.prediction_type)
+    if c.clip_sample:
+        x0 = x0.clamp(-1.0, 1.0)
+    return a_next * x0 + s_next * eps
+
+
+@torch.no_grad()
+def distillation_target(teacher, cond, x_t, steps: torch.Tensor, grids: _Grids) -> torch.Tensor:
+    """The v a student should predict at x_t so that its one step matches the teacher's two;
+    ``steps`` (B, 3) holds each row's t, t_mid, t_next."""
+    t, t_mid, t_next = steps.unbind(1)
+    x_mid = _ddim_step(teacher, cond, x_t, t, t_mid, grids)
+    x_next = _ddim_step(teacher, cond, x_mid, t_mid, t_next, grids)
+    a, s = grids.coefficients(t)
+    a_next, s_next = grids.coefficients(t_next)
+    x0 = (x_next - (s_next / s) * x_t) / (a_next - s_next * a / s)
+    return (a * x_t - x0) / s
+
+
+@dataclass
+class _Distillation:
+    """What the rounds work on."""
+
+    teacher_path: Path
+    out_dir: Path
+    header: dict  # the teacher checkpoint's
+    data: WindowDataset
+    device: torch.device
+    grids: _Grids
+    generator: torch.Generator
+    config: DistillConfig
+    elapsed_before: float = 0.0  # seconds of distillation before a resume
+    t0: float = 0.0  # perf_counter at this process's start
+
+    def seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def round_file(self, k: int) -> Path:
+        return self.out_dir / f"steps{k}.safetensors"
+
+    def teacher_for(self, k: int) -> DiffusionPolicy:
+        """Round k's teacher: the trained policy, or the previous round's student."""
+        first = 2 * k == self.config.teacher_steps
+        policy = load_policy(self.teacher_path if first else self.round_file(2 * k), self.device)
+        return policy[0].requires_grad_(False)
+
+    def save(self, path, ema, step, seconds, k, round_step, state=None) -> Path:
+        h = self.header
+        training = {
+            **h.get("training", {}), "step": step, "seconds": seconds,
+            "total_steps": self.config.steps_per_round * len(self.config.rounds()),
+            "device": device_name(self.device),
+            "distill": {"teacher": str(self.teacher_path), "round_steps": k,
+                        "round_step": round_step, "config": dataclasses.asdict(self.config)},
+        }  # fmt: skip
+        return save_training_state(
+            path, ema, space_from_dict(h["observation_space"]),
+            space_from_dict(h["action_space"]), h.get("env_id"), training,
+            h.get("env_kwargs") or {}, state,
+        )  # fmt: skip
+
+
+def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrite):
+    out_dir, teacher_path = Path(out_dir), Path(teacher_path)
+    done = [p.name for p in (out_dir / "last.safetensors", out_dir / "final.safetensors")
+            if p.exists()]  # fmt: skip
+    if done and not (resume or overwrite):
+        raise TrainingError(
+            f"{out_dir} already holds {' and '.join(done)}; pass --resume to go on from it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = select_device(cfg.device)
+    teacher, header = load_policy(teacher_path, device)
+    if teacher.config.objective != "diffusion":
+        raise ValueError(f"{teacher_path}: a {teacher.config.objective!r} policy has no sampler")
+    demos = demos or header.get("training", {}).get("demos")
+    if not demos or not Path(demos).exists():
+        raise FileNotFoundError(
+            f"{teacher_path}: its training data {demos!r} is not here; pass --demos FILE.hdf5"
+        )
+    from dp_agent.demos import DemoReader
+
+    spec = teacher.obs_spec
+    episodes = load_episodes(DemoReader(demos), None if spec.single else spec.keys)
+    c = teacher.config
+    data = WindowDataset(episodes, c.obs_horizon, c.pred_horizon, c.action_horizon, device)
+    def layout(sp):  # a single vector's key is whatever the file calls it
+        return [((None if sp.single else p.key), p.kind, tuple(p.shape)) for p in sp.parts]
+
+    if layout(data.spec) != layout(spec):
+        raise ValueError(
+            f"{demos}: the observations ({data.spec.describe()}) are not the ones the teacher "
+            f"{teacher_path} was trained on ({spec.describe()})"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator(device).manual_seed(cfg.seed)
+    return _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
+                         gen, cfg)  # fmt: skip
+
+
+def _student(run: _Distillation, teacher: DiffusionPolicy, k: int):
+    """(student, its EMA, optimiser) for round k, initialised from the teacher's weights."""
+    student = DiffusionPolicy(student_config(teacher.config, k)).to(run.device)
+    student.load_state_dict(teacher.state_dict())
+    ema = DiffusionPolicy(student.config).to(run.device).requires_grad_(False).eval()
+    ema.load_state_dict(student.state_dict())
+    c = run.config
+    fused = run.device.type in ("cpu", "cuda")
+    opt = torch.optim.AdamW(student.parameters(), c.lr, weight_decay=c.weight_decay, fused=fused)
+    return student.train(), ema, opt
+
+
+def _optimise(run, teacher, student, opt, steps_table, autocast) -> torch.Tensor:
+    """One update of the student on a batch; -> the loss (on the device)."""
+    c, data, g, dev = run.config, run.data, run.generator, run.device
+    idx = torch.randint(len(data), (c.batch_size,), generator=g, device=dev)
+    which = torch.randint(len(steps_table), (c.batch_size,), generator=g, device=dev)
+    obs, actions = data.batch(idx)
+    x0 = teacher.action_normalizer.normalize(actions)
+    noise = torch.randn(x0.shape, generator=g, device=dev)
+    steps = steps_table[which]
+    a, s = run.grids.coefficients(steps[:, 0])
+    x_t = a * x0 + s * noise
+    with torch.no_grad():
+        target = distillation_target(teacher, teacher.encode(obs), x_t, steps, run.grids)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = F.mse_loss(student.denoiser(x_t, steps[:, 0], student.encode(obs)).float(), target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.parameters(), c.grad_clip)
+    opt.step()
+    return loss
+
+
+def _run_round(run: _Distillation, r: int, k: int, progress, cut_short: bool) -> None:
+    """Round r: distil the 2k-step teacher into a k-step student -> ``steps{k}.safetensors``."""
+    c = run.config
+    teacher = run.teacher_for(k)
+    student, ema, opt = _student(run, teacher, k)
+    first = 0
+    if cut_short:  # go on where the round stopped
+        state = load_training_state(run.out_dir / "last.safetensors", student, ema, opt,
+                                    run.generator)  # fmt: skip
+        first = int(state["distill"]["round_step"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        opt, cosine_with_warmup(c.warmup_steps, c.steps_per_round), first - 1
+    )
+    steps_table, autocast = run.grids.round_steps(k), use_bf16(c.precision, run.device)
+    base, total = r * c.steps_per_round, c.steps_per_round * len(c.rounds())
+    went_bad, t_start = torch.zeros((), dtype=torch.bool, device=run.device), time.perf_counter()
+    for i in range(first + 1, c.steps_per_round + 1):
+        loss = _optimise(run, teacher, student, opt, steps_table, autocast)
+        scheduler.step()
+        ema_update(ema, student, ema_decay(i, 0.75, c.ema_max_decay))
+        went_bad |= ~torch.isfinite(loss.detach())
+        if i % c.log_every == 0 or i == c.steps_per_round:
+            _check_finite(run, went_bad, student, base + i)
+            speed = (i - first) * c.batch_size / (time.perf_counter() - t_start)
+            eta = ((total - base - i) * c.batch_size) / speed
+            lr = scheduler.get_last_lr()[0]
+            progress.emit(TrainStep(base + i, total, loss.item(), lr, speed, eta))
+        if i % c.checkpoint_every == 0 and i < c.steps_per_round:
+            _check_finite(run, went_bad, student, base + i)
+            last = run.out_dir / "last.safetensors"
+            run.save(last, ema, base + i, run.seconds(), k, i, (student, opt, run.generator))
+            progress.emit(TrainCheckpoint(base + i, str(last)))
+    _check_finite(run, went_bad, student, base + c.steps_per_round)
+    seconds = run.seconds()
+    run.save(run.round_file(k), ema, base + c.steps_per_round, seconds, k, c.steps_per_round)
+    # the round is done: a resume starts the next one from here
+    run.save(run.out_dir / "last.safetensors", ema, base + c.steps_per_round, seconds, k,
+             c.steps_per_round, (student, opt, run.generator))  # fmt: skip
+
+
+def _check_finite(run, went_bad, student, step) -> None:
+    bad = went_bad | ~torch.stack([torch.isfinite(p).all() for p in student.parameters()]).all()
+    if bad.item():
+        raise TrainingError(
+            f"the distillation loss became NaN or inf by step {step}; try a lower learning rate "
+            f"(--lr). The last good checkpoint is {run.out_dir / 'last.safetensors'}"
+        )
+
+
+def _resume_point(run: _Distillation) -> tuple[int, bool]:
+    """(index of the round to run, whether it was cut short) from ``last.safetensors``."""
+    last = run.out_dir / "last.safetensors"
+    if not last.exists():
+        return 0, False
+    training = read_checkpoint(last)[1]["training"]
+    info = training.get("distill")
+    if not info:
+        raise TrainingError(f"{last} is not a distillation checkpoint; choose another --out")
+    saved = DistillConfig(**info["config"])
+    c = run.config
+    if (saved.teacher_steps, saved.student_steps, saved.steps_per_round) != (
+        c.teacher_steps, c.student_steps, c.steps_per_round):  # fmt: skip
+        raise TrainingError(
+            f"{last}: cannot resume, it distils {saved.teacher_steps} -> {saved.student_steps} "
+            f"steps in rounds of {saved.steps_per_round}, this run "
+            f"{c.teacher_steps} -> {c.student_steps} in rounds of {c.steps_per_round}"
+        )
+    run.elapsed_before = float(training.get("seconds", 0.0))
+    r = c.rounds().index(int(info["round_steps"]))
+    if int(info["round_step"]) >= c.steps_per_round:  # that round finished
+        return r + 1, False
+    run.generator.manual_seed(c.seed)  # replaced by the saved state in _run_round
+    return r, True
+
+
+def distill(
+    teacher_path: str | Path,
+    out_dir: str | Path,
+    config: DistillConfig | None = None,
+    *,
+    demos: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    json_progress: bool = False,
+) -> Path:
+    """Distil ``teacher_path`` into a ``config.student_steps``-step student ->
+    ``out_dir/final.safetensors`` (a policy checkpoint like any other; its default sampler is
+    its own). Each round also leaves ``steps{K}.safetensors``; ``last.safetensors`` resumes.
+    ``demos`` defaults to the file the teacher was trained on."""
+    c = config or DistillConfig()
+    c.validate()
+    run = _setup(teacher_path, out_dir, demos, c, resume=resume, overwrite=overwrite)
+    torch.manual_seed(c.seed)
+    start_round, cut_short = _resume_point(run) if resume else (0, False)
+    rounds, total = c.rounds(), c.steps_per_round * len(c.rounds())
+    progress = progress or Progress(total, "distill", json_progress, every=c.log_every)
+    n_params = sum(p.numel() for p in run.teacher_for(rounds[0]).parameters())
+    progress.emit(TrainStart(total, start_round * c.steps_per_round, run.device.type,
+                             device_name(run.device), run.data.num_episodes, len(run.data),
+                             str(run.out_dir), n_params))  # fmt: skip
+    run.t0 = time.perf_counter()
+    for r in range(start_round, len(rounds)):
+        _run_round(run, r, rounds[r], progress, cut_short and r == start_round)
+    final = run.out_dir / "final.safetensors"
+    with atomic_path(final) as tmp:
+        shutil.copyfile(run.round_file(rounds[-1]), tmp)
+    seconds = read_checkpoint(final)[1]["training"]["seconds"]
+    progress.emit(TrainDone(total, str(final), round(seconds, 2), peak_memory_mb(run.device)))
+    progress.close()
+    return final

@@ -1,0 +1,159 @@
+"""Progressive distillation: a tiny bimodal teacher distilled to one step keeps both modes, the
+student is a checkpoint like any other (its sampler the default, at most K network calls per
+chunk), and distillation resumes exactly after an interruption."""
+
+import numpy as np
+import pytest
+import torch
+from test_learning import bimodal_episodes, mode_shares
+
+from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.checkpoint import load_policy, save_policy
+from dp_agent.config import make_configs
+from dp_agent.demos import DemoWriter
+from dp_agent.distill import DistillConfig, _Grids, distill, distillation_target
+from dp_agent.progress import TrainStep
+from dp_agent.train import TrainingError, train
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny policy trained on the bimodal task, and its demonstration file."""
+    root = tmp_path_factory.mktemp("teacher")
+    demos = root / "bimodal.hdf5"
+    writer = DemoWriter(demos, {"env_name": "test/Bimodal", "type": 2, "env_kwargs": {}})
+    for ep in bimodal_episodes():
+        n = len(ep.actions)
+        writer.append_episode({"state": ep.obs}, ep.actions, np.zeros(n), np.zeros(n))
+    policy_over = {"down_dims": (32, 64), "step_embed_dim": 32, "pred_horizon": 8,
+                   "action_horizon": 4}  # fmt: skip
+    train_over = {"num_steps": 600, "batch_size": 64, "lr": 3e-3, "warmup_steps": 50,
+                  "checkpoint_every": 10_000, "log_every": 100}  # fmt: skip
+    pc, tc = make_configs("cpu-small", policy_over, train_over)
+    return train(demos, root / "run", pc, tc, json_progress=True), demos
+
+
+def small(**over) -> DistillConfig:
+    values = dict(teacher_steps=8, student_steps=1, steps_per_round=250, batch_size=64, lr=1e-3,
+                  warmup_steps=20, checkpoint_every=100, log_every=50, device="cpu")  # fmt: skip
+    return DistillConfig(**{**values, **over})
+
+
+class CountingDenoiser(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, *args):
+        self.calls += 1
+        return self.inner(*args)
+
+
+def test_one_step_student_keeps_both_modes_and_calls_the_network_once(teacher, tmp_path):
+    path, demos = teacher
+    final = distill(path, tmp_path / "student", small(), demos=demos, json_progress=True)
+    agent = DiffusionPolicyAgent.load(final, device="cpu")
+    assert agent.policy.config.num_inference_steps == 1  # its own sampler is the default
+    assert agent.policy.config.prediction_type == "v_prediction"
+    agent.policy.set_backend("eager")
+    counter = agent.policy.denoiser = CountingDenoiser(agent.policy.denoiser)
+    chunks = agent.sample(np.zeros((2, 2), np.float32), num_samples=200, seed=0)
+    assert counter.calls == 1  # one batched call for all 200 rows, one step
+    up, down, between = mode_shares(chunks)
+    assert up >= 0.30 and down >= 0.30, (up, down)
+    assert between < 0.10, between
+    # each round left a usable K-step policy
+    for k in (4, 2, 1):
+        student = load_policy(tmp_path / "student" / f"steps{k}.safetensors")[0]
+        assert student.config.num_inference_steps == k
+
+
+def test_the_teachers_one_step_without_distillation_lands_between_the_modes(teacher):
+    """What distillation fixes: the ε-teacher's own single DDIM step from pure noise."""
+    agent = DiffusionPolicyAgent.load(teacher[0], device="cpu")
+    agent.policy.config.timestep_spacing = "trailing"
+    agent.set_sampler("ddim", 1)
+    up, down, between = mode_shares(agent.sample(np.zeros((2, 2), np.float32), 200, seed=0))
+    assert between > 0.5, (up, down, between)
+
+
+def test_target_is_the_teachers_two_steps_in_one(teacher):
+    """A student that outputs the target lands, in one DDIM step, where the teacher's two go."""
+    policy = load_policy(teacher[0])[0]
+    grids = _Grids(policy, torch.device("cpu"))
+    steps = grids.round_steps(2)  # (t, t_mid, t_next): (99, 74, 49), (49, 24, -1)
+    assert steps.tolist() == [[99, 74, 49], [49, 24, -1]]
+    g = torch.Generator().manual_seed(0)
+    x_t, cond = torch.randn(2, 8, 1, generator=g), policy.encode(torch.zeros(2, 2, 2))
+    v = distillation_target(policy, cond, x_t, steps, grids)
+    a, s = grids.coefficients(steps[:, 0])
+    a_next, s_next = grids.coefficients(steps[:, 2])
+    x0 = a * x_t - s * v
+    one_step = a_next * x0 + s_next * (s * x_t + a * v)
+    with torch.no_grad():
+        from dp_agent.distill import _ddim_step
+
+        mid = _ddim_step(policy, cond, x_t, steps[:, 0], steps[:, 1], grids)
+        two_steps = _ddim_step(policy, cond, mid, steps[:, 1], steps[:, 2], grids)
+    torch.testing.assert_close(one_step, two_steps, atol=1e-5, rtol=1e-5)
+
+
+class StopAt:
+    """A progress reporter that interrupts the run at a step, as a kill would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def emit(self, event):
+        if isinstance(event, TrainStep) and event.step >= self.step:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_an_interrupted_distillation_resumes_to_the_same_student(teacher, tmp_path):
+    path, demos = teacher
+    cfg = small(teacher_steps=4, steps_per_round=120, checkpoint_every=40, log_every=10)
+    whole = distill(path, tmp_path / "whole", cfg, demos=demos, json_progress=True)
+    with pytest.raises(KeyboardInterrupt):  # in round 2, after its checkpoint at 40
+        distill(path, tmp_path / "cut", cfg, demos=demos, progress=StopAt(120 + 50))
+    with pytest.raises(TrainingError, match="--resume"):
+        distill(path, tmp_path / "cut", cfg, demos=demos, json_progress=True)
+    resumed = distill(path, tmp_path / "cut", cfg, demos=demos, resume=True, json_progress=True)
+    a, b = load_policy(whole)[0].state_dict(), load_policy(resumed)[0].state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_a_nan_teacher_stops_with_one_message(teacher, tmp_path):
+    policy, header = load_policy(teacher[0])
+    with torch.no_grad():
+        next(policy.denoiser.parameters()).fill_(float("nan"))
+    bad = save_policy(tmp_path / "nan.safetensors", policy, *_spaces(header), None,
+                      header["training"])  # fmt: skip
+    with pytest.raises(TrainingError, match="NaN"):
+        distill(bad, tmp_path / "out", small(steps_per_round=60), demos=teacher[1],
+                json_progress=True)  # fmt: skip
+
+
+def _spaces(header):
+    from dp_agent.checkpoint import space_from_dict
+
+    return space_from_dict(header["observation_space"]), space_from_dict(header["action_space"])
+
+
+@pytest.mark.parametrize(
+    "over, match",
+    [({"teacher_steps": 6, "student_steps": 2}, "power of two"),
+     ({"teacher_steps": 2, "student_steps": 2}, "power of two"),
+     ({"lr": 0.0}, "lr must be positive")],
+)  # fmt: skip
+def test_bad_distillation_settings_are_refused(teacher, tmp_path, over, match):
+    with pytest.raises(ValueError, match=match):
+        distill(teacher[0], tmp_path, small(**over), demos=teacher[1])
+
+
+def test_missing_training_data_is_named(teacher, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--demos"):
+        distill(teacher[0], tmp_path, small(), demos=tmp_path / "gone.hdf5")
