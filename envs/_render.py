@@ -6,6 +6,7 @@ needs a display (drawing goes to a plain ``pygame.Surface``; only ``HumanWindow`
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +24,9 @@ LIGHT_GRAY: Color = (211, 211, 211)
 
 
 def lighten(color: Color, factor: float = 1.2) -> Color:
-    """The reference renderer's fill colour: each channel times ``factor``, capped at 255."""
-    return tuple(min(255, int(c * factor)) for c in color)  # type: ignore[return-value]
+    """The reference renderer's fill colour: each channel times ``factor``, rounded, capped at
+    255."""
+    return tuple(min(255, round(c * factor)) for c in color)  # type: ignore[return-value]
 
 
 def import_pygame() -> Any:
@@ -163,3 +165,54 @@ class RenderModes:
         if self._window is not None:
             self._window.close()
             self._window = None
+
+
+# ------------------------------------------------------------- the reference PushT observation
+# gym-pusht draws its observation image on a 512 x 512 pygame surface in world pixels, with
+# vertices rounded to whole pixels and nothing antialiased (pymunk's debug drawing, outlines as
+# "fat segments": a 4 px line, a quad and two round caps), then shrinks it with OpenCV's bilinear
+# resize. An image policy sees exactly those edges, so the observation is drawn the same way here.
+
+
+def fat_segment(surface: Any, a: Sequence[float], b: Sequence[float], radius: float, color: Color):
+    """A segment ``radius`` wide on each side with round ends, as the reference draws walls and
+    the block's outline: a line of width 2r, the quad around it, a disk at each end."""
+    pygame = import_pygame()
+    p1, p2 = (round(a[0]), round(a[1])), (round(b[0]), round(b[1]))
+    r = round(max(1, radius * 2))
+    pygame.draw.lines(surface, color, False, [p1, p2], r)
+    if r <= 2:
+        return
+    dx, dy = abs(p2[1] - p1[1]), abs(p2[0] - p1[0])  # |normal| (unsigned, as the reference)
+    if dx == 0 and dy == 0:
+        return
+    scale = radius / math.hypot(dx, dy)
+    ox, oy = round(dx * scale), round(dy * scale)
+    quad = [(p1[0] - ox, p1[1] - oy), (p1[0] + ox, p1[1] + oy),
+            (p2[0] + ox, p2[1] + oy), (p2[0] - ox, p2[1] - oy)]  # fmt: skip
+    pygame.draw.polygon(surface, color, quad)
+    for p in (p1, p2):
+        pygame.draw.circle(surface, color, p, round(radius))
+
+
+def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, C) uint8 -> (size, size, C) uint8 by bilinear interpolation between pixel centres,
+    in the 11-bit fixed point of OpenCV's ``resize(..., INTER_LINEAR)`` (within 1 level of it)."""
+    h, w = image.shape[:2]
+
+    def taps(n_src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = (np.arange(size) + 0.5) * (n_src / size) - 0.5
+        i = np.floor(f).astype(np.int64)
+        frac = f - i
+        frac[i < 0], i[i < 0] = 0.0, 0
+        last = i >= n_src - 1
+        frac[last], i[last] = 1.0, n_src - 2  # all weight on the last pixel
+        c = np.round(frac * 2048).astype(np.int64)
+        return i, 2048 - c, c
+
+    ry, wy0, wy1 = taps(h)
+    rx, wx0, wx1 = taps(w)
+    src = image.astype(np.int64)
+    rows = src[ry] * wy0[:, None, None] + src[ry + 1] * wy1[:, None, None]  # (size, W, C)
+    both = rows[:, rx] * wx0[None, :, None] + rows[:, rx + 1] * wx1[None, :, None]
+    return ((both + (1 << 21)) >> 22).astype(np.uint8)

@@ -27,7 +27,10 @@ from ._render import (
     Canvas,
     HumanWindow,
     RenderModes,
+    fat_segment,
+    import_pygame,
     lighten,
+    resize_bilinear,
 )
 
 WORLD_SIZE = 512.0
@@ -38,6 +41,7 @@ DT = 0.01  # physics step (s)
 SUBSTEPS = 10  # physics steps per env step: 100 Hz physics, 10 Hz control
 SUCCESS_COVERAGE = 0.95
 WALL_RADIUS = 2.0
+CONTACT_RED = (231, 76, 60)  # pymunk's debug colour for contact points, in the observation
 WALLS = (  # in the reference's order
     ((5.0, 506.0), (5.0, 5.0)),
     ((5.0, 5.0), (506.0, 5.0)),
@@ -368,9 +372,51 @@ class PushT(RenderModes, gym.Env):
         if self.obs_type == "environment_state_agent_pos":
             return {"environment_state": self.keypoints().reshape(-1).astype(np.float64),
                     "agent_pos": agent.astype(np.float64)}  # fmt: skip
-        return {"pixels": self.render_frame(self.observation_size), "agent_pos": agent}
+        return {"pixels": self.observation_image(), "agent_pos": agent}
 
     # ------------------------------------------------------------------ rendering
+    def _contact_points(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Both ends of every contact of the last physics step, rounded to pixels."""
+        arbiters = {}
+        for body in (self._world.agent, self._world.block):
+            body.each_arbiter(lambda arb: arbiters.setdefault(frozenset(arb.shapes), arb))
+        ends = []
+        for arb in arbiters.values():
+            cps = arb.contact_point_set
+            n = np.array([cps.normal.x, cps.normal.y]) * 2.0  # drawn 2 px longer at each end
+            for p in cps.points:
+                a, b = (
+                    np.array([p.point_a.x, p.point_a.y]) - n,
+                    np.array([p.point_b.x, p.point_b.y]) + n,
+                )
+                ends.append(((round(a[0]), round(a[1])), (round(b[0]), round(b[1]))))
+        return ends
+
+    def observation_image(self) -> np.ndarray:
+        """The ``pixels`` observation, (S, S, 3) uint8 with S = observation_size, drawn as the
+        reference draws it (see ``envs._render``): so that an image policy trained here sees
+        what it would see in gym-pusht, and images recorded there train here."""
+        pygame = import_pygame()
+        screen = pygame.Surface((int(WORLD_SIZE), int(WORLD_SIZE)))
+        screen.fill(WHITE)
+        for quad in np.split(t_corners(*self.goal_pose), 2):
+            pygame.draw.polygon(screen, LIGHT_GREEN, [(round(x), round(y)) for x, y in quad])
+        for a, b in WALLS:
+            fat_segment(screen, a, b, WALL_RADIUS, LIGHT_GRAY)
+        if self._world is not None:
+            for quad in np.split(self.keypoints(), 2):  # the block, then the agent over it
+                points = [(round(px), round(py)) for px, py in quad]
+                pygame.draw.polygon(screen, lighten(LIGHT_SLATE_GRAY), points)
+                for a, b in zip(quad, np.roll(quad, -1, axis=0), strict=True):
+                    fat_segment(screen, a, b, 2.0, LIGHT_SLATE_GRAY)
+            x, y = (round(v) for v in self.agent_position)
+            pygame.draw.circle(screen, ROYAL_BLUE, (x, y), round(AGENT_RADIUS))
+            pygame.draw.circle(screen, lighten(ROYAL_BLUE), (x, y), round(AGENT_RADIUS - 4))
+            for a, b in self._contact_points():  # pymunk's debug drawing marks them too
+                pygame.draw.aalines(screen, CONTACT_RED, False, [a, b])
+        image = pygame.surfarray.array3d(screen).transpose(1, 0, 2)  # (512, 512, 3), rows = y
+        return resize_bilinear(np.ascontiguousarray(image), self.observation_size)
+
     def render_frame(self, size: int = 512) -> np.ndarray:
         """The current state drawn on a (size, size, 3) uint8 RGB image (rows = y, no flip).
 

@@ -297,3 +297,52 @@ def test_observations_equal_gym_pusht_step_for_step_in_its_dict_layout():
         action = rng.uniform(100, 400, 2).astype(np.float32)
         a, *_ = ours.step(action)
         b, *_ = theirs.step(action)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pixels observation, drawn as the reference draws it
+
+
+def test_bilinear_resize_interpolates_between_pixel_centres():
+    """Against the textbook formula, one output pixel at a time (OpenCV's INTER_LINEAR rule)."""
+    from dp_agent.envs._render import resize_bilinear
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    out = resize_bilinear(image, 15)
+    scale = 40 / 15
+    for i, j in [(0, 0), (3, 11), (7, 7), (14, 14), (14, 0)]:
+        y, x = min(max((i + 0.5) * scale - 0.5, 0), 39), min(max((j + 0.5) * scale - 0.5, 0), 39)
+        y0, x0 = min(int(y), 38), min(int(x), 38)
+        fy, fx = y - y0, x - x0
+        p = image.astype(float)
+        expected = ((1 - fy) * ((1 - fx) * p[y0, x0] + fx * p[y0, x0 + 1])
+                    + fy * ((1 - fx) * p[y0 + 1, x0] + fx * p[y0 + 1, x0 + 1]))  # fmt: skip
+        assert np.abs(out[i, j] - expected).max() <= 1.0, (i, j)
+
+
+def test_pixels_show_the_agent_and_the_block_where_they_are():
+    env = gym.make(PUSHT_ID, obs_type="pixels")
+    obs, _ = env.reset(options={"reset_to_state": [100.0, 400.0, 300.0, 200.0, 0.0]})
+    image = obs["pixels"]
+    at = lambda x, y: image[round(y / 512 * 96 - 0.5), round(x / 512 * 96 - 0.5)]  # noqa: E731
+    np.testing.assert_array_equal(at(100, 400), (78, 126, 255))  # the agent's light inner disk
+    np.testing.assert_array_equal(at(300, 215), (143, 163, 184))  # the block's light fill
+    np.testing.assert_array_equal(at(450, 450), (255, 255, 255))  # background
+
+
+def test_pixels_equal_gym_pusht_pixels_step_for_step():
+    """Within one grey level (the resize's rounding), over 90 steps from three states."""
+    pytest.importorskip("gym_pusht")
+    ours = gym.make(PUSHT_ID, obs_type="pixels")
+    theirs = gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos")
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        state = [*rng.uniform(50, 450, 2), *rng.uniform(100, 400, 2), rng.uniform(0, 6)]
+        a, _ = ours.reset(options={"reset_to_state": state})
+        b, _ = theirs.reset(options={"reset_to_state": np.array(state)})
+        for _ in range(30):
+            diff = np.abs(a["pixels"].astype(int) - b["pixels"].astype(int))
+            assert diff.max() <= 1 and diff.mean() < 0.05, (diff.max(), diff.mean())
+            action = rng.uniform(100, 400, 2).astype(np.float32)
+            a, *_ = ours.step(action)
+            b, *_ = theirs.step(action)
