@@ -1,5 +1,6 @@
-"""``dp-agent demos info|merge|split|generate|import-lerobot|export-lerobot``: inspect, combine,
-split and generate demonstration files from the command line, and convert LeRobot datasets.
+"""``dp-agent demos info|merge|split|compact|generate|import-lerobot|export-lerobot``: inspect,
+combine, split, compact and generate demonstration files from the command line, and convert
+LeRobot datasets.
 
 Bad input raises DemoError (a ValueError); ``dp_agent.cli.main`` prints it as one ``error: ...``
 line (and an ``error`` event with ``--json-progress``) and exits with code 2.
@@ -22,7 +23,15 @@ import numpy as np
 from dp_agent.files import atomic_path
 from dp_agent.observations import is_image
 
-from .store import GYM_ENV_TYPE, DemoError, DemoReader, DemoWriter, Episode, stack_obs
+from .store import (
+    GYM_ENV_TYPE,
+    DemoError,
+    DemoReader,
+    DemoWriter,
+    Episode,
+    journal_dir,
+    stack_obs,
+)
 
 # ----------------------------------------------------------------------------------------------
 # info
@@ -38,6 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         lengths = np.array(reader.lengths)
         size_mb = reader.path.stat().st_size / 1e6
         print(f"file:      {reader.path} ({size_mb:.2f} MB)")
+        _print_journal(reader)
         print(f"env:       {reader.env_id}  (env_kwargs {reader.env_args.get('env_kwargs', {})})")
         if len(lengths):
             print(
@@ -64,6 +74,20 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             print("masks:     none")
     return 0
+
+
+def _print_journal(reader: DemoReader) -> None:
+    """The journal's pending episodes (appended, not yet folded into the file), if any."""
+    files, ignored = reader.journal_files, reader.ignored_journal_files
+    if files:
+        size_mb = sum(p.stat().st_size for p in files) / 1e6
+        print(
+            f"journal:   {len(reader.pending_names)} episodes pending in {journal_dir(reader.path)}"
+            f" ({len(files)} files, {size_mb:.2f} MB); `dp-agent demos compact {reader.path}` "
+            "folds them into the file"
+        )
+    if ignored:
+        print(f"journal:   {len(ignored)} files of another (replaced) file ignored: {ignored[0]}")
 
 
 def _print_success_and_sources(rows: list[dict[str, Any]]) -> None:
@@ -135,6 +159,19 @@ def cmd_split(args: argparse.Namespace) -> int:
     print(
         f"{args.file}: mask/train {len(train)} episodes, mask/valid {len(valid)}", file=sys.stderr
     )
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# compact
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    folded = DemoWriter(args.file).compact()
+    if folded:
+        print(f"{args.file}: folded {folded} pending episodes into the file", file=sys.stderr)
+    else:
+        print(f"{args.file}: no pending episodes, nothing to do", file=sys.stderr)
     return 0
 
 
@@ -281,6 +318,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     finally:
         env.close()
     progress.close()
+    writer.compact()  # one self-contained file (the batches went to the journal)
     if args.json_progress:
         seconds = time.perf_counter() - t0
         progress.event("done", path=str(out), episodes=tally.saved, seconds=seconds)
@@ -409,20 +447,8 @@ def _add_lerobot_subcommands(sub: argparse._SubParsersAction) -> None:
 # wiring
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``demos info|merge|split|generate|import-lerobot|export-lerobot`` to a CLI's
-    subparsers; each sets ``func``."""
-    demos = subparsers.add_parser(
-        "demos",
-        help="inspect, merge, split, generate and convert demonstration files (HDF5, robomimic)",
-        description="Inspect, merge, split, generate and convert (LeRobot) demonstration files.",
-    )
-    sub = demos.add_subparsers(dest="demos_command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("info", help="episodes, steps, env, observation keys, actions, masks")
-    p.add_argument("file", help="demonstration file (.hdf5)")
-    p.set_defaults(func=cmd_info)
-
+def _add_file_subcommands(sub: argparse._SubParsersAction) -> None:
+    """``demos merge``, ``demos split`` and ``demos compact``."""
     p = sub.add_parser("merge", help="merge files of one env into a new file")
     p.add_argument("out", help="file to write")
     p.add_argument("inputs", nargs="+", help="files to merge, in order")
@@ -436,6 +462,28 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random split")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("compact", help="fold the journal's pending episodes into the file")
+    p.add_argument("file", help="demonstration file (.hdf5), changed in place")
+    p.set_defaults(func=cmd_compact)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``demos info|merge|split|compact|generate|import-lerobot|export-lerobot`` to a CLI's
+    subparsers; each sets ``func``."""
+    demos = subparsers.add_parser(
+        "demos",
+        help="inspect, merge, split, compact, generate and convert demonstration files (HDF5)",
+        description="Inspect, merge, split, compact, generate and convert (LeRobot) demonstration "
+        "files.",
+    )
+    sub = demos.add_subparsers(dest="demos_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("info", help="episodes, steps, env, observation keys, actions, masks")
+    p.add_argument("file", help="demonstration file (.hdf5)")
+    p.set_defaults(func=cmd_info)
+
+    _add_file_subcommands(sub)
 
     p = sub.add_parser("generate", help="record scripted-expert demonstrations")
     p.add_argument("--task", required=True, help="gymnasium id, e.g. dp_agent/PushT-v0")
