@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["DiffusionPolicyAgent", "ChunkedActionWrapper", "__version__"]
+__all__ = ["DiffusionPolicyAgent", "DiffuserAgent", "ChunkedActionWrapper", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.planner_agent import DiffuserAgent
     from dp_agent.wrappers import ChunkedActionWrapper
 
 
@@ -21,6 +22,10 @@ def __getattr__(name: str):
         from dp_agent.agent import DiffusionPolicyAgent
 
         return DiffusionPolicyAgent
+    if name == "DiffuserAgent":
+        from dp_agent.planner_agent import DiffuserAgent
+
+        return DiffuserAgent
     if name == "ChunkedActionWrapper":
         from dp_agent.wrappers import ChunkedActionWrapper
 

@@ -72,6 +72,7 @@ class DiffusionPolicyAgent:
         self.sampler = self.config.sampler
         self.num_inference_steps = self.config.num_inference_steps
         self.num_chunks_sampled = 0  # batched sampling calls, for diagnostics
+        self.guidance = None  # predict-time guidance (set_guidance)
         self._generator = torch.Generator(self.device).manual_seed(seed)
         self.obs_spec = policy.obs_spec  # the parts of an observation
         try:
@@ -135,6 +136,16 @@ class DiffusionPolicyAgent:
         defaults to ``PolicyConfig.default_steps`` (all training steps for DDPM)."""
         sampler = self.policy.make_sampler(name, num_inference_steps)  # validates both
         self.sampler, self.num_inference_steps = name, sampler.num_steps
+
+    def set_guidance(
+        self, guides=(), *, scale: float = 0.1, n_steps: int = 2, t_stopgrad: int = 1
+    ) -> None:
+        """Guides (``dp_agent.guides``: J of the chunks (B, Tp, Da) in env units, e.g. a
+        ``KeepOut`` on TreeDetour's position actions) that steer every chunk ``predict`` and
+        ``predict_chunk`` sample from now on; no guides turns guidance off."""
+        from dp_agent.guides import Guidance
+
+        self.guidance = Guidance(guides, scale, n_steps, t_stopgrad) if guides else None
 
     def make_env(self, **kwargs) -> gym.Env:
         """The env this policy was trained for, made with its recorded ``env_kwargs``."""
@@ -208,6 +219,7 @@ class DiffusionPolicyAgent:
                 self.sampler,
                 self.num_inference_steps,
                 generator,
+                guidance=self.guidance,
             )
             for i, chunk in zip(need, chunks, strict=True):
                 self.queue_plan(i, chunk)
@@ -260,7 +272,9 @@ class DiffusionPolicyAgent:
         noise from the agent's seed afresh, so equal histories give equal chunks."""
         hist, single = self._as_history_batch(obs_history)
         generator = self._fresh_generator(self.seed) if deterministic else self._generator
-        chunks = self._sample(hist, 1, self.sampler, self.num_inference_steps, generator)
+        chunks = self._sample(
+            hist, 1, self.sampler, self.num_inference_steps, generator, guidance=self.guidance
+        )
         chunk = self._executed(chunks)
         return chunk[0] if single else chunk  # (B, Ta, Da)
 
@@ -274,6 +288,10 @@ class DiffusionPolicyAgent:
         seed: int | None = None,
         return_trajectory: bool = False,
         on_step: Callable[[DenoiseStep], None] | None = None,
+        guides: Sequence = (),
+        guide_scale: float = 0.1,
+        guide_steps: int = 2,
+        t_stopgrad: int = 1,
     ) -> np.ndarray:
         """Whole chunks for an explicit history (To, *obs_shape) or a batch of them.
 
@@ -281,7 +299,12 @@ class DiffusionPolicyAgent:
         denoising iterate: (K+1, B*N, Tp, Da), from pure noise to the final chunk. ``on_step``
         gets each iterate as it is computed (a ``DenoiseStep`` of NumPy arrays, env units).
         The sampler defaults to the agent's, its steps to ``PolicyConfig.default_steps``.
+        ``guides`` steer the sampling (``dp_agent.guides.Guidance`` with ``guide_scale`` α,
+        ``guide_steps`` and ``t_stopgrad``); without them the agent's ``set_guidance`` applies.
         """
+        from dp_agent.guides import Guidance
+
+        guidance = Guidance(guides, guide_scale, guide_steps, t_stopgrad) if guides else None
         hist, _ = self._as_history_batch(obs_history)
         generator = self._generator if seed is None else self._fresh_generator(seed)
         frames: list[np.ndarray] = []
@@ -302,6 +325,7 @@ class DiffusionPolicyAgent:
             num_inference_steps,
             generator,
             collect if want_steps else None,
+            guidance=guidance or self.guidance,
         )
         return np.stack(frames) if return_trajectory else chunks
 
@@ -321,9 +345,10 @@ class DiffusionPolicyAgent:
         num_inference_steps: int | None,
         generator: Generators,
         on_step: Callable[[DenoiseStep], None] | None = None,
+        guidance=None,
     ) -> np.ndarray:
         """The one sampling call: histories per part {key: (B, To, *shape)} -> chunks
-        (B*N, Tp, Da), env units."""
+        (B*N, Tp, Da), env units; ``guidance`` a ``dp_agent.guides.Guidance`` or None."""
         self.num_chunks_sampled += 1
         obs = {k: torch.as_tensor(v, device=self.device) for k, v in hist.items()}
         if self.obs_spec.single:  # the policy takes one (B, To, Do) tensor
@@ -335,7 +360,7 @@ class DiffusionPolicyAgent:
 
         chunks = self.policy.sample(
             obs, num_samples, sampler, num_inference_steps, generator,
-            on_step=to_numpy if on_step is not None else None,
+            on_step=to_numpy if on_step is not None else None, guidance=guidance,
         )  # fmt: skip
         return chunks.float().cpu().numpy()
 

@@ -7,8 +7,9 @@ is normalised to [-1, 1].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +20,9 @@ from dp_agent.denoise import DenoiseStep
 from dp_agent.networks import ConditionalUnet1D, MLPObsEncoder, TransformerDenoiser
 from dp_agent.normalizer import MinMaxNormalizer
 from dp_agent.schedulers import NoiseSchedule, make_sampler
+
+if TYPE_CHECKING:
+    from dp_agent.guides import Guidance
 
 
 class DiffusionPolicy(nn.Module):
@@ -141,7 +145,25 @@ class DiffusionPolicy(nn.Module):
         noise = noise.to(x0.dtype)
         noisy = self.schedule.add_noise(x0, noise, k)
         target = self.schedule.target(x0, noise, k, self.config.prediction_type)
-        return F.mse_loss(self.denoiser(noisy, k, cond), target)
+        known = self.conditioned_mask(x0.device)  # (Tp, Da) or None
+        if known is None:
+            return F.mse_loss(self.denoiser(noisy, k, cond), target)
+        # Diffuser's training: the conditioned entries enter clean, and are not predicted
+        free = (~known).to(x0.dtype)
+        error = (self.denoiser(torch.where(known, x0, noisy), k, cond) - target).pow(2)
+        return (error * free).sum() / (free.sum() * x0.shape[0])
+
+    def conditioned_mask(self, device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """(Tp, Da) bool: the entries this model was trained to take as known (clean inside a
+        noisy chunk, as Diffuser trains), from the config's ``conditioned_entries`` ((step,
+        dims) pairs, set by ``dp_agent.planning.TrajectoryConfig``); None for a policy."""
+        entries = getattr(self.config, "conditioned_entries", None)
+        if not entries:
+            return None
+        mask = torch.zeros(self.config.pred_horizon, self.config.action_dim, dtype=torch.bool)
+        for step, dims in entries:
+            mask[int(step), list(dims)] = True
+        return mask.to(device)
 
     def make_sampler(self, name: str | None = None, num_inference_steps: int | None = None):
         """The sampler ``name`` (default: the config's) with its step count (default: the
@@ -169,6 +191,12 @@ class DiffusionPolicy(nn.Module):
         num_inference_steps: int | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         on_step: Callable[[DenoiseStep], None] | None = None,
+        *,
+        conditions: dict[int, Any] | None = None,
+        condition_mask: dict[int, Any] | None = None,
+        guidance: Guidance | None = None,
+        start: torch.Tensor | None = None,
+        start_step: int = 0,
     ) -> torch.Tensor:
         """Action chunks (B * num_samples, Tp, Da) in environment units for obs (B, To, Do).
 
@@ -178,29 +206,93 @@ class DiffusionPolicy(nn.Module):
         row's draw does not depend on the other rows. ``on_step`` gets every iterate (K+1).
         The denoiser runs through the policy's backend (``set_backend``): its conditioning
         once per chunk, then one call of the per-step network per denoising step.
+
+        Inpainting: ``conditions={t: values}`` fixes chunk step t to values (Da,), (B, Da) or
+        (B*N, Da) in env units; ``condition_mask={t: mask}`` (same shapes, bool) fixes only the
+        True entries. Guidance: ``guidance`` (``dp_agent.guides.Guidance``) moves each iterate
+        along αΣ∇J. Warm start: ``start`` (B*N, Tp, Da), env units, noised to the level of
+        step ``start_step``, which the loop starts from. The defaults change nothing.
         """
         cond = self.encode(obs).repeat_interleave(num_samples, dim=0)  # (B*N, Dc)
         shape = (cond.shape[0], self.config.pred_horizon, self.config.action_dim)
         unnorm = self.action_normalizer.unnormalize
         if self.config.objective == "mse":  # the regression baseline: one prediction
-            k = torch.zeros(shape[0], dtype=torch.long, device=cond.device)
-            x = self.denoiser(torch.zeros(shape, device=cond.device), k, cond)
-            if on_step is not None:
-                on_step(DenoiseStep(1, 1, unnorm(x), unnorm(x)))
-            return unnorm(x)
+            return self._regress(cond, shape, on_step)
         s = self.make_sampler(sampler, num_inference_steps)
         noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
         # the network's conditioning for all K steps at once; then K calls of its per-step part
         chunk = self.denoiser_backend(cond).prepare(cond, s.timesteps)
-        x, carry = noise[0], None
+        paint = self._inpainting(conditions, condition_mask, shape, num_samples, noise[0])
+        x, carry = self._first_iterate(s, noise[0], start, start_step, paint)
         if on_step is not None:
-            on_step(DenoiseStep(0, s.num_steps, unnorm(x), unnorm(x)))
-        for i in range(s.num_steps):
+            x0 = x if carry is None else carry
+            on_step(DenoiseStep(start_step, s.num_steps, unnorm(x), unnorm(x0)))
+        for i in range(start_step, s.num_steps):
             out = s.step(chunk.step(x, i), i, x, carry=carry, noise=noise[i + 1])
-            x, carry = out.prev_sample, out.carry
+            x, carry, x0 = out.prev_sample, out.carry, out.pred_x0
+            if paint is not None:  # the known values, at the noise level of the new iterate
+                x, x0 = paint(x, s.alpha_bar_after(i)), paint(x0, 1.0)
+                # DPM-Solver++ carries x̂0_prev into its next step's D = x̂0 + (x̂0 - x̂0_prev)/(2r):
+                # with k written there too, D = k on the known entries (no second-order push
+                # off them), and the history matches the iterate the next step starts from
+                carry = None if carry is None else paint(carry, 1.0)
+            if guidance is not None and guidance.active(i, s.num_steps):
+                x = guidance.apply(x, s, i, unnorm, paint)  # x += αΣ∇J, then paint again
             if on_step is not None:
-                on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(out.pred_x0)))
+                on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(x0)))
         return unnorm(x)
+
+    def _regress(self, cond, shape, on_step) -> torch.Tensor:
+        """The MSE baseline's chunk: one prediction from zeros at k = 0."""
+        k = torch.zeros(shape[0], dtype=torch.long, device=cond.device)
+        x = self.action_normalizer.unnormalize(
+            self.denoiser(torch.zeros(shape, device=cond.device), k, cond)
+        )
+        if on_step is not None:
+            on_step(DenoiseStep(1, 1, x, x))
+        return x
+
+    def _first_iterate(self, s, z, start, start_step, paint):
+        """(x, carry) the loop starts from: pure noise z (R, Tp, Da), or the warm start
+        ``start`` (env units) noised to timesteps[start_step], its clean value as DPM-Solver's
+        x̂0_prev; with the known values written in."""
+        if start is None:
+            if start_step:
+                raise ValueError("start_step needs a start chunk (start=...) to re-noise")
+            x, carry = z, None
+        else:
+            if tuple(start.shape) != tuple(z.shape):
+                raise ValueError(f"start has shape {tuple(start.shape)}, expected {tuple(z.shape)}")
+            carry = self.action_normalizer.normalize(start.to(z))
+            if paint is not None:
+                carry = paint(carry, 1.0)
+            a = s.alpha_bar_before(start_step)
+            x = math.sqrt(a) * carry + math.sqrt(1.0 - a) * z
+        if paint is not None:
+            x = paint(x, s.alpha_bar_before(start_step))
+        return x, carry
+
+    def _inpainting(self, conditions, masks, shape, num_samples, z) -> Inpainting | None:
+        """The known values of ``sample``'s conditions as an ``Inpainting``, or None."""
+        if not conditions:
+            return None
+        rows, tp, da = shape
+        known = torch.zeros(shape, device=z.device)
+        mask = torch.zeros(shape, dtype=torch.bool, device=z.device)
+        for t, values in conditions.items():
+            if not -tp <= int(t) < tp:
+                raise ValueError(f"conditions: step {t} is outside the chunk's steps 0..{tp - 1}")
+            v = _per_row(values, torch.float32, rows, num_samples, da, f"conditions[{t}]", z)
+            m = (masks or {}).get(t)
+            m = torch.ones_like(v, dtype=torch.bool) if m is None else _per_row(
+                m, torch.bool, rows, num_samples, da, f"condition_mask[{t}]", z
+            )  # fmt: skip
+            known[:, t], mask[:, t] = v, m
+        unknown = [t for t in (masks or {}) if t not in conditions]
+        if unknown:
+            raise ValueError(f"condition_mask has steps {unknown} that conditions does not")
+        clean = self.conditioned_mask() is not None
+        return Inpainting(self.action_normalizer.normalize(known), mask, z, clean)
 
     def set_backend(self, name: str = "auto", *, rebuild: bool = False) -> None:
         """How ``sample`` runs the denoiser: "auto" (the default: the fastest that applies),
@@ -251,6 +343,41 @@ class DiffusionPolicy(nn.Module):
             [torch.randn(per_obs, generator=g, device=g.device).to(device) for g in generator],
             dim=1,
         )
+
+
+class Inpainting:
+    """Known entries of every chunk (Diffuser's conditioning), written into each iterate.
+
+    ``known`` (R, Tp, Da) normalised, ``mask`` (R, Tp, Da) bool, ``z`` (R, Tp, Da) the chunk's
+    initial noise. Written as the model was trained: a trajectory model trained with known
+    entries (``conditioned_mask``) saw them clean inside noisy chunks, so they are written clean
+    at every level (``clean``, Diffuser's apply_conditioning); a model trained on noisy chunks
+    only gets them at the iterate's level ᾱ, √ᾱ·known + √(1-ᾱ)·z, a point of q(x_t | x_0 =
+    known). Either way the entries are exactly ``known`` after the last step (ᾱ = 1)."""
+
+    def __init__(self, known, mask, z, clean: bool = False):
+        self.known, self.mask, self.z, self.clean = known, mask, z, clean
+
+    def __call__(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        if self.clean or alpha_bar >= 1.0:
+            return torch.where(self.mask, self.known.to(x.dtype), x)
+        values = math.sqrt(alpha_bar) * self.known + math.sqrt(1.0 - alpha_bar) * self.z
+        return torch.where(self.mask, values.to(x.dtype), x)
+
+
+def _per_row(values, dtype, rows, num_samples, dim, what, like) -> torch.Tensor:
+    """values (D,), (B, D) or (B*N, D) -> (B*N, D) on like's device."""
+    v = torch.as_tensor(values, dtype=dtype, device=like.device)
+    if v.ndim == 1:
+        v = v.expand(rows, -1)
+    elif v.ndim == 2 and v.shape[0] * num_samples == rows and num_samples > 1:
+        v = v.repeat_interleave(num_samples, dim=0)
+    if v.shape != (rows, dim):
+        raise ValueError(
+            f"{what}: shape {tuple(torch.as_tensor(values).shape)}, expected ({dim},), "
+            f"({rows // num_samples}, {dim}) or ({rows}, {dim})"
+        )
+    return v
 
 
 def _module_name(key: str) -> str:

@@ -230,6 +230,23 @@ class Sampler:
     def _alpha_bar_at(self, t: int) -> float:
         return 1.0 if t < 0 else self._alpha_bar[t]
 
+    def alpha_bar_before(self, i: int) -> float:
+        """ᾱ of the sample step ``i`` starts from (at timesteps[i])."""
+        return self._alpha_bar[int(self.timesteps[self._check_index(i)])]
+
+    def alpha_bar_after(self, i: int) -> float:
+        """ᾱ of the sample step ``i`` returns: at timesteps[i+1], 1.0 (clean) after the last."""
+        i = self._check_index(i)
+        return self._alpha_bar_at(int(self.timesteps[i + 1]) if i + 1 < self.num_steps else -1)
+
+    def step_variance(self, i: int) -> float:
+        """Σ of step ``i``, the gradient scale of guidance (μ + αΣ∇J): the DDPM posterior
+        variance β̃ = (1-ᾱ')/(1-ᾱ) (1 - ᾱ/ᾱ') between the visited timesteps t > t'. The DDPM
+        sampler returns its own σ² (β̃ or β, 0 on the step from t = 0); the deterministic
+        samplers add no noise, so β̃ stands for the variance their step spans."""
+        a_t, a_prev = self.alpha_bar_before(i), self.alpha_bar_after(i)
+        return (1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)
+
     def initial_noise(
         self,
         shape: tuple[int, ...],
@@ -317,6 +334,10 @@ class DDPMSampler(Sampler):
             self._coef_xt.append(math.sqrt(1.0 - beta) * (1.0 - a_prev) / (1.0 - a_t))
             var = (1.0 - a_prev) / (1.0 - a_t) * beta if variance_type == "fixed_small" else beta
             self._std.append(math.sqrt(var) if t > 0 else 0.0)
+
+    def step_variance(self, i: int) -> float:
+        """This sampler's own σ² of step ``i`` (β̃ or β; 0 on the step from t = 0)."""
+        return self._std[self._check_index(i)] ** 2
 
     def _update(self, i, x0, eps, sample, carry, generator, noise) -> StepOutput:
         mean = self._coef_x0[i] * x0 + self._coef_xt[i] * sample
