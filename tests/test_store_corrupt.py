@@ -2,6 +2,8 @@
 its superblock, object headers, data chunks or anywhere, either read fully and consistently or
 give one DemoError naming the file, from every entry point of the reader, the writer and
 ``dp-agent demos info``. No other exception type, no traceback, and the file is never changed.
+The same holds for a damaged journal entry (a pending append, not a temp file): the DemoError
+names the entry.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 import dp_agent.demos
 from dp_agent.cli import main
 from dp_agent.demos import DemoError, DemoReader, DemoWriter, Episode
+from dp_agent.demos.store import journal_dir
 
 SHIPPED = Path(dp_agent.demos.__file__).with_name("tree_detour.hdf5")  # the smaller one
 SEED = 20240612
@@ -60,9 +63,14 @@ def damaged_copies(clean: bytes, path: Path) -> list[Damage]:
     cuts += [n * k // 40 for k in range(1, 40)]
     damages = [Damage(f"truncated at {cut}", clean[:cut]) for cut in sorted(set(cuts))]
 
+    def pick(population: list, k: int) -> list:  # a small file (a journal entry): repeats
+        if k <= len(population):
+            return rng.sample(population, k)
+        return [rng.choice(population) for _ in range(k)]
+
     def spots(headers_n: int, chunks_n: int, anywhere_n: int) -> list[tuple[int, str]]:
-        at = [(h + rng.randrange(64), "object header") for h in rng.sample(headers, headers_n)]
-        at += [(c + rng.randrange(s), "data chunk") for c, s in rng.sample(chunks, chunks_n)]
+        at = [(h + rng.randrange(64), "object header") for h in pick(headers, headers_n)]
+        at += [(c + rng.randrange(s), "data chunk") for c, s in pick(chunks, chunks_n)]
         return at + [(rng.randrange(n), "anywhere") for _ in range(anywhere_n)]
 
     for offset, region in [(i, "superblock") for i in range(0, 48, 2)] + spots(40, 14, 20):
@@ -257,3 +265,69 @@ def test_cli_info_on_a_damaged_file_in_a_new_process_prints_no_traceback(tmp_pat
     assert len(proc.stderr.splitlines()) == 1, proc.stderr  # no HDF5 diagnostics either
     assert proc.stderr.startswith(f"error: {path}: ") and "damaged" in proc.stderr
     assert proc.stdout == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Damaged journal entries
+
+
+def file_with_a_pending_image_entry(path: Path) -> Path:
+    """A file of three image episodes, the last two pending in the journal; returns the entry of
+    the middle one."""
+    writer = DemoWriter(path, {"env_name": "dp_agent/PushT-v0", "env_kwargs": {}})
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        T = 6 + seed
+        obs = {
+            "image": rng.integers(0, 256, size=(T, 32, 32, 3), dtype=np.uint8),
+            "agent_pos": rng.normal(size=(T, 2)),
+        }
+        writer.append_episode(
+            obs, rng.normal(size=(T, 2)), rng.random(T), np.r_[np.zeros(T - 1), 1]
+        )
+    return journal_dir(path) / "demo_1.hdf5"
+
+
+def test_damaged_journal_entries_read_fully_or_raise_one_demo_error_naming_the_entry(tmp_path):
+    path = tmp_path / "demos.hdf5"
+    entry = file_with_a_pending_image_entry(path)
+    clean_errors, clean_results = read_every_way(path)
+    assert not clean_errors and len(clean_results["for ep in reader"]) == 3
+    entry_bytes = entry.read_bytes()
+    bad, outcome = [], Counter()
+    for damage in damaged_copies(entry_bytes, entry):
+        entry.write_bytes(damage.data)
+        errors, results = read_every_way(path)
+        bad += [(damage.name, s, repr(e)) for s, e in errors if not is_clear_demo_error(e, entry)]
+        if errors:
+            outcome["open" if errors[0][0] == "open" else "reading"] += 1
+        else:
+            assert_reads_like(results, clean_results)  # never read as missing, or as another's
+            outcome["none"] += 1
+    assert not bad, f"{len(bad)} calls raised something else than a clear DemoError: {bad[:10]}"
+    assert outcome["open"] > 0 and outcome["reading"] > 0
+
+
+def test_a_compaction_of_a_damaged_journal_entry_raises_and_changes_nothing(tmp_path):
+    path = tmp_path / "demos.hdf5"
+    entry = file_with_a_pending_image_entry(path)
+    file_bytes, entry_bytes = path.read_bytes(), entry.read_bytes()
+    bad, outcomes = [], Counter()
+    for damage in damaged_copies(entry_bytes, entry)[::6]:
+        path.write_bytes(file_bytes)
+        journal_dir(path).mkdir(exist_ok=True)
+        entry.write_bytes(damage.data)
+        try:
+            DemoWriter(path).compact()
+            outcomes["compacted"] += 1  # damage in bytes nothing uses
+        except DemoError as exc:
+            outcomes["refused"] += 1
+            unchanged = path.read_bytes() == file_bytes and entry.read_bytes() == damage.data
+            if not is_clear_demo_error(exc, entry) or not unchanged:
+                bad.append((damage.name, repr(exc)))
+        except Exception as exc:
+            bad.append((damage.name, repr(exc)))
+        temps = [p.name for p in tmp_path.rglob(".*.tmp")]
+        assert not temps, f"{damage.name}: temporary files left: {temps}"
+    assert not bad, f"{len(bad)} damaged entries were not refused cleanly: {bad[:10]}"
+    assert outcomes["refused"] > 0

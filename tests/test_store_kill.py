@@ -1,4 +1,5 @@
-"""A writer SIGKILLed at a random moment loses at most the episode in progress: the file still
+"""A writer SIGKILLed at a random moment (appending vector or image episodes, deleting one, or
+compacting the journal into the file) loses at most the episode in progress: the file still
 opens and every episode it reported as saved is there, unchanged."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +23,14 @@ _spec = importlib.util.spec_from_file_location("store_kill_writer", WRITER)
 store_kill_writer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(store_kill_writer)
 
-N_TRIALS = 24
-CHURN_TRIALS = {5, 12, 19}  # killed while delete_episode runs
-
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+
+CALLS = {"churn": "deleting", "compact": "compacting", "images-compact": "compacting"}
 
 
 def run_and_kill(path: Path, first_seed: int, mode: str, rng: random.Random) -> list[str]:
-    """Start the writer, SIGKILL it at a random moment, return everything it printed."""
+    """Start the writer, SIGKILL it at a random moment, return everything it printed. In the
+    churn and compact modes the kill lands part-way through a delete or a compaction."""
     proc = subprocess.Popen(
         [sys.executable, str(WRITER), str(path), str(first_seed), mode],
         stdout=subprocess.PIPE,
@@ -36,10 +38,10 @@ def run_and_kill(path: Path, first_seed: int, mode: str, rng: random.Random) -> 
     )
     lines = [proc.stdout.readline()]
     assert lines[0] == "ready\n", "the writer failed to start"
-    if mode == "churn":  # wait until a delete has started, then kill it part-way
-        while not lines[-1].startswith("deleting"):
+    if mode in CALLS:  # wait until the call has started, then kill it part-way
+        while not lines[-1].startswith(CALLS[mode]):
             lines.append(proc.stdout.readline())
-            assert lines[-1], "the writer stopped before deleting"
+            assert lines[-1], f"the writer stopped before {CALLS[mode]}"
         time.sleep(rng.uniform(0.0, 0.02))
     else:
         time.sleep(rng.uniform(0.0, 0.2))
@@ -49,61 +51,90 @@ def run_and_kill(path: Path, first_seed: int, mode: str, rng: random.Random) -> 
     return lines + out.splitlines()
 
 
-def assert_episode_is(reader: DemoReader, name: str, seed: int) -> None:
+def assert_episode_is(reader: DemoReader, name: str, seed: int, images: bool) -> None:
     ep = reader.episode(name)
     assert ep.attrs["seed"] == seed
-    obs, actions, rewards, dones = store_kill_writer.episode_arrays(seed)
-    np.testing.assert_array_equal(ep.obs["state"], obs)
+    obs, actions, rewards, dones = store_kill_writer.episode_arrays(seed, images)
+    assert ep.obs.keys() == obs.keys()
+    for key in obs:
+        np.testing.assert_array_equal(ep.obs[key], obs[key])
     np.testing.assert_array_equal(ep.actions, actions)
     np.testing.assert_array_equal(ep.rewards, rewards)
     np.testing.assert_array_equal(ep.dones, dones)
 
 
-def test_sigkill_at_random_moments_loses_no_saved_episode(tmp_path):
-    path = tmp_path / "demos.hdf5"
-    rng = random.Random(20240611)
-    kept: dict[str, int] = {}  # episodes that must survive: name -> seed
-    checked: set[str] = set()  # episodes whose content was already compared
-    killed_in_delete = 0
-    for trial in range(N_TRIALS):
-        mode = "churn" if trial in CHURN_TRIALS else "append"
-        lines = run_and_kill(path, 1000 * trial, mode, rng)
+class Survivors:
+    """Every episode the killed writers reported saved (name -> seed), checked after each kill."""
+
+    def __init__(self, path: Path, images: bool, rng: random.Random):
+        self.path, self.images, self.rng = path, images, rng
+        self.kept: dict[str, int] = {}
+        self.checked: set[str] = set()  # episodes whose content was already compared
+        self.killed_in: Counter[str] = Counter()  # "deleting"/"compacting": killed part-way
+
+    def kill_once(self, trial: int, mode: str) -> None:
+        lines = run_and_kill(self.path, 1000 * trial, mode, self.rng)
         deleting = None
         for line in lines[1:]:
-            verb, name, *rest = line.split()
+            verb, *rest = line.split()
             if verb == "saved":
-                assert name not in kept, f"name {name} was given twice"
-                kept[name] = int(rest[0])
+                assert rest[0] not in self.kept, f"name {rest[0]} was given twice"
+                self.kept[rest[0]] = int(rest[1])
             elif verb == "deleting":
-                deleting = name
+                deleting = rest[0]
             elif verb == "deleted":
-                del kept[name]
+                del self.kept[rest[0]]
                 deleting = None
-        if not path.exists():  # killed before the first episode was saved
-            assert not kept
-            continue
-        with DemoReader(path) as reader:
-            present = set(reader.names)
-            missing = set(kept) - present - {deleting}
-            assert not missing, f"trial {trial}: saved episodes lost: {sorted(missing)}"
-            if deleting is not None:
-                killed_in_delete += 1
-                if deleting not in present:  # the delete committed before the kill
-                    del kept[deleting]
-            # An append that committed just before the kill (not yet reported) is fine, whole.
-            for name in present - set(kept):
-                kept[name] = reader.episode(name).attrs["seed"]
-            assert set(kept) == present
-            for name in sorted(present - checked):
-                assert_episode_is(reader, name, kept[name])
-            checked = present
-            # Spot-check older episodes too: a torn metadata write would show up here.
-            for name in rng.sample(sorted(present), min(10, len(present))):
-                assert_episode_is(reader, name, kept[name])
-    assert killed_in_delete == len(CHURN_TRIALS)
-    assert len(kept) > N_TRIALS  # the kills did land between and during many appends
-    DemoWriter(path)  # a new writer removes the killed writers' temporary copies
-    assert [p.name for p in tmp_path.iterdir()] == ["demos.hdf5"]
-    with DemoReader(path) as reader:  # and finally every episode, in full
-        for name in reader.names:
-            assert_episode_is(reader, name, kept[name])
+        if lines[-1].split()[0] in ("deleting", "compacting"):
+            self.killed_in[lines[-1].split()[0]] += 1
+        if not self.path.exists():  # killed before the first episode was saved
+            assert not self.kept
+            return
+        with DemoReader(self.path) as reader:
+            self.check(reader, trial, deleting)
+
+    def check(self, reader: DemoReader, trial: int, deleting: str | None) -> None:
+        present = set(reader.names)
+        missing = set(self.kept) - present - {deleting}
+        assert not missing, f"trial {trial}: saved episodes lost: {sorted(missing)}"
+        if deleting is not None and deleting not in present:  # the delete committed
+            del self.kept[deleting]
+        # An append that committed just before the kill (not yet reported) is fine, whole.
+        for name in present - set(self.kept):
+            self.kept[name] = reader.episode(name).attrs["seed"]
+        assert set(self.kept) == present
+        for name in sorted(present - self.checked):
+            assert_episode_is(reader, name, self.kept[name], self.images)
+        self.checked = present
+        # Spot-check older episodes too: a torn metadata write would show up here.
+        for name in self.rng.sample(sorted(present), min(6, len(present))):
+            assert_episode_is(reader, name, self.kept[name], self.images)
+
+    def finish(self) -> None:
+        """A new writer removes the killed writers' temp files, a compaction folds the journal:
+        one file is left, with every episode in full."""
+        DemoWriter(self.path).compact()
+        assert [p.name for p in self.path.parent.iterdir()] == [self.path.name]
+        with DemoReader(self.path) as reader:
+            assert set(reader.names) == set(self.kept)
+            for name in reader.names:
+                assert_episode_is(reader, name, self.kept[name], self.images)
+
+
+def test_sigkill_at_random_moments_loses_no_saved_episode(tmp_path):
+    survivors = Survivors(tmp_path / "demos.hdf5", images=False, rng=random.Random(20240611))
+    modes = {5: "churn", 12: "churn", 19: "churn", 3: "compact", 9: "compact", 15: "compact"}
+    for trial in range(26):
+        survivors.kill_once(trial, modes.get(trial, "append"))
+    assert survivors.killed_in == {"deleting": 3, "compacting": 3}
+    assert len(survivors.kept) > 26  # the kills did land between and during many appends
+    survivors.finish()
+
+
+def test_sigkill_while_appending_or_compacting_image_episodes_loses_none(tmp_path):
+    survivors = Survivors(tmp_path / "images.hdf5", images=True, rng=random.Random(20261201))
+    for trial in range(10):
+        survivors.kill_once(trial, "images-compact" if trial % 3 == 2 else "images")
+    assert survivors.killed_in == {"compacting": 3}
+    assert len(survivors.kept) > 10
+    survivors.finish()
