@@ -362,6 +362,7 @@ class Planner:
         self.horizon = policy.config.pred_horizon
         self.env_id, self.env_kwargs = header.get("env_id"), header.get("env_kwargs") or {}
         self.value_net: ValueNet | None = None
+        self.path: Path | None = None  # the file it was loaded from
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Planner:
@@ -376,6 +377,7 @@ class Planner:
                 "make one with dp_agent.planning.export_planner"
             )
         planner = cls(policy, header, device)
+        planner.path = Path(path)
         if "value" in header:
             tensors, _ = read_checkpoint(path, device)
             net = ValueNet(**header["value"]).to(device)
