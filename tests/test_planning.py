@@ -259,8 +259,8 @@ def test_planner_agent_plans_from_the_observed_state_to_the_goal(maze_planner):
 
 
 def test_trajectory_episodes_hold_the_end_and_need_the_named_parts():
-    ep = Episode({"observation": np.ones((5, 4), np.float32),
-                  "desired_goal": np.zeros((5, 2), np.float32)}, np.ones((5, 2), np.float32))  # fmt: skip
+    parts = {"observation": np.ones((5, 4), np.float32), "desired_goal": np.zeros((5, 2))}
+    ep = Episode(parts, np.ones((5, 2), np.float32))
     data = trajectory_episodes([ep], PlannerConfig(horizon=8))
     traj = data[0].actions  # (5 + 7, 6)
     assert traj.shape == (12, 6)
