@@ -151,13 +151,18 @@ class WindowDataset:
 
 def _stack_parts(episodes: list, spec: ObsSpec) -> dict[str, np.ndarray]:
     """Every part of every episode concatenated over frames, checked against the first episode
-    (same parts, shapes and one observation per action)."""
-    out: dict[str, list[np.ndarray]] = {p.key: [] for p in spec.parts}
+    (same parts, shapes and one observation per action). Copied into one preallocated array per
+    part; a dict episode's part is then replaced by its view into that array, so that its own
+    copy can be freed and a dataset of images is held once, not twice, while it is stacked."""
+    total = sum(len(ep.actions) for ep in episodes)
+    out: dict[str, np.ndarray] = {}
+    offset = 0
     for k, ep in enumerate(episodes):
         obs = ep.obs if isinstance(ep.obs, dict) else {spec.parts[0].key: ep.obs}
         if len(obs) != len(spec.parts) or any(p.key not in obs for p in spec.parts):
             raise ValueError(f"episode {k}: observation parts {sorted(obs)}, episode 0 has "
                              f"{spec.keys}")  # fmt: skip
+        n = len(ep.actions)
         for p in spec.parts:
             arr = np.asarray(obs[p.key])
             if arr.shape[1:] != p.shape:
@@ -165,10 +170,15 @@ def _stack_parts(episodes: list, spec: ObsSpec) -> dict[str, np.ndarray]:
                     f"episode {k}: observations of shape {arr.shape[1:]} in part {p.key!r}, "
                     f"episode 0 has {p.shape}"
                 )
-            if len(arr) != len(ep.actions):
+            if len(arr) != n:
                 raise ValueError(
-                    f"episode {k}: {len(arr)} observations but {len(ep.actions)} actions "
+                    f"episode {k}: {len(arr)} observations but {n} actions "
                     "(expected one observation per action)"
                 )
-            out[p.key].append(arr)
-    return {key: np.concatenate(arrays) for key, arrays in out.items()}
+            if p.key not in out:
+                out[p.key] = np.empty((total, *p.shape), dtype=arr.dtype)
+            out[p.key][offset : offset + n] = arr
+            if isinstance(ep.obs, dict):
+                ep.obs[p.key] = out[p.key][offset : offset + n]
+        offset += n
+    return out
