@@ -142,6 +142,28 @@ class KeepOut:
         return -self.weight * F.relu(depth + self.margin).pow(2).flatten(1).sum(1)
 
 
+class PerEnv:
+    """One guide per env of a vector env (a keep-out zone or a goal each): the planner agent
+    calls ``bind(envs, num_samples)`` before each batched plan, so rows i*N .. i*N+N-1 are
+    scored by the guide of env ``envs[i]``."""
+
+    def __init__(self, guides: Sequence[Guide | None]):
+        self.guides = list(guides)
+        self.envs, self.num_samples = list(range(len(self.guides))), 1
+
+    def bind(self, envs: Sequence[int], num_samples: int) -> None:
+        self.envs, self.num_samples = list(envs), int(num_samples)
+
+    def __call__(self, trajectories: torch.Tensor, timestep: int = 0) -> torch.Tensor:
+        parts = []
+        for i, env in enumerate(self.envs):
+            rows = trajectories[i * self.num_samples : (i + 1) * self.num_samples]
+            guide = self.guides[env]
+            parts.append(torch.zeros(len(rows), device=rows.device) if guide is None
+                         else guide(rows, timestep))  # fmt: skip
+        return torch.cat(parts)
+
+
 class ValueNet(nn.Module):
     """A small temporal conv net: a noisy normalised trajectory (B, H, D) and its diffusion
     timestep (B,) -> the predicted return (B,) of the clean trajectory (Diffuser's value)."""

@@ -141,6 +141,9 @@ class DiffuserAgent:
     def _replan(self, need: list[int], states, goals, deterministic: bool) -> None:
         """One batched planning call for the envs in ``need``; each keeps its best plan."""
         self.num_plans += 1
+        for guide in self.guides:  # per-env guides learn which envs the rows are
+            if hasattr(guide, "bind"):
+                guide.bind(need, self.num_samples)
         generator = [self._stream(i) for i in need] if deterministic else self._generator
         warm, warm_step = self._warm_starts(need), self.warm_step
         if warm is None:

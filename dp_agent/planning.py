@@ -83,11 +83,11 @@ class TrajectoryConfig(PolicyConfig):
 # name -> (PlannerConfig fields, TrainConfig fields)
 PLANNER_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "maze2d-umaze": (
-        {"horizon": 64},
+        {"horizon": 48},
         {"num_steps": 6000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200},
     ),
     "maze2d-medium": (
-        {"horizon": 128},
+        {"horizon": 96, "down_dims": (32, 64, 128, 256)},
         {"num_steps": 6000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200},
     ),
     "toy": (
@@ -228,12 +228,7 @@ def export_planner(checkpoint, out, *, half: bool = False, value: ValueNet | Non
     header (from the checkpoint, else from ``planner.json`` beside it), ``half`` weights as
     float16, and a value network when given (else the checkpoint's own, if any)."""
     tensors, header = read_checkpoint(checkpoint)
-    info = header.get("planner")
-    if info is None:
-        beside = Path(checkpoint).parent / "planner.json"
-        if not beside.is_file():
-            raise CheckpointError(f"{checkpoint}: no 'planner' header field and no {beside}")
-        info = json.loads(beside.read_text())
+    info = _planner_info(checkpoint, header)
     policy, _ = load_trajectory_model(checkpoint)
     extra, extra_header = _value_tensors(tensors, header, value)
     return save_policy(
@@ -242,6 +237,19 @@ def export_planner(checkpoint, out, *, half: bool = False, value: ValueNet | Non
         env_kwargs=header.get("env_kwargs"), half=half, extra_tensors=extra,
         extra_header={"planner": info, **extra_header},
     )  # fmt: skip
+
+
+def _planner_info(path, header: dict) -> dict:
+    """The checkpoint's ``planner`` field, else the run's ``planner.json`` beside it."""
+    if "planner" in header:
+        return header["planner"]
+    beside = Path(path).parent / "planner.json"
+    if not beside.is_file():
+        raise CheckpointError(
+            f"{path}: not a planner (no 'planner' header field, and no {beside.name} beside it); "
+            "train one with dp_agent.planning.train_planner (dp-agent plan-train)"
+        )
+    return json.loads(beside.read_text())
 
 
 def load_trajectory_model(path, device: str | torch.device = "cpu"):
@@ -366,16 +374,13 @@ class Planner:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Planner:
-        """A planner file (``train_planner``/``export_planner``), with its value net if any."""
+        """A planner file (``train_planner``/``export_planner``), with its value net if any, or
+        a run's ``last.safetensors`` (its ``planner.json`` beside it)."""
         from dp_agent.devices import select_device
 
         device = select_device(device)
         policy, header = load_trajectory_model(path, device)
-        if "planner" not in header:
-            raise CheckpointError(
-                f"{path}: a policy checkpoint, not a planner (no 'planner' header field); "
-                "make one with dp_agent.planning.export_planner"
-            )
+        header = {**header, "planner": _planner_info(path, header)}
         planner = cls(policy, header, device)
         planner.path = Path(path)
         if "value" in header:
@@ -463,3 +468,80 @@ class Planner:
         ds = self.state_dim
         stacked = np.stack([f.float().cpu().numpy() for f in frames]) if frames else None
         return Plan(t[..., :ds], t[..., ds : ds + self.action_dim], objective, stacked)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line: ``dp-agent plan-train`` and ``dp-agent plan-export``
+
+
+def add_subcommand(sub) -> None:
+    """Add ``plan-train`` (train a planner on a demo file) and ``plan-export`` (a planner file
+    from a checkpoint: fp16, a value network) to the ``dp-agent`` parser's subparsers."""
+    p = sub.add_parser("plan-train", help="train a Diffuser-style trajectory planner on demos")
+    p.add_argument("--demos", required=True, help="demonstration file (.hdf5)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, planner.json)")
+    p.add_argument("--preset", default="maze2d-umaze", choices=sorted(PLANNER_PRESETS))
+    p.add_argument("--horizon", type=int, help="H, steps per plan (U-Net: a multiple of 4)")
+    p.add_argument("--steps", type=int, help="optimiser steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: one per core)")
+    p.add_argument("--value-steps", type=int, default=0, help="then train a value net this long")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json-progress", action="store_true")
+    p.set_defaults(func=_cmd_plan_train)
+    e = sub.add_parser("plan-export", help="write a planner file from a planner checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("out")
+    e.add_argument("--half", action="store_true", help="store weights as float16")
+    e.add_argument("--value-demos", help="train a value network on these demos and include it")
+    e.add_argument("--value-steps", type=int, default=2000)
+    e.set_defaults(func=_cmd_plan_export)
+
+
+def _cmd_plan_train(args) -> int:
+    import sys
+
+    planner = {"horizon": args.horizon} if args.horizon else {}
+    given = {"num_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+    train = {k: v for k, v in given.items() if v is not None}
+    train |= {"checkpoint_every": args.checkpoint_every, "num_threads": args.threads}
+    pc, tc = make_planner_configs(args.preset, planner, train)
+    final = train_planner(
+        args.demos, args.out, pc, tc, resume=args.resume, overwrite=args.overwrite,
+        json_progress=args.json_progress,
+    )  # fmt: skip
+    if args.value_steps:
+        net = train_value(Planner.load(final), args.demos, num_steps=args.value_steps)
+        export_planner(final, final, value=net)
+    print(f"wrote {final}", file=sys.stderr)
+    return 0
+
+
+def _cmd_plan_export(args) -> int:
+    import sys
+
+    net = None
+    if args.value_demos:
+        net = train_value(
+            Planner.load(args.checkpoint), args.value_demos, num_steps=args.value_steps
+        )
+    path = export_planner(args.checkpoint, args.out, half=args.half, value=net)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dp_agent.planning plan-train ...``: the subcommands without the dp-agent CLI."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dp_agent.planning")
+    add_subcommand(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Diffuser-style planning on Maze2D: success, path length and time to goal over seeded start/goal
+pairs, with and without re-planning, with tracking or open-loop actions, warm starts, keep-out
+guidance and value guidance; and plan latency per sampler.
+
+    python benchmarks/planning.py [--layouts umaze medium] [--pairs 50] [--threads 1]
+        [--rows basic keepout value latency]
+
+Planners: ``demos/pretrained/maze2d_<layout>.safetensors``. The 50 pairs are ``env.reset(seed=
+100_000 + i)``; all envs of a row step in lock-step, planning in one batched call per step at
+which any of them re-plans. Path length is the distance the agent travelled over the length of
+the shortest cell route's polyline (start, the centres of the cells between, goal), successes
+only. Keep-out: a circle of radius 0.25 on the centre of the middle cell of the shortest route
+(pairs whose route has at least 3 cells); "entered" counts plans whose positions enter it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import dp_agent  # noqa: F401  (registers the envs)
+from dp_agent.guides import GoalDistance, KeepOut, PerEnv
+from dp_agent.planner_agent import DiffuserAgent
+from dp_agent.planning import Planner
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 100_000
+
+
+def make_envs(layout: str, pairs: int):
+    envs = [gym.make(f"dp_agent/Maze2D-{layout}-v0") for _ in range(pairs)]
+    obs = [env.reset(seed=SEED + i)[0] for i, env in enumerate(envs)]
+    return envs, obs
+
+
+def reference_length(maze, start, goal) -> float:
+    """The shortest cell route's polyline length: start, inner cell centres, goal."""
+    cells = maze.shortest_path(maze.cell_of(*start), maze.cell_of(*goal))
+    points = [start, *[maze.cell_center(*c) for c in cells[1:-1]], goal]
+    return float(sum(np.hypot(*(b - a)) for a, b in zip(points[:-1], points[1:], strict=True)))
+
+
+def keep_out_zone(maze, start, goal):
+    """(x, y, r) on the middle cell of the shortest route, or None when the route is short."""
+    cells = maze.shortest_path(maze.cell_of(*start), maze.cell_of(*goal))
+    if len(cells) < 3:
+        return None
+    x, y = maze.cell_center(*cells[len(cells) // 2])
+    return (float(x), float(y), 0.25)
+
+
+def run_row(planner: Planner, layout: str, pairs: int, zones=None, **agent_kwargs) -> dict:
+    """Step ``pairs`` envs in lock-step with one DiffuserAgent; -> the row's measurements."""
+    envs, obs = make_envs(layout, pairs)
+    agent = DiffuserAgent(planner, **agent_kwargs)
+    start = [o["achieved_goal"].copy() for o in obs]
+    goal = [o["desired_goal"].copy() for o in obs]
+    travelled, steps = np.zeros(pairs), np.full(pairs, -1)
+    active = np.ones(pairs, bool)
+    plans, entered = 0, 0
+    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+    limit = envs[0].spec.max_episode_steps
+    for t in range(limit):
+        actions, _ = agent.predict(batch, deterministic=True)
+        for i in np.flatnonzero(active & (agent._since == 1)):  # envs that just planned
+            if zones is None or zones[i] is not None:
+                plans += 1
+            if zones is not None and zones[i] is not None:
+                states = torch.as_tensor(agent.last_plan(i).states)
+                entered += int(KeepOut(circles=[zones[i]]).entered(states)[0])
+        for i in np.flatnonzero(active):
+            o, _, term, trunc, info = envs[i].step(actions[i])
+            travelled[i] += float(np.hypot(*(o["achieved_goal"] - batch["achieved_goal"][i])))
+            for k in o:
+                batch[k][i] = o[k]
+            if info["is_success"]:
+                steps[i] = t + 1
+            if term or trunc:
+                active[i] = False
+        if not active.any():
+            break
+    maze = envs[0].unwrapped.maze
+    ref = np.array([reference_length(maze, s, g) for s, g in zip(start, goal, strict=True)])
+    ok = steps > 0
+    return {
+        "success": ok.mean(), "path": float(np.mean(travelled[ok] / ref[ok])) if ok.any() else 0.0,
+        "steps": float(np.mean(steps[ok])) if ok.any() else 0.0, "plans": plans,
+        "entered": entered, "calls": agent.num_plans,
+    }  # fmt: skip
+
+
+def basic_rows(planner, layout, pairs) -> list[tuple[str, dict]]:
+    h = planner.horizon
+    return [
+        ("re-plan every 8, track", run_row(planner, layout, pairs, replan_every=8)),
+        (f"no re-plan (every {h - 1}), track", run_row(planner, layout, pairs, replan_every=h - 1)),
+        ("re-plan every 8, planned actions", run_row(planner, layout, pairs, execute="actions")),
+        ("re-plan every 8, track, warm start 5/10",
+         run_row(planner, layout, pairs, warm_step=5)),
+    ]  # fmt: skip
+
+
+def keepout_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
+    envs, obs = make_envs(layout, pairs)
+    maze = envs[0].unwrapped.maze
+    zones = [keep_out_zone(maze, o["achieved_goal"], o["desired_goal"]) for o in obs]
+    rows = [("keep-out zone, no guidance", run_row(planner, layout, pairs, zones))]
+    for label, kwargs in [
+        (f"keep-out guidance α={scale:g}", dict(guide_scale=scale)),
+        (f"keep-out guidance α={scale:g}, best of 8", dict(guide_scale=scale, num_samples=8)),
+    ]:
+        rows.append((label, run_zone_row(planner, layout, pairs, zones, **kwargs)))
+    return rows
+
+
+def run_zone_row(planner, layout, pairs, zones, **kwargs) -> dict:
+    """A guided row, each env steered away from its own zone (``PerEnv``)."""
+    guide = PerEnv([None if z is None else KeepOut(circles=[z], margin=0.1) for z in zones])
+    return run_row(planner, layout, pairs, zones, guides=[guide], **kwargs)
+
+
+def value_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
+    rows = [("no guidance", run_row(planner, layout, pairs))]
+    _, obs = make_envs(layout, pairs)
+    goals = PerEnv([GoalDistance(o["desired_goal"]) for o in obs])
+    rows.append((f"goal-distance guidance α={scale:g}",
+                 run_row(planner, layout, pairs, guides=[goals], guide_scale=scale)))  # fmt: skip
+    if planner.value_net is not None:
+        value = planner.value_guide()
+        guided = run_row(planner, layout, pairs, guides=[value], guide_scale=scale)
+        rows.append((f"value guidance α={scale:g}", guided))
+    return rows
+
+
+def latency_rows(planner) -> list[str]:
+    obs = np.zeros((1, planner.state_dim), np.float32)
+    goal = np.ones((1, 2), np.float32)
+    lines = []
+    for name, steps in [("ddim", 10), ("dpmsolver++", 10), ("ddpm", 100)]:
+        times = []
+        for i in range(12):
+            t0 = time.perf_counter()
+            planner.plan(obs, goal, sampler=name, num_inference_steps=steps)
+            if i >= 2:  # the first calls build the backend
+                times.append(time.perf_counter() - t0)
+        lines.append(f"  {name}-{steps}: {1000 * statistics.median(times):.1f} ms per plan")
+    return lines
+
+
+def print_rows(title: str, rows) -> None:
+    print(f"\n{title}")
+    print(f"  {'row':<44} {'success':>8} {'path/ref':>9} {'steps':>6} {'calls':>6} {'entered':>12}")
+    for label, r in rows:
+        entered = f"{r['entered']}/{r['plans']}" if r["entered"] or "keep" in label else "-"
+        print(f"  {label:<44} {r['success']:>8.0%} {r['path']:>9.2f} {r['steps']:>6.1f} "
+              f"{r['calls']:>6} {entered:>12}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layouts", nargs="+", default=["umaze", "medium"])
+    parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rows", nargs="+", default=["basic", "keepout", "value", "latency"])
+    parser.add_argument("--keepout-scale", type=float, default=50.0)
+    parser.add_argument("--value-scale", type=float, default=1.0)
+    parser.add_argument("--planners", type=Path, default=ROOT / "demos" / "pretrained")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{os.cpu_count()} cores {platform.machine()}, {args.threads} torch thread(s), "
+          f"{time.strftime('%Y-%m-%d')}; {args.pairs} pairs (seeds {SEED}..), DDIM-10")  # fmt: skip
+    for layout in args.layouts:
+        planner = Planner.load(args.planners / f"maze2d_{layout}.safetensors")
+        print(f"\n== {layout}: H = {planner.horizon}")
+        if "basic" in args.rows:
+            print_rows("execution and re-planning", basic_rows(planner, layout, args.pairs))
+        if "keepout" in args.rows:
+            print_rows("keep-out zone on the shortest route",
+                       keepout_rows(planner, layout, args.pairs, args.keepout_scale))  # fmt: skip
+        if "value" in args.rows:
+            print_rows("value guidance", value_rows(planner, layout, args.pairs, args.value_scale))
+        if "latency" in args.rows:
+            print("\nplan latency (one plan, batch 1)")
+            print("\n".join(latency_rows(planner)))
+
+
+if __name__ == "__main__":
+    main()

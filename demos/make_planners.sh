@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped Maze2D planners: seeded expert demos (identical files every time), a
+# Diffuser-style trajectory planner per layout (dp_agent.planning, about 40 min each on one CPU
+# core; both run side by side), a learned value network each, and the fp16 planner files.
+#   bash demos/make_planners.sh            # everything
+#   bash demos/make_planners.sh demos      # only the demonstration files
+# `python -m dp_agent.planning plan-train` is `dp-agent plan-train` where the CLI includes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+plan() { python -m dp_agent.planning "$@"; }
+
+dp-agent demos generate --task dp_agent/Maze2D-umaze-v0 --episodes 1000 --seed 0 \
+    --out demos/maze2d_umaze.hdf5.new
+dp-agent demos generate --task dp_agent/Maze2D-medium-v0 --episodes 1000 --seed 0 \
+    --out demos/maze2d_medium.hdf5.new
+mv demos/maze2d_umaze.hdf5.new demos/maze2d_umaze.hdf5
+mv demos/maze2d_medium.hdf5.new demos/maze2d_medium.hdf5
+[ "$what" = demos ] && exit 0
+
+# H = 48 (umaze) and 96 (medium) steps; --resume goes on after an interruption
+plan plan-train --preset maze2d-umaze --demos demos/maze2d_umaze.hdf5 --steps 20000 \
+    --threads 1 --checkpoint-every 1000 --out runs/planners/umaze --resume &
+plan plan-train --preset maze2d-medium --demos demos/maze2d_medium.hdf5 --steps 20000 \
+    --threads 1 --checkpoint-every 1000 --out runs/planners/medium --resume &
+wait
+mkdir -p demos/pretrained
+for maze in umaze medium; do
+    plan plan-export runs/planners/$maze/final.safetensors demos/pretrained/maze2d_$maze.safetensors \
+        --half --value-demos demos/maze2d_$maze.hdf5 --value-steps 2000
+done
