@@ -68,6 +68,11 @@ class DiffuserAgent:
         ``DiffuserAgent``."""
         return cls(Planner.load(path, device), **kwargs)
 
+    def save(self, path: str | Path, *, half: bool = False) -> Path:
+        """Write the planner (``Planner.save``); the agent's settings are arguments of
+        ``load``, not part of the file."""
+        return self.planner.save(path, half=half)
+
     def make_env(self, **kwargs):
         import gymnasium as gym
 

@@ -227,16 +227,10 @@ def export_planner(checkpoint, out, *, half: bool = False, value: ValueNet | Non
     """Write a planner file from a training checkpoint: EMA weights only, the ``planner``
     header (from the checkpoint, else from ``planner.json`` beside it), ``half`` weights as
     float16, and a value network when given (else the checkpoint's own, if any)."""
-    tensors, header = read_checkpoint(checkpoint)
-    info = _planner_info(checkpoint, header)
-    policy, _ = load_trajectory_model(checkpoint)
-    extra, extra_header = _value_tensors(tensors, header, value)
-    return save_policy(
-        out, policy, space_from_dict(header["observation_space"]),
-        space_from_dict(header["action_space"]), header.get("env_id"), header.get("training"),
-        env_kwargs=header.get("env_kwargs"), half=half, extra_tensors=extra,
-        extra_header={"planner": info, **extra_header},
-    )  # fmt: skip
+    planner = Planner.load(checkpoint)
+    if value is not None:
+        planner.value_net = value
+    return planner.save(out, half=half)
 
 
 def _planner_info(path, header: dict) -> dict:
@@ -269,20 +263,14 @@ def load_trajectory_model(path, device: str | torch.device = "cpu"):
     return policy.to(device).eval(), header
 
 
-def _value_tensors(tensors, header, value: ValueNet | None):
-    if value is not None:
-        return {f"value.{k}": v for k, v in value.state_dict().items()}, {
-            "value": {
-                "dim": value.convs[0].in_channels,
-                "width": value.convs[0].out_channels,
-                "step_embed_dim": value.step.freqs.numel() * 2,
-            }  # fmt: skip
-        }
-    if "value" in header:
-        return {k: v for k, v in tensors.items() if k.startswith("value.")}, {
-            "value": header["value"]
-        }
-    return {}, {}
+def _value_tensors(value: ValueNet | None):
+    """The value network's tensors (under ``value.``) and header field, or nothing."""
+    if value is None:
+        return {}, {}
+    first = value.convs[0]
+    shape = {"dim": first.in_channels, "width": first.out_channels,
+             "step_embed_dim": value.step.freqs.numel() * 2}  # fmt: skip
+    return {f"value.{k}": v for k, v in value.state_dict().items()}, {"value": shape}
 
 
 def trajectory_windows(data: TrajectoryEpisodes, horizon: int, discount: float):
@@ -389,6 +377,18 @@ class Planner:
             net.load_state_dict({k: v.float() for k, v in prefixed(tensors, "value").items()})
             planner.value_net = net.eval().requires_grad_(False)
         return planner
+
+    def save(self, path: str | Path, *, half: bool = False) -> Path:
+        """One planner file: the weights (``half``: float16), the header with the ``planner``
+        field, and the value network if there is one."""
+        h = self.header
+        extra, extra_header = _value_tensors(self.value_net)
+        return save_policy(
+            path, self.policy, space_from_dict(h["observation_space"]),
+            space_from_dict(h["action_space"]), h.get("env_id"), h.get("training"),
+            env_kwargs=h.get("env_kwargs"), half=half, extra_tensors=extra,
+            extra_header={"planner": self.info, **extra_header},
+        )  # fmt: skip
 
     def value_guide(self, weight: float = 1.0) -> ValueGuide:
         if self.value_net is None:
