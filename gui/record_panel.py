@@ -1,6 +1,7 @@
 """Record panel: drive the task with the mouse or a gamepad, and append finished episodes to an
 HDF5 demo file with DemoWriter (durable per episode: killing the app loses at most the one in
-progress).
+progress). Saving runs in a thread of its own, so the task view stays live however long the disk
+takes; the episode is kept until its save has succeeded.
 
 Mouse: while the left button is held the target follows the cursor; released, the last target is
 held. Gamepad: the left stick moves the target; A start/stop, B discard, X save, Y reset.
@@ -9,10 +10,14 @@ Keys (when this tab is shown): Space start/stop, S save, D or Backspace discard,
 
 from __future__ import annotations
 
+import concurrent.futures
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -37,16 +42,72 @@ from .widgets import HINT_STYLE, FilePicker
 STICK_SPEED = 0.6  # fraction of the view crossed per second at full stick deflection
 
 
+@dataclass(frozen=True)
+class SaveResult:
+    """What the save thread sends back: the file, the episode's name and its steps."""
+
+    path: Path
+    name: str
+    steps: int
+
+
+class EpisodeSaver:
+    """Appends episodes to demo files in a thread of its own, one at a time and in order. Keeps
+    the DemoWriter of the last file: making one validates the file (every episode's metadata),
+    which is done once per file rather than once per save; ``forget`` makes the next save
+    validate again (another tab changed the file)."""
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-save")
+        self._writer = None  # a DemoWriter, used in the save thread only
+
+    def save(self, path: Path, env_args: dict, episode: dict[str, Any]) -> Future:
+        """Append ``episode`` (obs, actions, rewards, dones, attrs) to ``path``; the Future's
+        result is a SaveResult, once the episode is durable in the file."""
+        return self._thread.submit(self._append, path, env_args, episode)
+
+    def forget(self) -> None:
+        self._thread.submit(self._drop_writer)
+
+    def close(self) -> None:
+        """Finish the saves handed in; none is taken after this."""
+        self._thread.shutdown(wait=True)
+
+    def _drop_writer(self) -> None:
+        self._writer = None
+
+    def _append(self, path: Path, env_args: dict, episode: dict[str, Any]) -> SaveResult:
+        from dp_agent.demos import DemoWriter
+
+        if self._writer is None or self._writer.path != path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = DemoWriter(path, env_args)
+        try:
+            name = self._writer.append_episode(**episode)
+        except BaseException:
+            self._writer = None  # the next save looks at the file afresh
+            raise
+        return SaveResult(path, name, len(episode["actions"]))
+
+
 class RecordPanel(Panel):
     """Records demonstrations in its own env instance of the current task.
 
     States: "idle" (nothing recorded yet), "recording", "paused" (stopped, episode kept),
-    "ended" (the env terminated or truncated: save or discard).
+    "ended" (the env terminated or truncated: save or discard), "saving" (the save thread is
+    writing the episode; then "idle" with a new episode, or back to "paused"/"ended" if it failed).
     """
+
+    _save_done = pyqtSignal(object)  # the Future of a save; delivered on the GUI thread
 
     def __init__(self, view: TaskView, parent: QWidget | None = None):
         super().__init__(view, parent)
         self.state = "idle"
+        self._saver = EpisodeSaver()
+        self._saving: Future | None = None
+        self._episodes: int | None = None  # in self.path, as last read or counted
+        self._state_before_save = "paused"
+        self._save_done.connect(self._on_save_done)
         self.path: Path | None = None
         self.target = np.zeros(2)
         self.dragging = False
@@ -129,6 +190,8 @@ class RecordPanel(Panel):
     def on_task_changed(self, task: Task, files: list[Path], preferred: Path | None) -> None:
         """Record ``task`` (an env instance owned by this panel from now on) into the user's
         own file for it (the shipped files are never recorded into)."""
+        self.wait_for_save()  # the episode being saved belongs to the old task
+        self._saver.forget()
         self.replace_task(task)
         self._clear_buffers()
         self.state = "idle"
@@ -140,6 +203,7 @@ class RecordPanel(Panel):
     def set_file(self, path: str | Path) -> bool:
         """Record into ``path``; refuses the shipped (read-only) demo files and files of other
         tasks or that cannot be read (the file recorded into stays the same)."""
+        self.wait_for_save()  # an episode being saved goes to the file it was saved to
         path = Path(path).expanduser()
         why = None
         if resources.is_shipped(path):
@@ -170,11 +234,20 @@ class RecordPanel(Panel):
 
     def on_demos_changed(self, path: Path) -> None:
         if self.path is not None and Path(path) == self.path:
+            self._saver.forget()
             self._update_count()
 
     def _update_count(self) -> None:
-        n = episode_count(self.path)
-        self.count_label.setText("?" if n is None else str(n))
+        self._episodes = episode_count(self.path)
+        self._show_count()
+
+    def _show_count(self) -> None:
+        self.count_label.setText("?" if self._episodes is None else str(self._episodes))
+
+    def episode_count(self) -> int | None:
+        """Episodes in the file, as counted when it was chosen, plus those saved since (the
+        status bar asks after every save: the file is not read again on the GUI thread)."""
+        return self._episodes
 
     # ------------------------------------------------------------------ activation
     def activate(self) -> None:
@@ -254,56 +327,114 @@ class RecordPanel(Panel):
     def start_recording(self) -> None:
         if self.task is None:
             return
+        if self.state == "saving":
+            self.message.emit("Saving the episode: a new one starts when it is saved.")
+            return
         if self.state == "ended":
             self.message.emit("The episode has ended: save it (S) or discard it (D) first.")
             return
         self.state = "recording"
         self._update_labels(self._info)
 
-    def save_episode(self) -> str | None:
-        """Append the episode to the demo file; returns the demo name, or None if nothing saved."""
+    def save_episode(self) -> Future | None:
+        """Start appending the episode to the demo file in the save thread; returns the save's
+        Future (its result a SaveResult), or None if nothing was started. The task view stays
+        live meanwhile; when the save is done a new episode starts, or, if it failed, the error
+        is shown and the episode is kept (save again, or choose another file)."""
+        if self.state == "saving":
+            self.message.emit("Still saving the last episode.")
+            return None
         if self.task is None or not self._actions:
             self.message.emit("Nothing to save: record some steps first.")
             return None
         if self.path is None:
             self.show_error("Choose a demo file to record into first.")
             return None
-        from dp_agent.demos import DemoWriter, stack_obs
+        from dp_agent.demos import stack_obs
 
-        actions = np.asarray(self._actions, np.float32)
-        rewards = np.asarray(self._rewards, np.float32)
         dones = np.asarray(self._dones, bool)
         dones[-1] = True
-        attrs = {
-            "seed": -1 if self._seed is None else int(self._seed),
-            "success": bool(self._info.get("is_success", False)),
-            "source": "human",
-            "input": "+".join(sorted(self.used_inputs)) or "none",
+        episode = {
+            "obs": stack_obs(self._obs, self.task.env_args["env_kwargs"].get("obs_type")),
+            "actions": np.asarray(self._actions, np.float32),
+            "rewards": np.asarray(self._rewards, np.float32),
+            "dones": dones,
+            "attrs": {
+                "seed": -1 if self._seed is None else int(self._seed),
+                "success": bool(self._info.get("is_success", False)),
+                "source": "human",
+                "input": "+".join(sorted(self.used_inputs)) or "none",
+            },
         }
+        self._state_before_save = "ended" if self.state == "ended" else "paused"
+        self.state = "saving"
+        self._update_labels(self._info)
+        future = self._saver.save(self.path, dict(self.task.env_args), episode)
+        self._saving = future
+        future.add_done_callback(self._emit_save_done)
+        return future
+
+    def _emit_save_done(self, future: Future) -> None:
+        """In the save thread: hand the finished save to the GUI thread (a queued signal)."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            writer = DemoWriter(self.path, self.task.env_args)
-            obs = stack_obs(self._obs, self.task.env_args["env_kwargs"].get("obs_type"))
-            name = writer.append_episode(obs, actions, rewards, dones, attrs=attrs)
-        except Exception as exc:  # noqa: BLE001  (DemoError, OSError: shown, nothing lost)
+            self._save_done.emit(future)
+        except RuntimeError:  # the panel was deleted (the app closed): nothing left to update
+            pass
+
+    def _on_save_done(self, future: Future) -> None:
+        if future is not self._saving:
+            return  # already applied (wait_for_save)
+        self._saving = None
+        try:
+            result: SaveResult = future.result()
+        except Exception as exc:  # noqa: BLE001  (DemoError, OSError: shown, episode kept)
+            self.state = self._state_before_save
+            self._update_labels(self._info)
             self.show_error(f"Could not save the episode: {exc}")
-            return None
+            return
         self.show_error("")
-        self.message.emit(f"Saved {name} ({len(actions)} steps) to {self.path}")
-        self._update_count()
-        self.demos_changed.emit(str(self.path))
+        self.message.emit(f"Saved {result.name} ({result.steps} steps) to {result.path}")
+        if self._episodes is not None and result.path == self.path:
+            self._episodes += 1
+            self._show_count()
+        self.demos_changed.emit(str(result.path))
         self._new_episode()
-        return name
+
+    def wait_for_save(self) -> str | None:
+        """Block until the save in progress, if any, is done and applied (before a task or file
+        change, at shutdown, and for scripts); returns the name it saved, None if none or failed."""
+        future = self._saving
+        if future is None:
+            return None
+        concurrent.futures.wait([future])
+        self._on_save_done(future)
+        return None if future.exception() is not None else future.result().name
+
+    @property
+    def saving(self) -> bool:
+        return self._saving is not None
 
     def discard_episode(self) -> None:
+        if self.state == "saving":
+            self.message.emit("Saving the episode: it cannot be discarded now.")
+            return
         had = bool(self._actions)
         self._new_episode()
         if had:
             self.message.emit("Episode discarded.")
 
     def reset_episode(self) -> None:
+        if self.state == "saving":
+            self.message.emit("Saving the episode: the task resets when it is saved.")
+            return
         self._new_episode()
         self.message.emit("Task reset.")
+
+    def shutdown(self) -> None:
+        """The window closes: an episode being saved is saved first."""
+        self.wait_for_save()
+        self._saver.close()
+        super().shutdown()
 
     def _new_episode(self) -> None:
         self._clear_buffers()
@@ -372,6 +503,7 @@ class RecordPanel(Panel):
             "recording": "Recording…",
             "paused": "Paused – Space to continue, S to save, D to discard.",
             "ended": "Episode over – S to save, D to discard.",
+            "saving": "Saving the episode…",
         }
         self.state_label.setText(texts[self.state])
         colour = {"recording": "#c0392b", "ended": "#2471a3"}.get(self.state, "")

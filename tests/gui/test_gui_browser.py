@@ -103,6 +103,7 @@ def test_replay_steps_the_actions_when_the_env_cannot_be_put_into_a_state(window
         rec.tick()
     recorded = np.array(rec._obs)
     rec.save_episode()
+    rec.wait_for_save()
 
     window.tabs.setCurrentIndex(TAB_DEMOS)
     panel = window.browser_panel

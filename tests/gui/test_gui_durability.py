@@ -28,6 +28,7 @@ CHILD = textwrap.dedent(
             panel.tick()
         panel.on_release(120.0, 440.0)
         panel.save_episode()
+        panel.wait_for_save()
     panel.on_press(400.0, 440.0)  # a third episode, in progress when the app is killed
     for _ in range(4):
         panel.tick()

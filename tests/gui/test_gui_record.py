@@ -58,6 +58,7 @@ def test_mouse_drag_records_an_episode_that_is_saved_with_the_right_length(windo
     assert panel.num_steps == ticks
 
     QTest.keyClick(window, Qt.Key.Key_S)  # save shortcut
+    panel.wait_for_save()  # the save runs in its own thread
     path = resources.user_demo_path("dp_agent/TreeDetour-v0")
     assert path.is_relative_to(app_home)
     with DemoReader(path, expected_env_id="dp_agent/TreeDetour-v0") as reader:
@@ -182,6 +183,7 @@ def test_fake_gamepad_drives_the_target_and_the_recorder(window):
     window.gamepad.poll()
     pad.buttons[2] = 0
     window.gamepad.poll()
+    panel.wait_for_save()
     with DemoReader(panel.path) as reader:
         assert reader.lengths == [6]
         assert reader.episode(0).attrs["input"] == "gamepad"
@@ -219,6 +221,7 @@ def test_any_gymnasium_env_with_rgb_array_and_box_actions_can_be_recorded(window
     np.testing.assert_allclose(panel._actions[-1], panel.task.action_from_point([1.0, 0.5]))
     assert panel._actions[-1][0] == pytest.approx(2.0, abs=0.05)  # right edge = high torque
     assert panel.save_episode() is not None
+    panel.wait_for_save()
     with DemoReader(panel.path, expected_env_id=env_id) as reader:
         assert reader.lengths == [1]
 
@@ -239,7 +242,8 @@ def test_the_timer_loop_steps_the_task_at_its_control_rate(window, qtbot):
     # the loop stepped the task while the user dragged, never faster than its control rate
     assert 1 <= steps <= int(elapsed * window.loop.fps) + 2
     assert panel.num_steps == steps
-    name = panel.save_episode()
+    panel.save_episode()
+    name = panel.wait_for_save()
     with DemoReader(panel.path) as reader:
         assert len(reader.episode(name)) == steps
 
