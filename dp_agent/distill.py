@@ -225,6 +225,7 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
     episodes = load_episodes(DemoReader(demos), None if spec.single else spec.keys)
     c = teacher.config
     data = WindowDataset(episodes, c.obs_horizon, c.pred_horizon, c.action_horizon, device)
+
     def layout(sp):  # a single vector's key is whatever the file calls it
         return [((None if sp.single else p.key), p.kind, tuple(p.shape)) for p in sp.parts]
 

@@ -35,7 +35,13 @@ from dp_agent.observations import ObservationError
 from . import resources
 from .denoise_player import DenoisePlayer, Plan
 from .panel import Panel
-from .policy_worker import ActRequest, ActResult, PolicyInfo, PolicyWorker
+from .policy_worker import (
+    ActRequest,
+    ActResult,
+    PolicyInfo,
+    PolicyWorker,
+    network_input_image,
+)
 from .task_view import TaskView
 from .tasks import Task, TaskError
 
@@ -486,8 +492,15 @@ class PolicyPanel(Panel):
             return
         self.view.set_extent(self.task.extent)
         self.view.set_frame(self.task.frame())
+        self._show_input_image()
         if self.player.done:
             self._show_plan()
+
+    def _show_input_image(self) -> None:
+        """An image policy's input, as its network sees it, in the view's corner."""
+        image = None if self.policy is None else network_input_image(self.policy, self.task.obs)
+        caption = "" if image is None else f"policy input {image.shape[1]}×{image.shape[0]}"
+        self.view.set_inset(image, caption)
 
     def _draw_frame(self, frame) -> None:
         """Draw a denoising iterate (the player's ``frame_shown``)."""
@@ -555,6 +568,7 @@ class PolicyPanel(Panel):
     def deactivate(self) -> None:
         super().deactivate()
         self.stop()
+        self.view.set_inset(None)
 
     def shutdown(self) -> None:
         self.stop()

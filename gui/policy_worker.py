@@ -104,6 +104,26 @@ def policy_info(agent, path: str | Path) -> PolicyInfo:
     )
 
 
+def network_input_image(info: PolicyInfo, obs: Any) -> np.ndarray | None:
+    """The newest frame of the policy's first image part as its network sees it at inference,
+    after the centre crop: (h, w, 3) uint8 (None when the policy takes no images or ``obs``
+    lacks the part). The crop is ``dp_agent.vision.crop_images``' own, so what is shown is
+    what is encoded."""
+    import torch
+
+    from dp_agent.vision import crop_images
+
+    parts = info.obs_spec.image_parts
+    if not parts or not isinstance(obs, dict) or parts[0].key not in obs:
+        return None
+    part = parts[0]
+    image = torch.as_tensor(np.asarray(obs[part.key]))
+    image = image.permute(2, 0, 1) if part.channels_last else image  # (C, H, W)
+    cropped = crop_images(image[None], info.config.vision_crop or None, random=False)[0]
+    out = cropped.permute(1, 2, 0).numpy()
+    return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else np.ascontiguousarray(out[..., :3])
+
+
 def pin_backend(agent) -> None:
     """Run the U-Net with the pure-PyTorch ``folded`` backend inside the app: OpenVINO (what
     ``auto`` picks when it is installed) aborted the app with "double free or corruption" in

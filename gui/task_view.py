@@ -77,6 +77,8 @@ class TaskView(QWidget):
         self.frames_drawn = 0  # paint events that drew a frame (for FPS measurements)
         self.frames_set = 0
         self.placeholder = "No task loaded"
+        self._inset: QImage | None = None  # a small image in the frame's top-right corner
+        self.inset_caption = ""
         self.clear_overlays()
 
     # ------------------------------------------------------------------ content
@@ -140,6 +142,22 @@ class TaskView(QWidget):
         self.executed = executed
         self.queued = None if queued is None or len(queued) == 0 else np.asarray(queued, np.float64)
         self.update()
+
+    def set_inset(self, image: np.ndarray | None, caption: str = "") -> None:
+        """Show an (h, w, 3) uint8 image (copied) small in the frame's top-right corner, e.g.
+        what an image policy's network sees; None removes it. Overlays do not clear it."""
+        if image is None:
+            self._inset = None
+        else:
+            image = np.ascontiguousarray(image, dtype=np.uint8)
+            h, w, _ = image.shape
+            self._inset = QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        self.inset_caption = caption
+        self.update()
+
+    @property
+    def inset_shown(self) -> bool:
+        return self._inset is not None
 
     def set_caption(self, text: str) -> None:
         self.caption = text
@@ -207,6 +225,8 @@ class TaskView(QWidget):
         p.restore()
         if self.caption:
             self._draw_caption(p, r)
+        if self._inset is not None:
+            self._draw_inset(p, r)
         p.end()
 
     def _to_widget(self, points: np.ndarray, r: QRectF) -> np.ndarray:
@@ -291,6 +311,25 @@ class TaskView(QWidget):
         path.moveTo(x, y - 1.6 * rad)
         path.lineTo(x, y + 1.6 * rad)
         p.drawPath(path)
+
+    def _draw_inset(self, p: QPainter, r: QRectF) -> None:
+        """The inset at a quarter of the frame's width, its pixels kept square and sharp."""
+        side = max(48.0, r.width() / 4.0)
+        h = side * self._inset.height() / max(self._inset.width(), 1)
+        box = QRectF(r.right() - side - 8, r.y() + 8, side, h)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        p.drawImage(box, self._inset)
+        p.setPen(_pen(QColor(40, 40, 46), 2.0))  # dark: the tasks' backgrounds are white
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRect(box)
+        if self.inset_caption:
+            metrics = p.fontMetrics()
+            text = QRectF(box.x(), box.bottom() + 2, box.width(), metrics.height() + 4)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(0, 0, 0, 150))
+            p.drawRect(text)
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(text, Qt.AlignmentFlag.AlignCenter, self.inset_caption)
 
     def _draw_caption(self, p: QPainter, r: QRectF) -> None:
         metrics = p.fontMetrics()

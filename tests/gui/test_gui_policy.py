@@ -368,3 +368,33 @@ def test_the_shipped_policy_plans_in_the_app_on_the_pure_pytorch_backend(window,
     assert panel.start()
     qtbot.waitUntil(lambda: panel.plans_completed >= 3, timeout=60_000)
     panel.stop()
+
+
+def test_an_image_policy_shows_its_network_input_in_the_corner(window, qtbot, tmp_path):
+    import gymnasium as gym
+    from support import tiny_policy
+
+    from dp_agent.observations import ObsSpec
+    from dp_agent.vision import crop_images
+
+    env = gym.make("dp_agent/PushT-v0", obs_type="pixels")
+    spec = ObsSpec.from_space(env.observation_space)
+    policy = tiny_policy(obs_dim=2, obs_spec=spec.to_dict(), vision_widths=(8, 8, 8, 8),
+                         vision_crop=84, image_feature_dim=8)  # fmt: skip
+    agent = DiffusionPolicyAgent(
+        policy, env.observation_space, env.action_space, "dp_agent/PushT-v0", device="cpu",
+        env_kwargs={"obs_type": "pixels"},
+    )  # fmt: skip
+    window.set_task("dp_agent/PushT-v0")
+    panel = _load(window, qtbot, agent.save(tmp_path / "image.safetensors"))
+    view = panel.view
+    assert view.inset_shown and view.inset_caption == "policy input 84×84"
+    pixels = torch.as_tensor(panel.task.obs["pixels"]).permute(2, 0, 1)[None]
+    expected = crop_images(pixels, 84, random=False)[0].permute(1, 2, 0).numpy()
+    shown = view._inset
+    ptr = shown.constBits()
+    ptr.setsize(shown.sizeInBytes())
+    rows = np.frombuffer(ptr, np.uint8).reshape(84, shown.bytesPerLine())[:, : 84 * 3]
+    np.testing.assert_array_equal(rows.reshape(84, 84, 3), expected)  # the centre crop
+    window.tabs.setCurrentIndex(TAB_RECORD)
+    assert not view.inset_shown  # only the Policy tab shows it
