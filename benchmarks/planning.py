@@ -140,6 +140,27 @@ def value_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
     return rows
 
 
+def tree_detour_lines(episodes: int, scale: float) -> list[str]:
+    """Guides on the ordinary action-chunk policy: the shipped TreeDetour policy (its actions
+    are positions) with a KeepOut box over the right-hand detour, predict-time guidance."""
+    from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.evaluate import evaluate
+
+    agent = DiffusionPolicyAgent.load(ROOT / "demos" / "pretrained" / "tree_detour.safetensors",
+                                      device="cpu")  # fmt: skip
+    right = KeepOut(boxes=[(300.0, 100.0, 512.0, 440.0)])
+    lines = []
+    rows = [("no guidance", (), 0.0, 1), (f"KeepOut right, α={scale:g}", [right], scale, 1),
+            ("KeepOut right, best of 8", [right], 0.0, 8),
+            (f"KeepOut right, α={scale:g}, best of 8", [right], scale, 8)]  # fmt: skip
+    for label, guides, alpha, n in rows:
+        agent.set_guidance(guides, scale=alpha, best_of=n)
+        s = evaluate(agent, episodes=episodes, seed=SEED, deterministic=True).summary()
+        lines.append(f"  {label:<36} success {s['success_rate']:.0%}, "
+                     f"left {s['left_share']:.0%} / right {s['right_share']:.0%}")  # fmt: skip
+    return lines
+
+
 def latency_rows(planner) -> list[str]:
     obs = np.zeros((1, planner.state_dim), np.float32)
     goal = np.ones((1, 2), np.float32)
@@ -166,17 +187,24 @@ def print_rows(title: str, rows) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layouts", nargs="+", default=["umaze", "medium"])
+    parser.add_argument("--layouts", nargs="*", default=["umaze", "medium"])
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rows", nargs="+", default=["basic", "keepout", "value", "latency"])
+    parser.add_argument(
+        "--rows", nargs="+", default=["basic", "keepout", "value", "latency", "treedetour"]
+    )
     parser.add_argument("--keepout-scale", type=float, default=50.0)
     parser.add_argument("--value-scale", type=float, default=1.0)
+    parser.add_argument("--tree-scale", type=float, default=1e5)
     parser.add_argument("--planners", type=Path, default=ROOT / "demos" / "pretrained")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{os.cpu_count()} cores {platform.machine()}, {args.threads} torch thread(s), "
           f"{time.strftime('%Y-%m-%d')}; {args.pairs} pairs (seeds {SEED}..), DDIM-10")  # fmt: skip
+    if "treedetour" in args.rows:
+        print("\nTreeDetour action chunks (shipped policy), "
+              f"{args.pairs} episodes")  # fmt: skip
+        print("\n".join(tree_detour_lines(args.pairs, args.tree_scale)))
     for layout in args.layouts:
         planner = Planner.load(args.planners / f"maze2d_{layout}.safetensors")
         print(f"\n== {layout}: H = {planner.horizon}")

@@ -73,6 +73,7 @@ class DiffusionPolicyAgent:
         self.num_inference_steps = self.config.num_inference_steps
         self.num_chunks_sampled = 0  # batched sampling calls, for diagnostics
         self.guidance = None  # predict-time guidance (set_guidance)
+        self.best_of = 1  # chunks sampled per re-plan, the best by the guides' J kept
         self._generator = torch.Generator(self.device).manual_seed(seed)
         self.obs_spec = policy.obs_spec  # the parts of an observation
         try:
@@ -138,14 +139,32 @@ class DiffusionPolicyAgent:
         self.sampler, self.num_inference_steps = name, sampler.num_steps
 
     def set_guidance(
-        self, guides=(), *, scale: float = 0.1, n_steps: int = 2, t_stopgrad: int = 1
+        self,
+        guides=(),
+        *,
+        scale: float = 0.1,
+        n_steps: int = 2,
+        t_stopgrad: int = 1,
+        best_of: int = 1,
     ) -> None:
         """Guides (``dp_agent.guides``: J of the chunks (B, Tp, Da) in env units, e.g. a
         ``KeepOut`` on TreeDetour's position actions) that steer every chunk ``predict`` and
-        ``predict_chunk`` sample from now on; no guides turns guidance off."""
+        ``predict_chunk`` sample from now on (α = ``scale``; 0 for best-of-N alone);
+        ``best_of`` N: ``predict`` samples N chunks per re-plan and keeps the highest J. No
+        guides turns guidance off."""
         from dp_agent.guides import Guidance
 
         self.guidance = Guidance(guides, scale, n_steps, t_stopgrad) if guides else None
+        self.best_of = int(best_of) if guides else 1
+
+    def _best_chunks(self, chunks: np.ndarray) -> np.ndarray:
+        """(B*N, Tp, Da) -> (B, Tp, Da): per env, the chunk with the highest J (N = best_of)."""
+        if self.best_of == 1:
+            return chunks
+        from dp_agent.guides import best_of
+
+        idx, _ = best_of(torch.as_tensor(chunks), self.guidance.guides, self.best_of)
+        return chunks[idx.numpy()]
 
     def make_env(self, **kwargs) -> gym.Env:
         """The env this policy was trained for, made with its recorded ``env_kwargs``."""
@@ -215,12 +234,13 @@ class DiffusionPolicyAgent:
             generator = [self._stream(i) for i in need] if deterministic else self._generator
             chunks = self._sample(
                 {k: v[need] for k, v in self._history.items()},
-                1,
+                self.best_of,
                 self.sampler,
                 self.num_inference_steps,
                 generator,
                 guidance=self.guidance,
             )
+            chunks = self._best_chunks(chunks)
             for i, chunk in zip(need, chunks, strict=True):
                 self.queue_plan(i, chunk)
         actions = self.act()

@@ -215,3 +215,23 @@ def test_value_net_maps_noisy_trajectories_to_one_number_each():
     net = ValueNet(dim=3, width=8, step_embed_dim=8)
     out = net(torch.zeros(5, 16, 3), torch.arange(5))
     assert out.shape == (5,)
+
+
+def test_predict_keeps_the_best_of_n_chunks_by_the_guides_objective():
+    from dp_agent.agent import DiffusionPolicyAgent
+
+    box = __import__("gymnasium").spaces.Box(-1.0, 1.0, (1,), np.float32)
+    agent = DiffusionPolicyAgent(gaussian_policy(), box, PointEnv().action_space, device="cpu")
+    keep = KeepOut(circles=[(MEAN, MEAN, 0.3)])  # half the chunks enter it
+    obs = np.zeros((64, 1), np.float32)
+
+    def entered_share():
+        agent.reset()
+        agent.predict(obs, deterministic=True)
+        plans = np.stack([agent.last_plan(i) for i in range(64)])
+        return keep.entered(torch.as_tensor(plans)).float().mean().item()
+
+    plain = entered_share()
+    agent.set_guidance([keep], scale=0.0, best_of=8)  # no gradient: selection alone
+    assert agent.num_chunks_sampled == 1 and plain > 0.3
+    assert entered_share() < 0.1  # all 8 enter: about 0.5^8
