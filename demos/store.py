@@ -929,7 +929,10 @@ def _remove_entries(path: Path, entries: list[Path]) -> None:
         entry.unlink(missing_ok=True)
     fsync_dir(folder)
     if not any(folder.iterdir()):
-        folder.rmdir()
+        try:
+            folder.rmdir()
+        except OSError:  # an append came in meanwhile: the folder stays
+            return
         fsync_dir(path.parent)
 
 
@@ -1072,8 +1075,10 @@ class DemoWriter:
                     index, schema = _next_index(data), _first_schema(self.path, data)
                 return _write_batch(self.path, data, index, schema, episodes)
         folder = journal_dir(self.path)
-        if not self._journal_synced:
+        if not folder.is_dir():  # the first append since the file was made or compacted
             folder.mkdir(exist_ok=True)
+            self._journal_synced = False
+        if not self._journal_synced:  # the folder's own entry must be durable too
             fsync_dir(self.path.parent)
             self._journal_synced = True
         with atomic_path(folder / f"demo_{tail.index}.hdf5") as tmp:
@@ -1082,17 +1087,23 @@ class DemoWriter:
                 return _write_batch(self.path, data, tail.index, tail.schema, episodes)
 
     def _journal_tail(self) -> _Tail | None:
-        """Where the next journal entry goes, from the metadata of the file's first episode and
-        of the newest entry only, so it costs the same for any size of file. None when the file
-        does not exist yet, has no episodes or has no journal id: then the append rewrites it."""
+        """Where the next journal entry goes, from a few attributes of the file, the metadata of
+        one of its episodes and the newest entry, so it costs the same for any size of file.
+        None when the file does not exist yet, has no episodes or has no journal id: then the
+        append rewrites it."""
         if not self.path.exists():
             return None
         with _open_hdf5(self.path) as f, _hdf5_errors(self.path, "data"):
             data = f["data"]
-            index, journal_id = _next_index(data), _journal_id(data)
-            schema = _first_schema(self.path, data)
-        if schema is None or journal_id is None:
-            return None
+            journal_id = _journal_id(data)
+            if journal_id is None or _NEXT_INDEX_ATTR not in data.attrs:
+                return None
+            # Every rewrite of a file with a journal id keeps next_demo_index above its names.
+            index = int(data.attrs[_NEXT_INDEX_ATTR])
+            some = next((name for name in data if _DEMO_NAME.match(name)), None)
+            if some is None:
+                return None
+            schema = _demo_layout(self.path, data, some).schema  # every episode has it
         entries = _journal_entries(self.path)
         if entries:  # above every entry, another file's too: an entry's name is never reused
             newest_index, newest = entries[-1]

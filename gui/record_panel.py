@@ -60,6 +60,7 @@ class EpisodeSaver:
     def __init__(self) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-save")
         self._writer = None  # a DemoWriter, used in the save thread only
+        self._forget = False  # set by the GUI thread, read by the save thread
 
     def save(self, path: Path, env_args: dict, episode: dict[str, Any]) -> Future:
         """Append ``episode`` (obs, actions, rewards, dones, attrs) to ``path``; the Future's
@@ -67,19 +68,17 @@ class EpisodeSaver:
         return self._thread.submit(self._append, path, env_args, episode)
 
     def forget(self) -> None:
-        self._thread.submit(self._drop_writer)
+        self._forget = True
 
     def close(self) -> None:
         """Finish the saves handed in; none is taken after this."""
         self._thread.shutdown(wait=True)
 
-    def _drop_writer(self) -> None:
-        self._writer = None
-
     def _append(self, path: Path, env_args: dict, episode: dict[str, Any]) -> SaveResult:
         from dp_agent.demos import DemoWriter
 
-        if self._writer is None or self._writer.path != path:
+        if self._forget or self._writer is None or self._writer.path != path:
+            self._forget = False
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = DemoWriter(path, env_args)
         try:
