@@ -202,6 +202,7 @@ class PushT(RenderModes, gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
+    obs_types = OBS_TYPES  # what ``obs_type=`` accepts (the app offers them)
     world_size = WORLD_SIZE
 
     def __init__(

@@ -39,6 +39,9 @@ GOAL_FILL = (255, 228, 140)
 GOAL_EDGE = (218, 165, 32)
 
 
+OBS_TYPES = ("state", "pixels")
+
+
 class TreeDetour(PointMassState, RenderModes, gym.Env):
     """A round agent starts near the bottom and must reach the goal disk near the top without
     touching the tree in the middle of the straight path.
@@ -47,8 +50,10 @@ class TreeDetour(PointMassState, RenderModes, gym.Env):
     is the PushT agent: a kinematic disk of radius 15 under PD velocity control (k_p 100, k_v 20),
     10 substeps of 0.01 s per step.
 
-    Observation: [agent_x, agent_y, goal_x, goal_y], float64, world pixels. The tree is fixed
-    (centre ``TREE_CENTER``, radius ``TREE_RADIUS``), so it is not part of the observation.
+    Observation (``obs_type="state"``): [agent_x, agent_y, goal_x, goal_y], float64, world
+    pixels. The tree is fixed (centre ``TREE_CENTER``, radius ``TREE_RADIUS``), so it is not part
+    of the observation. ``obs_type="pixels"``: {"pixels": the scene drawn at
+    ``observation_size`` (96) pixels, uint8 (H, W, 3), "agent_pos": (2,) float64}.
 
     The episode ends (terminated) when the agent's centre is inside the goal disk (reward 1.0,
     ``is_success``) or when the agent touches the tree (reward 0.0, ``hit_tree``; checked at every
@@ -61,10 +66,21 @@ class TreeDetour(PointMassState, RenderModes, gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
+    obs_types = OBS_TYPES  # what ``obs_type=`` accepts (the app offers them)
     world_size = WORLD_SIZE
 
-    def __init__(self, render_mode: str | None = None, render_size: int = 512) -> None:
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        render_size: int = 512,
+        obs_type: str = "state",
+        observation_size: int = 96,
+    ) -> None:
         super().__init__()
+        if obs_type not in OBS_TYPES:
+            raise ValueError(f"TreeDetour obs_type: expected one of {OBS_TYPES}, got {obs_type!r}")
+        self.obs_type = obs_type
+        self.observation_size = int(observation_size)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 "TreeDetour render_mode: expected None, 'rgb_array' or 'human', "
@@ -77,7 +93,15 @@ class TreeDetour(PointMassState, RenderModes, gym.Env):
         self.goal_radius = GOAL_RADIUS
         self.agent_radius = AGENT_RADIUS
         self.action_space = spaces.Box(0.0, WORLD_SIZE, shape=(2,), dtype=np.float32)
-        self.observation_space = spaces.Box(0.0, WORLD_SIZE, shape=(4,), dtype=np.float64)
+        state = spaces.Box(0.0, WORLD_SIZE, shape=(4,), dtype=np.float64)
+        if obs_type == "pixels":  # the goal is in the picture; the agent's position is given too
+            side = self.observation_size
+            self.observation_space = spaces.Dict({
+                "pixels": spaces.Box(0, 255, shape=(side, side, 3), dtype=np.uint8),
+                "agent_pos": spaces.Box(0.0, WORLD_SIZE, shape=(2,), dtype=np.float64),
+            })  # fmt: skip
+        else:
+            self.observation_space = state
         self._pos: list[float] | None = None
         self._vel = [0.0, 0.0]
         self._goal = [0.0, 0.0]
@@ -155,7 +179,10 @@ class TreeDetour(PointMassState, RenderModes, gym.Env):
     def _goal_distance(self) -> float:
         return math.hypot(self._pos[0] - self._goal[0], self._pos[1] - self._goal[1])
 
-    def _obs(self) -> np.ndarray:
+    def _obs(self) -> np.ndarray | dict[str, np.ndarray]:
+        if self.obs_type == "pixels":
+            return {"pixels": self.render_frame(self.observation_size),
+                    "agent_pos": np.array(self._pos, dtype=np.float64)}  # fmt: skip
         return np.array([*self._pos, *self._goal], dtype=np.float64)
 
     def _info(self, success: bool) -> dict[str, Any]:

@@ -20,9 +20,11 @@ import numpy as np
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -36,7 +38,7 @@ from .demo_files import check_demo_file, episode_count
 from .gamepad import BUTTON_ACTIONS
 from .panel import Panel
 from .task_view import TaskView
-from .tasks import Task
+from .tasks import Task, TaskError
 from .widgets import HINT_STYLE, FilePicker
 
 STICK_SPEED = 0.6  # fraction of the view crossed per second at full stick deflection
@@ -125,6 +127,17 @@ class RecordPanel(Panel):
         self.picker = FilePicker("Choose…", "Record into demo file", save=True)
         self.picker.chosen.connect(self._file_chosen)
         fl.addWidget(self.picker)
+        obs_row = QHBoxLayout()
+        self.obs_label = QLabel("Observation:")
+        self.obs_combo = QComboBox()  # the task's obs_type choices; images are stored as such
+        self.obs_combo.setToolTip(
+            "What is stored: the env's observation of this kind (pixels: the 96x96 image the "
+            "policy sees, plus the agent's position)"
+        )
+        self.obs_combo.activated.connect(self._obs_type_chosen)
+        obs_row.addWidget(self.obs_label)
+        obs_row.addWidget(self.obs_combo, 1)
+        fl.addLayout(obs_row)
         layout.addWidget(file_box)
 
         buttons = QGridLayout()
@@ -197,7 +210,34 @@ class RecordPanel(Panel):
         self._reset_env()
         self.episode_form.setRowVisible(self.coverage_label, task.reports_coverage)
         self.picker.set_files([])
-        self.set_file(resources.user_demo_path(task.env_id))
+        obs_type = self._show_obs_types(task)
+        self.set_file(resources.user_demo_path(task.env_id, obs_type))
+
+    def _show_obs_types(self, task: Task) -> str | None:
+        """Offer the task's observation types (hidden when it has no choice); -> the current."""
+        choices = list(getattr(task.env.unwrapped, "obs_types", ()))
+        current = task.env_args["env_kwargs"].get("obs_type") or (choices[0] if choices else None)
+        self.obs_combo.clear()
+        for name in choices:
+            self.obs_combo.addItem(name, name)
+        if current in choices:
+            self.obs_combo.setCurrentIndex(choices.index(current))
+        for w in (self.obs_label, self.obs_combo):
+            w.setVisible(len(choices) > 1)
+        return current
+
+    def _obs_type_chosen(self, index: int) -> None:
+        """Record another observation type: a new env instance made with it, its own file."""
+        obs_type = self.obs_combo.itemData(index)
+        if self.task is None or obs_type == self.task.env_args["env_kwargs"].get("obs_type"):
+            return
+        kwargs = {**self.task.env_args["env_kwargs"], "obs_type": obs_type}
+        try:
+            task = Task.make(self.task.env_id, env_kwargs=kwargs)
+        except TaskError as exc:
+            self.show_error(str(exc))
+            return
+        self.on_task_changed(task, [], None)
 
     def set_file(self, path: str | Path) -> bool:
         """Record into ``path``; refuses the shipped (read-only) demo files and files of other

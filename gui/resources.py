@@ -65,9 +65,11 @@ def is_users(path: str | os.PathLike) -> bool:
     return _inside(path, app_home)
 
 
-def user_demo_path(env_id: str) -> Path:
-    """Default file that recordings of ``env_id`` are appended to."""
-    return app_home() / "demos" / f"{task_name(env_id)}.hdf5"
+def user_demo_path(env_id: str, obs_type: str | None = None) -> Path:
+    """Default file that recordings of ``env_id`` are appended to; one per observation type
+    other than the env's default (a file holds one kind of observation)."""
+    suffix = f"_{obs_type}" if obs_type and obs_type != "state" else ""
+    return app_home() / "demos" / f"{task_name(env_id)}{suffix}.hdf5"
 
 
 def new_run_dir(env_id: str) -> Path:

@@ -70,10 +70,11 @@ def test_pusht_passes_gymnasium_checker(obs_type):
     assert _only_action_space_advice(caught) == []
 
 
-def test_tree_detour_passes_gymnasium_checker():
+@pytest.mark.parametrize("obs_type", ["state", "pixels"])
+def test_tree_detour_passes_gymnasium_checker(obs_type):
     from gymnasium.utils.env_checker import check_env
 
-    env = gym.make(TREE_DETOUR_ID, render_mode="rgb_array")
+    env = gym.make(TREE_DETOUR_ID, render_mode="rgb_array", obs_type=obs_type)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env.unwrapped)
@@ -126,8 +127,10 @@ def _same(a, b) -> bool:
 
 
 @pytest.mark.parametrize(
-    "env_id,kwargs", [(PUSHT_ID, {}), (PUSHT_ID, {"obs_type": "pixels"}), (TREE_DETOUR_ID, {})]
-)
+    "env_id,kwargs",
+    [(PUSHT_ID, {}), (PUSHT_ID, {"obs_type": "pixels"}), (TREE_DETOUR_ID, {}),
+     (TREE_DETOUR_ID, {"obs_type": "pixels"})],
+)  # fmt: skip
 def test_same_seed_gives_identical_trajectories_and_frames(env_id, kwargs):
     first = _rollout(env_id, 3, 12, **kwargs)
     assert _same(first, _rollout(env_id, 3, 12, **kwargs))
@@ -346,3 +349,15 @@ def test_pixels_equal_gym_pusht_pixels_step_for_step():
             action = rng.uniform(100, 400, 2).astype(np.float32)
             a, *_ = ours.step(action)
             b, *_ = theirs.step(action)
+
+
+def test_tree_detour_pixels_show_the_scene_and_keep_the_agent_position():
+    state = gym.make(TREE_DETOUR_ID)
+    pixels = gym.make(TREE_DETOUR_ID, obs_type="pixels")
+    a, _ = state.reset(seed=3)
+    b, _ = pixels.reset(seed=3)
+    np.testing.assert_array_equal(b["agent_pos"], a[:2])
+    np.testing.assert_array_equal(b["pixels"], pixels.unwrapped.render_frame(96))
+    assert b["pixels"].shape == (96, 96, 3) and pixels.observation_space.contains(b)
+    with pytest.raises(ValueError, match="obs_type"):
+        gym.make(TREE_DETOUR_ID, obs_type="keypoints")

@@ -260,3 +260,30 @@ def test_a_force_controlled_maze_is_steered_towards_the_mouse_target():
         task.step(task.action_from_point(target))
     assert np.linalg.norm(task.env.unwrapped.agent_position - target) < 0.1
     task.close()
+
+
+@pytest.mark.parametrize("env_id", ["dp_agent/TreeDetour-v0", "dp_agent/PushT-v0"])
+def test_recording_with_images_on_stores_the_image_frames(window, app_home, env_id):
+    window.set_task(env_id)
+    window.loop.stop()
+    panel = window.record_panel
+    assert panel.obs_combo.isVisible() or not window.isVisible()
+    panel.obs_combo.setCurrentIndex(panel.obs_combo.findData("pixels"))
+    panel.obs_combo.activated.emit(panel.obs_combo.currentIndex())
+    assert panel.task.env_args["env_kwargs"] == {"obs_type": "pixels"}
+    assert panel.path == resources.user_demo_path(env_id, "pixels")
+    panel.toggle_recording()
+    frames = []
+    for _ in range(5):
+        frames.append(panel.task.obs["pixels"].copy())
+        panel.tick()
+    panel.save_episode()
+    panel.wait_for_save()
+    with DemoReader(panel.path, expected_env_id=env_id) as reader:
+        assert reader.env_args["env_kwargs"] == {"obs_type": "pixels"}
+        episode = reader.episode(0)
+    assert episode.obs["pixels"].dtype == np.uint8 and episode.obs["pixels"].shape == (5, 96, 96, 3)
+    np.testing.assert_array_equal(episode.obs["pixels"], np.stack(frames))  # what the env showed
+    assert episode.obs["agent_pos"].shape == (5, 2)
+    window.set_task("dp_agent/TreeDetour-v0" if "PushT" in env_id else "dp_agent/PushT-v0")
+    assert panel.task.env_args["env_kwargs"] == {}  # a new task starts with its default
