@@ -52,7 +52,17 @@ class Quiet(Progress):
         self.events.append((name, fields))
 
 
-def samples_per_s(preset: str, threads: int, steps: int, device: str) -> tuple[float, dict]:
+def samples_per_s(
+    preset: str, threads: int, steps: int, device: str, image_demos: str | None = None
+) -> tuple[float, dict]:
+    """The real loop's samples/s for ``preset``: on the shipped PushT demos, or for an image
+    preset on ``image_demos`` (a PushT ``pixels`` file); with the run's peak memory."""
+    image = PRESETS[preset].name.endswith("image")
+    if image and image_demos is None:
+        raise SystemExit(
+            f"{preset} trains on images: pass --image-demos FILE (made by dp-agent demos "
+            "generate --task dp_agent/PushT-v0 --obs-type pixels)"
+        )
     pc, tc = make_configs(
         preset,
         train_overrides={"num_steps": steps, "checkpoint_every": 10**9, "log_every": steps,
@@ -60,10 +70,13 @@ def samples_per_s(preset: str, threads: int, steps: int, device: str) -> tuple[f
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         progress = Quiet(steps)
-        train(shipped_demos("dp_agent/PushT-v0"), tmp, pc, tc, progress=progress)
-    start = dict(progress.events)["start"]
+        demos = image_demos if image else shipped_demos("dp_agent/PushT-v0")
+        train(demos, tmp, pc, tc, progress=progress)
+    events = dict(progress.events)
     last = [f for n, f in progress.events if n == "step"][-1]
-    return last["samples_per_s"], {"parameters": start["parameters"], "batch": tc.batch_size}
+    info = {"parameters": events["start"]["parameters"], "batch": tc.batch_size,
+            "peak_mb": events["done"].get("peak_memory_mb")}  # fmt: skip
+    return last["samples_per_s"], info
 
 
 class StepTimer:
@@ -196,6 +209,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=sorted(PRESETS))
     parser.add_argument("--reference-src", help="checkout of the original diffusion_policy repo")
     parser.add_argument("--processes", type=int, nargs="+", help="compare N-process runs")
+    parser.add_argument("--image-demos", help="a PushT pixels file, for the image presets")
     args = parser.parse_args()
     device = select_device(args.device)
     print(
@@ -220,18 +234,22 @@ def main() -> None:
     for _ in range(args.rounds):
         for preset in args.presets:
             for threads in args.threads:
-                sps, info[preset] = samples_per_s(preset, threads, args.steps, args.device)
+                sps, info[preset] = samples_per_s(
+                    preset, threads, args.steps, args.device, args.image_demos
+                )
                 runs.setdefault((preset, threads), []).append(sps)
     base = args.threads[0]
-    print(f"\n| preset | parameters | batch | threads | samples/s | steps/s | vs {base} |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n| preset | parameters | batch | threads | samples/s | steps/s | vs {base} "
+          "| peak memory |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         ref = statistics.median(runs[preset, base])
         for threads in args.threads:
             sps = statistics.median(runs[preset, threads])
             print(
                 f"| {preset} | {info[preset]['parameters'] / 1e6:.2f} M | {info[preset]['batch']} "
-                f"| {threads} | {sps:,.0f} | {sps / info[preset]['batch']:.1f} | {sps / ref:.2f}x |"
+                f"| {threads} | {sps:,.0f} | {sps / info[preset]['batch']:.1f} | {sps / ref:.2f}x "
+                f"| {info[preset]['peak_mb'] or float('nan'):,.0f} MB |"
             )
 
 
