@@ -5,7 +5,12 @@ per control step and executes the action of its ``ActResult`` once the denoising
 has been shown (``denoise_player``). The executed sample is drawn highlighted (thicker, outlined
 in the executed-chunk orange) among the others; then the plan is drawn dashed, its executed slice
 [To-1, To-1+Ta) in orange, the queued actions as dots. With the live view off a re-plan samples
-one chunk.
+one chunk. A trajectory planner (Maze2D) is drawn the same way: its samples are the planned
+positions, the executed slice the steps until the next re-plan.
+
+Steering, in the view: a click sets the planner's goal (its plans are inpainted to end there);
+a drag draws a keep-out circle (centre at the press, radius to the cursor) that guides the next
+re-plans of a planner, or of a policy whose actions are positions, with the "Guidance scale".
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -40,6 +46,7 @@ from .policy_worker import (
     ActResult,
     PolicyInfo,
     PolicyWorker,
+    Steering,
     network_input_image,
 )
 from .task_view import TaskView
@@ -47,6 +54,18 @@ from .tasks import Task, TaskError
 
 MAX_SAMPLES = 64
 STATS = ["Steps", "Return", "Success", "Plan", "Denoise", "Coverage"]
+CLICK_MOVE = 0.02  # of the view's width: a press and release closer than this is a click
+GUIDE_TICKS = 20  # the guidance slider's range; the middle tick is the reference α
+# The reference α of KeepOut guidance per kind of agent: what benchmarks/planning.py uses on the
+# shipped Maze2D planners (cells) and the shipped TreeDetour policy (pixels, DDIM steps).
+GUIDE_REFERENCE = {"planner": 50.0, "policy": 1e5}
+
+
+def guide_scale(tick: int, kind: str) -> float:
+    """The slider's α: 0 at tick 0, the reference α at the middle tick, x10 every 5 ticks."""
+    if tick <= 0:
+        return 0.0
+    return GUIDE_REFERENCE[kind] * 10.0 ** ((tick - GUIDE_TICKS // 2) / 5.0)
 
 
 class PolicyPanel(Panel):
@@ -68,6 +87,7 @@ class PolicyPanel(Panel):
         self.episode_seed: int | None = None
         self._rng = np.random.default_rng()
         self._request_id = 0
+        self._episode_requests = 0  # requests sent in this episode (the re-plans' seeds)
         self._in_flight: int | None = None
         self._pending: ActResult | None = None
         self._reset_agent = True
@@ -77,6 +97,9 @@ class PolicyPanel(Panel):
         self.episode_return = 0.0
         self.last_info: dict = {}
         self._episode_over = False
+        self.goal: np.ndarray | None = None  # the user's goal for the planner (world units)
+        self.zones: list[tuple[float, float, float]] = []  # keep-out circles (x, y, r)
+        self._press: np.ndarray | None = None  # where the left button went down
         self._start_worker()
         self.player = DenoisePlayer()
         self.player.frame_shown.connect(self._draw_frame)
@@ -159,6 +182,7 @@ class PolicyPanel(Panel):
         form.addRow(self.live_check)
         form.addRow(self.x0_check)
         layout.addWidget(sampling)
+        layout.addWidget(self._build_steering())
         layout.addWidget(self.player)
 
         stats = QGridLayout()
@@ -174,6 +198,40 @@ class PolicyPanel(Panel):
         layout.addLayout(stats)
         layout.addStretch(1)
         self._update_buttons()
+
+    def _build_steering(self) -> QGroupBox:
+        box = QGroupBox("Steering")
+        form = QFormLayout(box)
+        self.steer_hint = QLabel(
+            "In the view: click to set the goal (planner); drag to draw a keep-out zone."
+        )
+        self.steer_hint.setWordWrap(True)
+        form.addRow(self.steer_hint)
+        row = QHBoxLayout()
+        self.guide_slider = QSlider(Qt.Orientation.Horizontal)
+        self.guide_slider.setRange(0, GUIDE_TICKS)
+        self.guide_slider.setValue(GUIDE_TICKS // 2)
+        self.guide_slider.setToolTip(
+            "α of the keep-out guidance, x ← x + α Σ ∇J after each denoising step. "
+            "0: off (the zones then only pick the best of the samples)."
+        )
+        self.guide_slider.valueChanged.connect(self._guidance_changed)
+        self.guide_label = QLabel()
+        self.guide_label.setMinimumWidth(70)
+        row.addWidget(self.guide_slider, 1)
+        row.addWidget(self.guide_label)
+        form.addRow("Guidance scale:", row)
+        buttons = QHBoxLayout()
+        self.clear_zones_button = QPushButton("Clear zones")
+        self.clear_zones_button.clicked.connect(self.clear_zones)
+        self.clear_goal_button = QPushButton("Env's goal")
+        self.clear_goal_button.setToolTip("Plan to the env's own goal again")
+        self.clear_goal_button.clicked.connect(lambda: self.set_goal(None))
+        buttons.addWidget(self.clear_zones_button)
+        buttons.addWidget(self.clear_goal_button)
+        form.addRow(buttons)
+        self._guidance_changed()
+        return box
 
     # ------------------------------------------------------------------ state seen by others
     @property
@@ -205,6 +263,7 @@ class PolicyPanel(Panel):
     def on_task_changed(self, task: Task, files: list[Path], preferred: Path | None) -> None:
         self.stop()
         self.replace_task(task)
+        self.zones = []  # drawn in another world
         self.stat_names["Coverage"].setVisible(task.reports_coverage)
         self.stat_labels["Coverage"].setVisible(task.reports_coverage)
         self._new_env_episode()
@@ -262,9 +321,13 @@ class PolicyPanel(Panel):
         if self.task is not None and not self._policy_fits():
             return
         cfg = info.config
+        shape = (
+            f"planner: H={info.horizon}, re-plans every {info.replan_every} steps"
+            if info.is_planner
+            else f"To={cfg.obs_horizon} Tp={cfg.pred_horizon} Ta={cfg.action_horizon}"
+        )
         self.policy_label.setText(
-            f"<b>{info.path.name}</b> ({info.env_id or 'unknown env'})<br>"
-            f"To={cfg.obs_horizon} Tp={cfg.pred_horizon} Ta={cfg.action_horizon} · {info.device}"
+            f"<b>{info.path.name}</b> ({info.env_id or 'unknown env'})<br>{shape} · {info.device}"
         )
         self.policy_label.setToolTip(str(info.path))
         index = self.sampler_combo.findData(info.sampler)
@@ -275,8 +338,10 @@ class PolicyPanel(Panel):
         self.steps_spin.setValue(info.num_inference_steps)
         self.stop()
         self._new_env_episode()  # a new policy starts from a fresh episode
+        self._guidance_changed()  # α's reference differs between planners and policies
         self._update_buttons()
-        self.message.emit(f"Policy loaded: {info.path}")
+        what = "Planner" if info.is_planner else "Policy"
+        self.message.emit(f"{what} loaded: {info.path}")
         self.policy_loaded.emit(str(info.path))
 
     def _on_load_failed(self, text: str, load_id: int) -> None:
@@ -289,6 +354,8 @@ class PolicyPanel(Panel):
 
     def _policy_fits(self) -> bool:
         info, task = self.policy, self.task
+        if info.is_planner:
+            return self._planner_fits()
         try:
             info.obs_spec.check_space(task.env.observation_space, f"{info.path}: {task.env_id}")
         except ObservationError as exc:
@@ -298,6 +365,25 @@ class PolicyPanel(Panel):
             self._unload(
                 f"{info.path}: the policy expects actions {info.action_shape}, but "
                 f"{task.env_id} has {task.env.action_space.shape}."
+            )
+            return False
+        return True
+
+    def _planner_fits(self) -> bool:
+        """A planner needs the Dict parts it plans from (state, goal) and its action size."""
+        info, space = self.policy, self.task.env.observation_space
+        keys = [k for k in (info.state_key, info.goal_key) if k]
+        parts = getattr(space, "spaces", None)
+        if keys and (parts is None or any(k not in parts for k in keys)):
+            self._unload(
+                f"{info.path}: the planner plans from the observation parts {keys}, but "
+                f"{self.task.env_id} observes {space}; open the task it was trained on."
+            )
+            return False
+        if self.task.env.action_space.shape != info.action_shape:
+            self._unload(
+                f"{info.path}: the planner's actions are {info.action_shape}, but "
+                f"{self.task.env_id} has {self.task.env.action_space.shape}."
             )
             return False
         return True
@@ -372,6 +458,8 @@ class PolicyPanel(Panel):
         self.episode_steps = 0
         self.episode_return = 0.0
         self.last_info = {}
+        self.goal = None  # each episode has a goal of its own; the zones stay
+        self._episode_requests = 0
         if self.task is not None:
             self.episode_seed = int(self._rng.integers(0, 2**31 - 1))
             self.task.reset(seed=self.episode_seed)
@@ -385,25 +473,34 @@ class PolicyPanel(Panel):
         if self.active:
             self.view.clear_overlays()
             self.view.set_caption(caption)
+            self._show_steering()
 
     def _pause_toggled(self, paused: bool) -> None:
         self.pause_button.setText("Resume" if paused else "Pause")
         self.player.playing = not paused
 
+    def _plan_seed(self) -> int:
+        """The noise seed of a re-plan at this request: from the seed (``set_seed``), the
+        episode's seed and the step, so that the same seed and episode plan the same again."""
+        episode = self.episode_seed or 0
+        return (self.seed_base + episode * 7919 + self._episode_requests) % 2**31
+
     def _send_request(self) -> None:
         """Ask the worker for the next action; a re-plan samples with a fresh seed."""
         self._request_id += 1
+        self._episode_requests += 1
         request = ActRequest(
             request_id=self._request_id,
             obs=self.task.obs,
             sampler=self.sampler_combo.currentData(),
             steps=self.steps_spin.value(),
             num_samples=self.samples_spin.value(),
-            # samples can only be drawn where actions are points in the view
-            live=self.live_check.isChecked() and self.task.draws_actions,
-            seed=self.seed_base + self._request_id,
+            # samples can only be drawn where they are points in the view
+            live=self.live_check.isChecked() and self._draws_plans(),
+            seed=self._plan_seed(),
             reset=self._reset_agent,
             observe=self._reset_agent or not self._replan_only,
+            steering=self.steering(),
         )
         self._reset_agent = False
         self._replan_only = False
@@ -486,6 +583,107 @@ class PolicyPanel(Panel):
             f"{1000 * per_step:.1f} ms/step ({n} sample{'s' if n > 1 else ''})"
         )
 
+    # ------------------------------------------------------------------ steering
+    @property
+    def agent_kind(self) -> str:
+        """ "planner" or "policy" (also before one is loaded): what α's reference is."""
+        return "planner" if self.policy is not None and self.policy.is_planner else "policy"
+
+    def steering(self) -> Steering:
+        """The goal (a planner's only) and the zones, as the worker gets them."""
+        goal = self.goal if self.agent_kind == "planner" else None
+        return Steering(
+            goal=None if goal is None else (float(goal[0]), float(goal[1])),
+            circles=tuple(self.zones),
+            guide_scale=guide_scale(self.guide_slider.value(), self.agent_kind),
+        )
+
+    def set_goal(self, point) -> bool:
+        """The planner's next plans end at ``point`` (world units; None: the env's goal). The
+        env's goal moves too where the env has a ``set_goal``; Maze2D has none, so there
+        only the plans are steered (its success test keeps the episode's goal)."""
+        if point is not None:
+            point = self.task.clamp_point(point)
+            if not self.task.is_open(point):
+                self.message.emit("That point is inside a wall: click an open cell for the goal.")
+                return False
+        self.goal = None if point is None else np.asarray(point, np.float64)
+        if point is None:
+            self.message.emit("The plans go to the env's goal again.")
+        elif self.task.set_goal(point):
+            self.message.emit(f"Goal moved to ({point[0]:.2f}, {point[1]:.2f}).")
+        else:
+            self.message.emit(
+                f"Plans now end at ({point[0]:.2f}, {point[1]:.2f}). {self.task.env_id} has no "
+                "goal setter: its own goal (and success test) stay where they are."
+            )
+        self._show_steering()
+        return True
+
+    def add_zone(self, x: float, y: float, radius: float) -> None:
+        """A keep-out circle for the next re-plans (world units)."""
+        self.zones.append((float(x), float(y), float(radius)))
+        self._show_steering()
+        self.message.emit(
+            f"Keep-out zone {len(self.zones)} at ({x:.2f}, {y:.2f}), radius {radius:.2f}: "
+            "the next plans are guided around it."
+        )
+
+    def clear_zones(self) -> None:
+        self.zones = []
+        self._show_steering()
+
+    def on_press(self, x: float, y: float) -> None:
+        self._press = np.array([x, y]) if self._can_steer() else None
+
+    def on_drag(self, x: float, y: float) -> None:
+        radius = self._drag_radius(x, y)
+        if radius is not None and self.active:
+            zone = (float(self._press[0]), float(self._press[1]), radius)
+            self.view.set_steering(self._goal_shown(), self.zones, zone)
+
+    def on_release(self, x: float, y: float) -> None:
+        press, radius = self._press, self._drag_radius(x, y)
+        self._press = None
+        if press is None:
+            return
+        if radius is not None:
+            self.add_zone(press[0], press[1], radius)
+        elif self.agent_kind == "planner":
+            self.set_goal(press)
+        else:
+            self.message.emit("This policy has no goal to set: drag to draw a keep-out zone.")
+
+    def _drag_radius(self, x: float, y: float) -> float | None:
+        """The zone's radius for the cursor at (x, y), or None while it is still a click."""
+        if self._press is None:
+            return None
+        radius = float(np.hypot(x - self._press[0], y - self._press[1]))
+        return radius if radius > CLICK_MOVE * self.task.extent[0] else None
+
+    def _can_steer(self) -> bool:
+        return self.policy is not None and self._draws_plans()
+
+    def _goal_shown(self) -> np.ndarray | None:
+        return self.goal if self.agent_kind == "planner" else None
+
+    def _show_steering(self) -> None:
+        if self.active:
+            self.view.set_steering(self._goal_shown(), self.zones)
+
+    def _guidance_changed(self, *_: object) -> None:
+        alpha = guide_scale(self.guide_slider.value(), self.agent_kind)
+        self.guide_label.setText("off" if alpha == 0 else f"α = {alpha:.3g}")
+        if self.policy is None:
+            hint = "Load a policy or a planner to steer it."
+        elif self.agent_kind == "planner":
+            hint = "In the view: click to set the goal; drag to draw a keep-out zone."
+        elif self._draws_plans():
+            hint = "In the view: drag to draw a keep-out zone for the sampled chunks."
+        else:
+            hint = "Steering needs a planner, or a policy whose actions are positions."
+        self.steer_hint.setText(hint)
+
     # ------------------------------------------------------------------ drawing
     def _show_env(self) -> None:
         if not self.active or self.task is None:
@@ -504,17 +702,17 @@ class PolicyPanel(Panel):
 
     def _draw_frame(self, frame) -> None:
         """Draw a denoising iterate (the player's ``frame_shown``)."""
-        if not self.active or self.task is None or not self.task.draws_actions:
+        if not self.active or self.task is None or not self._draws_plans():
             return
         total = max(int(frame.total), 1)
         values = frame.pred_x0 if self.x0_check.isChecked() else frame.sample
         executed = self.plan.executed if self.plan is not None else None
-        self.view.set_samples(self.task.point_from_action(values), frame.step / total, executed)
+        self.view.set_samples(self._points(values), frame.step / total, executed)
         self.view.set_caption(f"denoising {frame.step}/{total}")
 
     def _show_plan(self) -> None:
         """Highlight the chunk being executed and the queued actions."""
-        if not self.active or self.task is None or not self.task.draws_actions:
+        if not self.active or self.task is None or not self._draws_plans():
             return
         result = self._pending or self.last_result
         if result is None or result.plan is None:
@@ -522,12 +720,27 @@ class PolicyPanel(Panel):
             return
         queued = result.queued
         self.view.set_plan(
-            self.task.point_from_action(result.plan),
+            self._points(result.plan),
             self.policy.executed_slice if self.policy is not None else None,
-            self.task.point_from_action(queued) if len(queued) else None,
+            self._points(queued) if len(queued) else None,
         )
         if self.plan is not None and self.plan.frames:
             self.view.set_caption(f"executing · {len(queued)} queued")
+
+    def _draws_plans(self) -> bool:
+        """Whether plans are points in the view: a planner's positions in a task with a world,
+        or a policy's actions where they are positions (TreeDetour, PushT)."""
+        if self.task is None:
+            return False
+        if self.policy is not None and self.policy.is_planner:
+            return self.task.world_size is not None
+        return self.task.draws_actions
+
+    def _points(self, values: np.ndarray) -> np.ndarray:
+        """What the worker sent -> view points: a planner's are positions already."""
+        if self.policy is not None and self.policy.is_planner:
+            return np.asarray(values)
+        return self.task.point_from_action(values)
 
     def _speed_changed(self, *_: object) -> None:
         self.player.set_speed(self.speed_spin.value())
@@ -560,6 +773,7 @@ class PolicyPanel(Panel):
     def activate(self) -> None:
         super().activate()
         self.view.clear_overlays()
+        self._show_steering()
         self._show_env()
         self.player.show_frame()
         if self.policy is None and not self.loading and self.task is not None:
@@ -569,6 +783,7 @@ class PolicyPanel(Panel):
         super().deactivate()
         self.stop()
         self.view.set_inset(None)
+        self.view.set_steering(None, [])
 
     def shutdown(self) -> None:
         self.stop()

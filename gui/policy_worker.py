@@ -1,7 +1,13 @@
 """The policy worker: owns the agent in a thread of its own, so that sampling never blocks the
 window. Every call on the agent happens in that thread; the GUI talks to it only through the
 typed messages below (``PolicyInfo`` once a checkpoint is loaded, ``ActRequest`` -> ``ActResult``
-per control step, and the denoising iterates as ``dp_agent.policy.DenoiseStep``).
+per control step, the user's goal and keep-out zones as the request's ``Steering``, and the
+denoising iterates as ``dp_agent.policy.DenoiseStep``).
+
+Two kinds of agent: a ``DiffusionPolicyAgent`` (action chunks) and a ``DiffuserAgent`` (a
+trajectory planner, recognised by its checkpoint's ``planner`` field). For a planner the frames
+are the planned positions (N, H, 2) of every denoising iterate, reported by the sampling loop's
+``on_step`` while ``predict`` re-plans (``LivePlanner``).
 
 A re-plan (the agent's action queue is empty) is ONE sampling run of N chunks on the agent's
 observation history (``agent.sample`` with ``on_step``, which emits the K+1 iterates while they
@@ -12,6 +18,7 @@ draws from the policy for that history, so executing the first one executes a po
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -22,9 +29,11 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 
 from dp_agent.config import PolicyConfig
+from dp_agent.denoise import DenoiseStep
 from dp_agent.observations import ObsSpec
 
 EXECUTED_SAMPLE = 0  # which of a re-plan's N samples is executed (and highlighted)
+POLICY, PLANNER = "policy", "planner"  # PolicyInfo.kind
 
 
 @dataclass(frozen=True)
@@ -34,18 +43,49 @@ class PolicyInfo:
     path: Path
     env_id: str | None
     config: PolicyConfig  # a copy (horizons, default sampler, default_steps)
-    obs_spec: ObsSpec  # the parts of an observation
+    obs_spec: ObsSpec | None  # the parts of an observation (None for a planner)
     env_kwargs: dict  # what the policy's env was made with, e.g. {"obs_type": "keypoints"}
     action_shape: tuple[int, ...]
     sampler: str
     num_inference_steps: int
     device: str
+    kind: str = POLICY  # or PLANNER
+    horizon: int = 0  # H, steps of a plan (planner)
+    replan_every: int = 0  # steps executed of each plan before the next (planner)
+    state_key: str | None = None  # the planner's state part and goal part of the observation
+    goal_key: str | None = None
+
+    @property
+    def is_planner(self) -> bool:
+        return self.kind == PLANNER
 
     @property
     def executed_slice(self) -> tuple[int, int]:
-        """The part [start, end) of a plan that is executed: [To-1, To-1+Ta)."""
+        """The part [start, end) of a plan that is executed: [To-1, To-1+Ta) of a chunk, the
+        first ``replan_every`` steps of a planner's plan."""
+        if self.is_planner:
+            return 0, self.replan_every + 1
         start = self.config.obs_horizon - 1
         return start, start + self.config.action_horizon
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What the user drew in the view, world units: a goal for the plans (None: the env's) and
+    keep-out circles (x, y, r) that guide the sampling (``guide_scale`` α; 0: no gradient
+    guidance, the zones then only pick the best of the samples)."""
+
+    goal: tuple[float, float] | None = None
+    circles: tuple[tuple[float, float, float], ...] = ()
+    guide_scale: float = 0.0
+
+    def guides(self) -> tuple:
+        """The ``dp_agent.guides`` objectives of the zones: one ``KeepOut``, or none."""
+        if not self.circles:
+            return ()
+        from dp_agent.guides import KeepOut
+
+        return (KeepOut(circles=self.circles),)
 
 
 @dataclass(frozen=True)
@@ -61,6 +101,7 @@ class ActRequest:
     seed: int  # of the re-plan's noise
     reset: bool = False  # a new episode: forget the history and the queue first
     observe: bool = True  # False: the agent already holds ``obs`` (its re-plan was aborted)
+    steering: Steering = field(default_factory=Steering)
 
 
 @dataclass
@@ -73,7 +114,7 @@ class ActResult:
     replanned: bool = False
     action: np.ndarray | None = None  # (Da,) to execute now
     queued: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (n, Da)
-    plan: np.ndarray | None = None  # (Tp, Da) the chunk being executed
+    plan: np.ndarray | None = None  # (Tp, Da) the chunk being executed; a planner's (H, 2)
     latency: float = 0.0  # seconds for the whole step (observe, sample, act)
     sampler: str = ""
     steps: int = 0
@@ -90,6 +131,10 @@ class _Aborted(Exception):
 
 
 def policy_info(agent, path: str | Path) -> PolicyInfo:
+    """The GUI's copy of what it needs to know of ``agent`` (a policy or a planner agent)."""
+    planner = getattr(agent, "planner", None)
+    if planner is not None:
+        return _planner_info(agent, planner, path)
     device = agent.device
     return PolicyInfo(
         path=Path(path),
@@ -104,6 +149,26 @@ def policy_info(agent, path: str | Path) -> PolicyInfo:
     )
 
 
+def _planner_info(agent, planner, path: str | Path) -> PolicyInfo:
+    config = planner.policy.config
+    return PolicyInfo(
+        path=Path(path),
+        env_id=agent.env_id,
+        config=replace(config),
+        obs_spec=None,
+        env_kwargs=dict(agent.env_kwargs),
+        action_shape=(planner.action_dim,),
+        sampler=agent.sampler or config.sampler,
+        num_inference_steps=int(agent.num_inference_steps or config.num_inference_steps),
+        device=getattr(planner.device, "type", str(planner.device)),
+        kind=PLANNER,
+        horizon=int(planner.horizon),
+        replan_every=int(agent.replan_every),
+        state_key=agent.state_key,
+        goal_key=agent.goal_key,
+    )
+
+
 def network_input_image(info: PolicyInfo, obs: Any) -> np.ndarray | None:
     """The newest frame of the policy's first image part as its network sees it at inference,
     after the centre crop: (h, w, 3) uint8 (None when the policy takes no images or ``obs``
@@ -113,7 +178,7 @@ def network_input_image(info: PolicyInfo, obs: Any) -> np.ndarray | None:
 
     from dp_agent.vision import crop_images
 
-    parts = info.obs_spec.image_parts
+    parts = info.obs_spec.image_parts if info.obs_spec is not None else ()
     if not parts or not isinstance(obs, dict) or parts[0].key not in obs:
         return None
     part = parts[0]
@@ -128,13 +193,95 @@ def pin_backend(agent) -> None:
     """Run the U-Net with the pure-PyTorch ``folded`` backend inside the app: OpenVINO (what
     ``auto`` picks when it is installed) aborted the app with "double free or corruption" in
     3 of 3 runs of the shipped TreeDetour policy on this worker thread, while the same policy
-    ran fine under OpenVINO in plain Python threads. Other denoisers keep ``auto`` (eager)."""
+    ran fine under OpenVINO in plain Python threads. Other denoisers keep ``auto`` (eager).
+    A planner agent's trajectory model is pinned the same way."""
     from dp_agent.backends import BackendUnavailable
 
+    planner = getattr(agent, "planner", None)
+    policy = planner.policy if planner is not None else agent.policy
     try:
-        agent.policy.set_backend("folded")
+        policy.set_backend("folded")
     except BackendUnavailable:
         pass
+
+
+def is_planner_file(path: str | Path) -> bool:
+    """Whether ``path`` is a planner checkpoint (a ``planner`` header field, or a run's
+    ``planner.json`` beside it), read from the file's metadata alone; False for anything
+    unreadable (loading it as a policy then says what is wrong)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {}).get("header", "{}"))
+    except Exception:  # noqa: BLE001  (not a safetensors file: the policy loader reports it)
+        return False
+    return "planner" in header or (Path(path).parent / "planner.json").is_file()
+
+
+def load_agent(path: str | Path):
+    """A ``DiffuserAgent`` for a planner file (its planner reports every denoising iterate,
+    ``LivePlanner``), else a ``DiffusionPolicyAgent``; either on the pinned backend."""
+    if is_planner_file(path):
+        from dp_agent.planner_agent import DiffuserAgent
+        from dp_agent.planning import Planner
+
+        agent = DiffuserAgent(_live_planner_class().wrap(Planner.load(path, "auto")))
+    else:
+        from dp_agent.agent import DiffusionPolicyAgent
+
+        agent = DiffusionPolicyAgent.load(path, device="auto")
+    pin_backend(agent)
+    return agent
+
+
+@functools.cache
+def _live_planner_class():
+    """``LivePlanner``, made on first use: importing this module must not load torch."""
+    from dp_agent.planning import Planner
+
+    class LivePlanner(Planner):
+        """A ``Planner`` whose sampling loop also reports each iterate to ``listener`` (set
+        by the worker around a re-plan), so that ``DiffuserAgent.predict``'s re-plans can be
+        watched while they are computed."""
+
+        listener = None
+
+        @classmethod
+        def wrap(cls, planner: Planner) -> Planner:
+            live = cls(planner.policy, planner.header, planner.device)
+            live.value_net, live.path = planner.value_net, planner.path
+            return live
+
+        def sample(self, goal_features, *, on_step=None, **kwargs):
+            listener = self.listener
+            if listener is None:
+                return super().sample(goal_features, on_step=on_step, **kwargs)
+
+            def both(step) -> None:
+                if on_step is not None:
+                    on_step(step)
+                listener(step)
+
+            return super().sample(goal_features, on_step=both, **kwargs)
+
+    return LivePlanner
+
+
+def steered_observation(obs, steering: Steering, goal_key: str | None):
+    """The observation a planner plans from: the user's goal in place of the env's."""
+    if steering.goal is None or not goal_key or not isinstance(obs, dict):
+        return obs
+    return {**obs, goal_key: np.asarray(steering.goal, np.float64)}
+
+
+def positions(values, dims) -> np.ndarray:
+    """(..., D) trajectories (torch or NumPy) -> (..., 2) float NumPy positions."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values)[..., list(dims)]
 
 
 class PolicyWorker(QObject):
@@ -157,15 +304,14 @@ class PolicyWorker(QObject):
     @pyqtSlot(str, int)
     def load(self, path: str, load_id: int) -> None:
         try:
-            from dp_agent.agent import DiffusionPolicyAgent
-
-            agent = DiffusionPolicyAgent.load(path, device="auto")
-            pin_backend(agent)
+            agent = load_agent(path)
             info = policy_info(agent, path)
         except Exception as exc:  # noqa: BLE001  (CheckpointError, OSError, ...: one message)
             self.load_failed.emit(f"Could not load the policy {path}: {exc}", load_id)
             return
         self.agent = agent
+        self._steering: Steering | None = None  # what the planner's current plan was made with
+        self._since = 0  # steps executed of the planner's current plan
         self.loaded.emit(info, load_id)
 
     @pyqtSlot()
@@ -177,8 +323,12 @@ class PolicyWorker(QObject):
         """Answer ``request`` with one ``ActResult`` on ``acted``."""
         self._abort.clear()
         try:
-            result = self._act(request)
+            if getattr(self.agent, "planner", None) is not None:
+                result = self._act_planner(request)
+            else:
+                result = self._act(request)
         except _Aborted:
+            self._steering = None  # the planner has no plan now: the next request makes one
             result = ActResult(request.request_id, aborted=True, replanned=True)
         except Exception as exc:  # noqa: BLE001  (shape mismatch etc.: reported, the run stops)
             result = ActResult(request.request_id, error=f"The policy failed: {exc}")
@@ -207,32 +357,103 @@ class PolicyWorker(QObject):
         result.sampler, result.steps = agent.sampler, agent.num_inference_steps
         return result
 
-    def _replan(self, request: ActRequest, result: ActResult) -> None:
-        """One sampling run; its executed sample becomes the agent's plan."""
-        agent = self.agent
-        if (request.sampler, request.steps) != (agent.sampler, agent.num_inference_steps):
-            agent.set_sampler(request.sampler, request.steps)
-        num_samples = request.num_samples if request.live else 1
-        history = agent.obs_history(0)
+    def _on_step(self, request: ActRequest, convert=None):
+        """The sampling loop's ``on_step``: emit the iterate (live view), stop when aborted."""
 
         def on_step(step) -> None:
             if request.live:
-                self.frame.emit(request.request_id, step)
+                self.frame.emit(request.request_id, step if convert is None else convert(step))
             if self._abort.is_set() and step.step < step.total:
                 raise _Aborted
 
+        return on_step
+
+    def _replan(self, request: ActRequest, result: ActResult) -> None:
+        """One sampling run; its executed sample (the best by the zones' J when the user drew
+        keep-out zones, else the first) becomes the agent's plan."""
+        agent = self.agent
+        if (request.sampler, request.steps) != (agent.sampler, agent.num_inference_steps):
+            agent.set_sampler(request.sampler, request.steps)
+        guides = request.steering.guides()
+        num_samples = request.num_samples if request.live or guides else 1
+        history = agent.obs_history(0)
         t1 = time.perf_counter()
         chunks = agent.sample(
-            history,
-            num_samples,
-            sampler=agent.sampler,
-            num_inference_steps=agent.num_inference_steps,
-            seed=request.seed,
-            on_step=on_step,
-        )
-        agent.queue_plan(0, np.array(chunks[EXECUTED_SAMPLE]))
+            history, num_samples, sampler=agent.sampler,
+            num_inference_steps=agent.num_inference_steps, seed=request.seed,
+            on_step=self._on_step(request), guides=guides,
+            guide_scale=request.steering.guide_scale,
+        )  # fmt: skip
+        executed = EXECUTED_SAMPLE
+        if guides:
+            import torch
+
+            from dp_agent.guides import best_of
+
+            executed = int(best_of(torch.as_tensor(chunks), guides, num_samples)[0][0])
+        agent.queue_plan(0, np.array(chunks[executed]))
         result.denoise_seconds = time.perf_counter() - t1
         result.num_samples = num_samples
-        result.executed_sample = EXECUTED_SAMPLE
+        result.executed_sample = executed
         result.seed = request.seed
         result.history = history if request.live else None
+
+    # ------------------------------------------------------------------ the planner
+    def _act_planner(self, request: ActRequest) -> ActResult:
+        """One step of a ``DiffuserAgent``: a re-plan at a new episode, a changed goal or zone,
+        after ``replan_every`` steps, or after an aborted re-plan; then ``predict``."""
+        agent = self.agent
+        t0 = time.perf_counter()
+        obs = steered_observation(request.obs, request.steering, agent.goal_key)
+        replan = (
+            request.reset or request.steering != self._steering or self._since >= agent.replan_every
+        )
+        result = ActResult(request.request_id, replanned=replan)
+        if replan:
+            self._replan_planner(request, result, obs)
+        else:
+            action, _ = agent.predict(obs, deterministic=True)
+            result.action = np.asarray(action)
+        self._since += 1
+        plan = agent.last_plan(0)
+        pos = list(agent.planner.position_dims)
+        result.plan = positions(plan.states[0], pos)  # (H, 2)
+        result.queued = result.plan[self._since : agent.replan_every + 1]
+        result.latency = time.perf_counter() - t0
+        result.sampler = agent.sampler or agent.planner.policy.config.sampler
+        result.steps = agent.num_inference_steps or agent.planner.policy.config.num_inference_steps
+        return result
+
+    def _replan_planner(self, request: ActRequest, result: ActResult, obs) -> None:
+        """One planning call through ``predict``: N plans from noise seeded by the request
+        (``reset`` + ``deterministic``: noise_stream(seed, 0, 0)), the user's zones as the
+        guides, the best of N by their J executed; the iterates go out while computed."""
+        agent, steering = self.agent, request.steering
+        agent.sampler, agent.num_inference_steps = request.sampler, request.steps
+        agent.guides = steering.guides()
+        agent.guidance["guide_scale"] = steering.guide_scale
+        agent.num_samples = request.num_samples if request.live or agent.guides else 1
+        agent.seed = request.seed
+        agent.reset()
+        dims = list(agent.planner.position_dims)
+        frames: list = []
+
+        def as_positions(step):
+            frames.append(positions(step.sample, dims))
+            return DenoiseStep(step.step, step.total, frames[-1], positions(step.pred_x0, dims))
+
+        agent.planner.listener = self._on_step(request, as_positions)
+        t1 = time.perf_counter()
+        try:
+            action, _ = agent.predict(obs, deterministic=True)
+        finally:
+            agent.planner.listener = None
+        self._steering, self._since = steering, 0
+        result.action = np.asarray(action)
+        result.denoise_seconds = time.perf_counter() - t1
+        result.num_samples = agent.num_samples
+        chosen = positions(agent.last_plan(0).states[0], dims)  # (H, 2)
+        final = frames[-1] if frames else chosen[None]
+        result.executed_sample = int(np.argmin(np.abs(final - chosen).sum(axis=(1, 2))))
+        result.seed = request.seed
+        result.history = obs if request.live else None

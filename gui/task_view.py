@@ -1,5 +1,6 @@
 """The task view: draws the env's frame scaled to fit, overlays in world units (target, demo path,
-denoising samples, the executed plan and queued actions), and reports mouse drags in world units.
+denoising samples, the executed plan and queued actions, the user's goal and keep-out zones), and
+reports mouse drags in world units.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ _DENOISE_STOPS = np.array(
 
 
 _EXECUTED = QColor(255, 110, 40)  # the executed chunk (and the sample it came from)
+_ZONE = QColor(215, 30, 60)  # keep-out zones
+_GOAL = QColor(0, 160, 90)  # the goal the user set for the plans
+_TARGET = QColor(230, 40, 40)  # the recorder's target
 
 
 def denoise_color(fraction: float, alpha: int = 255) -> QColor:
@@ -92,6 +96,9 @@ class TaskView(QWidget):
         self.plan: np.ndarray | None = None  # (Tp, 2) chunk being executed
         self.executed: tuple[int, int] | None = None  # slice of plan that is executed
         self.queued: np.ndarray | None = None  # (n, 2) pending actions
+        self.goal: np.ndarray | None = None  # (2,) the user's goal for the plans
+        self.zones: list[tuple[float, float, float]] = []  # keep-out circles (x, y, r)
+        self.zone_preview: tuple[float, float, float] | None = None  # the one being drawn
         self.caption = ""
         self.update()
 
@@ -141,6 +148,19 @@ class TaskView(QWidget):
         self.plan = None if plan is None else np.asarray(plan, np.float64)
         self.executed = executed
         self.queued = None if queued is None or len(queued) == 0 else np.asarray(queued, np.float64)
+        self.update()
+
+    def set_steering(
+        self,
+        goal: np.ndarray | None,
+        zones: list[tuple[float, float, float]],
+        preview: tuple[float, float, float] | None = None,
+    ) -> None:
+        """The user's goal (2,) and keep-out circles (x, y, r), world units; ``preview`` is
+        the circle being dragged out (drawn dashed)."""
+        self.goal = None if goal is None else np.asarray(goal, np.float64)
+        self.zones = [tuple(float(v) for v in z) for z in zones]
+        self.zone_preview = None if preview is None else tuple(float(v) for v in preview)
         self.update()
 
     def set_inset(self, image: np.ndarray | None, caption: str = "") -> None:
@@ -258,6 +278,29 @@ class TaskView(QWidget):
                 p.drawEllipse(QPointF(float(x), float(y)), 4.0, 4.0)
         if self.target is not None:
             self._draw_target(p, *(float(v) for v in self._to_widget(self.target, r)))
+        self._draw_steering(p, r)
+
+    def _draw_steering(self, p: QPainter, r: QRectF) -> None:
+        """Keep-out zones hatched in red (the one being drawn dashed), the goal as a green
+        ring with a cross."""
+        scale = r.width() / self.extent[0]
+        circles = [(z, Qt.PenStyle.SolidLine) for z in self.zones]
+        if self.zone_preview is not None:
+            circles.append((self.zone_preview, Qt.PenStyle.DashLine))
+        for (x, y, rad), style in circles:
+            centre = self.world_to_widget((x, y))
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QBrush(_ZONE, Qt.BrushStyle.BDiagPattern))
+            p.drawEllipse(centre, rad * scale, rad * scale)
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.setPen(_pen(_ZONE, 2.5, style))
+            p.drawEllipse(centre, rad * scale, rad * scale)
+        if self.goal is not None:
+            x, y = (float(v) for v in self._to_widget(self.goal, r))
+            p.setPen(_pen(QColor(255, 255, 255), 5.0))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawEllipse(QPointF(x, y), 10.0, 10.0)
+            self._draw_target(p, x, y, _GOAL)
 
     def _draw_samples(self, p: QPainter, samples: np.ndarray) -> None:
         """Denoising iterates (N, Tp, 2) in widget pixels, the executed one highlighted."""
@@ -300,9 +343,9 @@ class TaskView(QWidget):
                 p.setPen(_pen(_EXECUTED, 4.0))
                 p.drawLines(_segments(plan[a:b]))
 
-    def _draw_target(self, p: QPainter, x: float, y: float) -> None:
+    def _draw_target(self, p: QPainter, x: float, y: float, color: QColor = _TARGET) -> None:
         p.setBrush(Qt.BrushStyle.NoBrush)
-        p.setPen(_pen(QColor(230, 40, 40), 2.0))
+        p.setPen(_pen(color, 2.0))
         rad = 9.0
         p.drawEllipse(QPointF(x, y), rad, rad)
         path = QPainterPath()

@@ -195,6 +195,24 @@ class Task:
         y = (self.action_high[1] - a[..., 1]) / span[1] if self.action_dim > 1 else 0.5 + 0 * x
         return np.stack([x, y], axis=-1)
 
+    def is_open(self, point: np.ndarray) -> bool:
+        """False where ``point`` (view units) lies in a wall of a maze task (an env with a
+        ``maze`` layout, Maze2D); True everywhere else."""
+        maze = getattr(self.env.unwrapped, "maze", None)
+        if maze is None or not hasattr(maze, "is_open"):
+            return True
+        return bool(maze.is_open(maze.cell_of(*self.clamp_point(point))))
+
+    def set_goal(self, point: np.ndarray) -> bool:
+        """Move the env's goal to ``point`` with its ``set_goal`` method; False when the env has
+        none (Maze2D draws its goal at reset and offers no setter)."""
+        method = getattr(self.env.unwrapped, "set_goal", None)
+        if not callable(method):
+            return False
+        method(np.asarray(point, np.float64))
+        self.obs = getattr(self.env.unwrapped, "_obs", lambda: self.obs)()
+        return True
+
     def agent_point(self) -> np.ndarray:
         """Where the controlled agent is now, in view units (used as the initial target)."""
         unwrapped = self.env.unwrapped
