@@ -1,13 +1,15 @@
 """Save a PNG screenshot of each panel of the app to docs/screenshots/ (offscreen Qt).
 
-    python benchmarks/gui_screenshots.py [--policy CKPT] [--train-steps 300] [--out DIR]
-                                         [--only record demos train policy pusht]
+    python benchmarks/gui_screenshots.py [--policy CKPT] [--planner CKPT] [--train-steps 300]
+        [--out DIR] [--only record demos train policy pusht planner]
 
 The Demos and Train tabs are also shot in a 1024 x 640 window (``*_1024x640.png``).
 
 Uses the shipped TreeDetour demos and policy when they are installed; otherwise it records expert
 demos into a temporary file, and trains the policy shown in the Policy tab through the Train tab
 (a real ``dp_agent.cli train`` child process, ``--train-steps`` steps of the cpu-small preset).
+The planner shots (Maze2D umaze, a Diffuser-style planner steered by a goal click and a keep-out
+zone) use ``--planner`` or the shipped ``demos/pretrained/maze2d_umaze.safetensors``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 ROOT = Path(__file__).resolve().parents[1]
 TREE = "dp_agent/TreeDetour-v0"
+MAZE = "dp_agent/Maze2D-umaze-v0"
 
 
 def wait(app, seconds: float = 0.0, until=None, timeout: float = 600.0) -> None:
@@ -193,6 +196,71 @@ class Shots:
         wait(self.app, 0.2)
         return panel
 
+    def planner(self) -> bool:
+        """Maze2D umaze: the planner's samples mid-denoising around a keep-out zone, then the
+        plans steered to a clicked goal, the executed plan highlighted."""
+        from dp_agent.gui import resources
+        from dp_agent.gui.main_window import TAB_POLICY
+
+        path = self.args.planner or resources.shipped_policy(MAZE)
+        if path is None:
+            print("no planner: pass --planner or ship demos/pretrained/maze2d_umaze.safetensors",
+                  file=sys.stderr)  # fmt: skip
+            return False
+        self.window.set_task(MAZE)
+        self.window.tabs.setCurrentIndex(TAB_POLICY)
+        panel = self.window.policy_panel
+        panel.load(path)
+        wait(self.app, until=lambda: not panel.loading and panel.policy is not None)
+        self.window.loop.stop()
+        panel.samples_spin.setValue(self.args.samples)
+        panel.speed_spin.setValue(0)
+        self._maze_episode(panel, (1, 1), (3, 1))  # from one end of the U to the other
+        self._drag_zone(panel, (2.45, 1.25), 0.4)  # over the top corridor's inner half
+        self._plan(panel)
+        panel.player.scrub.setValue(panel.plan.frames[-1].total // 2)
+        self.shot("planner_maze")
+        panel.player.scrub.setValue(panel.plan.frames[-1].total)
+        self.shot("planner_zone")
+        self._click(panel, (3.5, 3.5))  # a goal of one's own: the bottom-right corner
+        self._plan(panel)
+        for _ in range(6):  # execute a few steps of the steered plan
+            self._step(panel)
+        self.shot("planner_steered")
+        panel.stop()
+        return True
+
+    def _maze_episode(self, panel, start_cell, goal_cell) -> None:
+        panel.set_seed(self.args.seed)
+        panel.new_episode()
+        env = panel.task.env
+        panel.task.obs, _ = env.reset(
+            seed=self.args.seed, options={"start_cell": start_cell, "goal_cell": goal_cell}
+        )
+        panel._show_env()
+
+    def _drag_zone(self, panel, centre, radius) -> None:
+        """As a person draws it: press at the centre, drag out, release."""
+        panel.on_press(*centre)
+        for f in (0.3, 0.6, 1.0):
+            panel.on_drag(centre[0] + f * radius, centre[1])
+        panel.on_release(centre[0] + radius, centre[1])
+
+    def _click(self, panel, point) -> None:
+        panel.on_press(*point)
+        panel.on_release(*point)
+
+    def _plan(self, panel) -> None:
+        """Run until the next re-plan has been shown, then hold."""
+        done = panel.plans_completed
+        panel.start()
+        wait(self.app, until=lambda: (panel.tick(), panel.plans_completed > done)[1], timeout=120)
+        wait(self.app, 0.2)
+
+    def _step(self, panel) -> None:
+        steps = panel.episode_steps
+        wait(self.app, until=lambda: (panel.tick(), panel.episode_steps > steps)[1], timeout=120)
+
     def pusht(self) -> bool:
         """PushT: recording with the live coverage."""
         from dp_agent.envs.experts import make_expert
@@ -220,10 +288,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     parser.add_argument("--policy", help="checkpoint for the Policy tab (default: shipped)")
+    parser.add_argument("--planner", help="Maze2D umaze planner (default: shipped)")
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1, help="episode and sampling seed")
-    panels = ["record", "demos", "train", "policy", "pusht"]
+    panels = ["record", "demos", "train", "policy", "pusht", "planner"]
     parser.add_argument(
         "--only", nargs="+", choices=panels, default=panels, help="the shots to take (default: all)"
     )
@@ -251,6 +320,7 @@ def main() -> int:
         "train": shots.train,
         "policy": shots.policy,
         "pusht": shots.pusht,
+        "planner": shots.planner,
     }
     ok = all(takes[name]() for name in panels if name in args.only)
     window.close()

@@ -575,6 +575,8 @@ class PolicyPanel(Panel):
             self.player.clear()
             if self.active:
                 self.view.set_samples(None)
+        elif self.player.plan.shown >= 0:
+            self.player.show_frame()  # the executed sample is known now: highlight it
         self.stat_labels["Plan"].setText(
             f"{1000 * result.latency:.0f} ms ({result.sampler} ×{result.steps})"
         )
@@ -725,7 +727,10 @@ class PolicyPanel(Panel):
             self._points(queued) if len(queued) else None,
         )
         if self.plan is not None and self.plan.frames:
-            self.view.set_caption(f"executing · {len(queued)} queued")
+            if self.policy is not None and self.policy.is_planner:
+                self.view.set_caption(f"executing the plan · re-plans in {len(queued)} steps")
+            else:
+                self.view.set_caption(f"executing · {len(queued)} queued")
 
     def _draws_plans(self) -> bool:
         """Whether plans are points in the view: a planner's positions in a task with a world,

@@ -181,6 +181,10 @@ def test_a_drawn_keep_out_zone_steers_the_next_plans_out_of_it(window, qtbot, ti
     assert after < before
     executed = guided.frames[-1].sample[guided.executed]
     assert _share_inside(executed, zone) <= _share_inside(positions[free.executed], zone)
+    # the executed plan is the best of the 8 by the zone's J, and it is the one highlighted
+    result = panel._pending or panel.last_result
+    np.testing.assert_allclose(result.plan, executed, atol=1e-5)
+    assert window.view.samples_highlight == guided.executed
 
     panel.clear_zones()
     assert not panel.zones and not window.view.zones
