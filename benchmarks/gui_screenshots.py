@@ -216,13 +216,14 @@ class Shots:
         panel.samples_spin.setValue(self.args.samples)
         panel.speed_spin.setValue(0)
         self._maze_episode(panel, (1, 1), (3, 1))  # from one end of the U to the other
-        self._drag_zone(panel, (2.45, 1.25), 0.4)  # over the top corridor's inner half
+        self._drag_zone(panel, (2.45, 1.2), 0.4)  # over the top corridor's upper half
         self._plan(panel)
-        panel.player.scrub.setValue(panel.plan.frames[-1].total // 2)
+        total = panel.plan.frames[-1].total
+        panel.player.scrub.setValue(total - 2)  # the paths take shape in the last steps
         self.shot("planner_maze")
-        panel.player.scrub.setValue(panel.plan.frames[-1].total)
+        panel.player.scrub.setValue(total)
         self.shot("planner_zone")
-        self._click(panel, (3.5, 3.5))  # a goal of one's own: the bottom-right corner
+        self._click(panel, (3.5, 2.6))  # a goal of one's own, in the right-hand corridor
         self._plan(panel)
         for _ in range(6):  # execute a few steps of the steered plan
             self._step(panel)

@@ -265,7 +265,7 @@ class MainWindow(QMainWindow):
             what
             for what, path in [
                 ("demos", resources.shipped_demos(env_id)),
-                ("pretrained policy", resources.shipped_policy(env_id)),
+                ("pretrained policy or planner", resources.shipped_policy(env_id)),
             ]
             if path is None
         ]
