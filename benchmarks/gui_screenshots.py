@@ -1,7 +1,7 @@
 """Save a PNG screenshot of each panel of the app to docs/screenshots/ (offscreen Qt).
 
     python benchmarks/gui_screenshots.py [--policy CKPT] [--planner CKPT] [--train-steps 300]
-        [--out DIR] [--only record demos train policy pusht planner]
+        [--out DIR] [--only record demos train policy pusht planner keepout]
 
 The Demos and Train tabs are also shot in a 1024 x 640 window (``*_1024x640.png``).
 
@@ -231,6 +231,34 @@ class Shots:
         panel.stop()
         return True
 
+    def keepout(self) -> bool:
+        """TreeDetour: a keep-out zone over the right-hand detour guides the shipped policy's
+        sampled chunks (16 of them) to the left of the tree."""
+        from dp_agent.gui import resources
+        from dp_agent.gui.main_window import TAB_POLICY
+
+        path = self.args.policy or resources.shipped_policy(TREE)
+        if path is None:
+            print("no TreeDetour policy: pass --policy", file=sys.stderr)
+            return False
+        self.window.set_task(TREE)
+        self.window.tabs.setCurrentIndex(TAB_POLICY)
+        panel = self.window.policy_panel
+        if str(panel.agent_path) != str(path):
+            panel.load(path)
+            wait(self.app, until=lambda: not panel.loading and panel.policy is not None)
+        self.window.loop.stop()
+        panel.samples_spin.setValue(self.args.samples)
+        panel.speed_spin.setValue(0)
+        panel.set_seed(self.args.seed)
+        panel.new_episode()
+        self._drag_zone(panel, (390.0, 250.0), 90.0)
+        self._plan(panel)
+        self.shot("policy_keepout")
+        panel.stop()
+        panel.clear_zones()
+        return True
+
     def _maze_episode(self, panel, start_cell, goal_cell) -> None:
         panel.set_seed(self.args.seed)
         panel.new_episode()
@@ -293,7 +321,7 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1, help="episode and sampling seed")
-    panels = ["record", "demos", "train", "policy", "pusht", "planner"]
+    panels = ["record", "demos", "train", "policy", "pusht", "planner", "keepout"]
     parser.add_argument(
         "--only", nargs="+", choices=panels, default=panels, help="the shots to take (default: all)"
     )
@@ -322,6 +350,7 @@ def main() -> int:
         "policy": shots.policy,
         "pusht": shots.pusht,
         "planner": shots.planner,
+        "keepout": shots.keepout,
     }
     ok = all(takes[name]() for name in panels if name in args.only)
     window.close()

@@ -55,12 +55,15 @@ from .tasks import Task, TaskError
 MAX_SAMPLES = 64
 STATS = ["Steps", "Return", "Success", "Plan", "Denoise", "Coverage"]
 CLICK_MOVE = 0.02  # of the view's width: a press and release closer than this is a click
+ZONE_MARGIN = 0.05  # of the view's width: how near a zone a plan's positions already count
 GUIDE_TICKS = 20  # the guidance slider's range; the middle tick is the reference α
-# The reference α of KeepOut guidance per kind of agent (the slider spans x0.01 to x100 of it):
-# for policies what benchmarks/planning.py uses on the shipped TreeDetour policy (pixels); for
-# planners 10x its Maze2D value of 50 (cells): on a umaze planner trained for 2500 steps, a zone
-# across the corridor kept 16 of 16 plans at α = 50, 2 of 16 at α = 5000.
-GUIDE_REFERENCE = {"planner": 500.0, "policy": 1e5}
+# The reference α of KeepOut guidance per kind of agent (the slider spans x0.016 to x100 of it),
+# from the app's own checks with 16 samples: planners (cells) 10x benchmarks/planning.py's
+# Maze2D value of 50, since on a umaze planner trained for 2500 steps a zone across the
+# corridor kept 16 of 16 plans at α = 50 and 2 of 16 at α = 5000; position policies (pixels:
+# J's gradient is 1e5 times a planner's) 1e-4, since the shipped TreeDetour policy's chunks
+# turn into zig-zags from α = 3e-4 (3e-4: 8 px mean second difference, against 1.5 unguided).
+GUIDE_REFERENCE = {"planner": 500.0, "policy": 1e-4}
 
 
 def guide_scale(tick: int, kind: str) -> float:
@@ -600,6 +603,7 @@ class PolicyPanel(Panel):
             goal=None if goal is None else (float(goal[0]), float(goal[1])),
             circles=tuple(self.zones),
             guide_scale=guide_scale(self.guide_slider.value(), self.agent_kind),
+            margin=ZONE_MARGIN * self.task.extent[0] if self.task is not None else 0.0,
         )
 
     def set_goal(self, point) -> bool:
@@ -687,6 +691,7 @@ class PolicyPanel(Panel):
         else:
             hint = "Steering needs a planner, or a policy whose actions are positions."
         self.steer_hint.setText(hint)
+        self.clear_goal_button.setEnabled(self.agent_kind == "planner")
 
     # ------------------------------------------------------------------ drawing
     def _show_env(self) -> None:

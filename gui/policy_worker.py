@@ -73,11 +73,13 @@ class PolicyInfo:
 class Steering:
     """What the user drew in the view, world units: a goal for the plans (None: the env's) and
     keep-out circles (x, y, r) that guide the sampling (``guide_scale`` α; 0: no gradient
-    guidance, the zones then only pick the best of the samples)."""
+    guidance, the zones then only pick the best of the samples). With ``margin`` > 0 a sample
+    that keeps its distance scores better than one that grazes a zone, where J would tie."""
 
     goal: tuple[float, float] | None = None
     circles: tuple[tuple[float, float, float], ...] = ()
     guide_scale: float = 0.0
+    margin: float = 0.0  # J also counts positions this close to a zone (so ties are broken)
 
     def guides(self) -> tuple:
         """The ``dp_agent.guides`` objectives of the zones: one ``KeepOut``, or none."""
@@ -85,7 +87,7 @@ class Steering:
             return ()
         from dp_agent.guides import KeepOut
 
-        return (KeepOut(circles=self.circles),)
+        return (KeepOut(circles=self.circles, margin=self.margin),)
 
 
 @dataclass(frozen=True)
