@@ -180,12 +180,16 @@ class PolicyPanel(Panel):
         self.speed_spin.setSuffix(" steps/s")
         self.speed_spin.valueChanged.connect(self._speed_changed)
         form.addRow("Animation:", self.speed_spin)
-        self.live_check = QCheckBox("Live denoising view")
+        self.live_check = QCheckBox("Live view")
+        self.live_check.setToolTip("Draw every denoising iterate of each re-plan")
         self.live_check.setChecked(True)
-        self.x0_check = QCheckBox("Show predicted x₀ instead of x_k")
+        self.x0_check = QCheckBox("Show predicted x₀ (not x_k)")
         self.x0_check.toggled.connect(lambda _: self.player.show_frame())
-        form.addRow(self.live_check)
-        form.addRow(self.x0_check)
+        checks = QHBoxLayout()  # one row: the tab fits a 1024 x 640 window
+        checks.addWidget(self.live_check)
+        checks.addWidget(self.x0_check)
+        checks.addStretch(1)
+        form.addRow(checks)
         layout.addWidget(sampling)
         layout.addWidget(self._build_steering())
         layout.addWidget(self.player)
@@ -205,38 +209,33 @@ class PolicyPanel(Panel):
         self._update_buttons()
 
     def _build_steering(self) -> QGroupBox:
-        box = QGroupBox("Steering")
-        form = QFormLayout(box)
-        self.steer_hint = QLabel(
-            "In the view: click to set the goal (planner); drag to draw a keep-out zone."
-        )
-        self.steer_hint.setWordWrap(True)
-        form.addRow(self.steer_hint)
-        row = QHBoxLayout()
+        """One row (the tab must fit a 1024 x 640 window): α, Clear zones, the env's goal; the
+        box's title says what a click and a drag in the view do."""
+        self.steer_box = QGroupBox("Steering")
+        row = QHBoxLayout(self.steer_box)
+        self.guide_name = QLabel("Guidance")
         self.guide_slider = QSlider(Qt.Orientation.Horizontal)
         self.guide_slider.setRange(0, GUIDE_TICKS)
         self.guide_slider.setValue(GUIDE_TICKS // 2)
         self.guide_slider.setToolTip(
-            "α of the keep-out guidance, x ← x + α Σ ∇J after each denoising step. "
+            "Guidance scale α of the keep-out zones: x ← x + α Σ ∇J after each denoising step. "
             "0: off (the zones then only pick the best of the samples)."
         )
         self.guide_slider.valueChanged.connect(self._guidance_changed)
         self.guide_label = QLabel()
-        self.guide_label.setMinimumWidth(70)
-        row.addWidget(self.guide_slider, 1)
-        row.addWidget(self.guide_label)
-        form.addRow("Guidance scale:", row)
-        buttons = QHBoxLayout()
+        self.guide_label.setMinimumWidth(64)
         self.clear_zones_button = QPushButton("Clear zones")
         self.clear_zones_button.clicked.connect(self.clear_zones)
         self.clear_goal_button = QPushButton("Env's goal")
         self.clear_goal_button.setToolTip("Plan to the env's own goal again")
         self.clear_goal_button.clicked.connect(lambda: self.set_goal(None))
-        buttons.addWidget(self.clear_zones_button)
-        buttons.addWidget(self.clear_goal_button)
-        form.addRow(buttons)
+        row.addWidget(self.guide_name)
+        row.addWidget(self.guide_slider, 1)
+        row.addWidget(self.guide_label)
+        row.addWidget(self.clear_zones_button)
+        row.addWidget(self.clear_goal_button)
         self._guidance_changed()
-        return box
+        return self.steer_box
 
     # ------------------------------------------------------------------ state seen by others
     @property
@@ -683,14 +682,14 @@ class PolicyPanel(Panel):
         alpha = guide_scale(self.guide_slider.value(), self.agent_kind)
         self.guide_label.setText("off" if alpha == 0 else f"α = {alpha:.3g}")
         if self.policy is None:
-            hint = "Load a policy or a planner to steer it."
+            hint = "Steering (load a policy or a planner)"
         elif self.agent_kind == "planner":
-            hint = "In the view: click to set the goal; drag to draw a keep-out zone."
+            hint = "Steering: click in the view = goal, drag = keep-out zone"
         elif self._draws_plans():
-            hint = "In the view: drag to draw a keep-out zone for the sampled chunks."
+            hint = "Steering: drag in the view = keep-out zone"
         else:
-            hint = "Steering needs a planner, or a policy whose actions are positions."
-        self.steer_hint.setText(hint)
+            hint = "Steering (needs a planner, or actions that are positions)"
+        self.steer_box.setTitle(hint)
         self.clear_goal_button.setEnabled(self.agent_kind == "planner")
 
     # ------------------------------------------------------------------ drawing
