@@ -244,3 +244,25 @@ def test_a_tree_detour_zone_changes_the_policys_sampled_chunks(window, qtbot, ti
     steered = guided.frames[-1].sample
     assert not np.allclose(steered, chunks)
     assert _share_inside(steered, zone) < _share_inside(chunks, zone)
+
+
+def test_stopping_a_planner_mid_denoising_executes_nothing_and_a_restart_plans_afresh(
+    window, qtbot, tiny_planner
+):
+    panel = _load(window, qtbot, tiny_planner)
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddpm"))
+    panel.steps_spin.setValue(100)
+    panel.samples_spin.setValue(64)
+    assert panel.start()
+    panel.tick()  # sends the first request: a re-plan of 64 plans, 100 DDPM steps
+    qtbot.waitUntil(lambda: panel.frames_received >= 1, timeout=60_000)
+    with qtbot.waitSignal(panel.worker.acted, timeout=60_000) as aborted:
+        panel.stop()
+    assert aborted.args[0].aborted
+    assert panel.episode_steps == 0 and panel.plans_completed == 0 and panel.plan is None
+
+    panel.sampler_combo.setCurrentIndex(panel.sampler_combo.findData("ddim"))
+    panel.steps_spin.setValue(3)
+    panel.samples_spin.setValue(3)
+    plan = _plan_once(panel, qtbot)
+    assert [f.step for f in plan.frames] == [0, 1, 2, 3] and plan.frames[-1].sample.shape[0] == 3
