@@ -10,7 +10,7 @@ positions, the executed slice the steps until the next re-plan.
 
 Steering, in the view: a click sets the planner's goal (its plans are inpainted to end there);
 a drag draws a keep-out circle (centre at the press, radius to the cursor) that guides the next
-re-plans of a planner, or of a policy whose actions are positions, with the "Guidance scale".
+re-plans of a planner, or of a policy whose actions are positions, by the Guidance slider's α.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ observation history (``agent.sample`` with ``on_step``, which emits the K+1 iter
 are computed); sample ``EXECUTED_SAMPLE`` of the final iterate is queued as the plan
 (``agent.observe`` -> ``agent.queue_plan`` -> ``agent.act``). The N samples are independent
 draws from the policy for that history, so executing the first one executes a policy sample.
+With keep-out zones drawn, the sampling is guided by them and the sample with the best J is
+queued instead (best-of-N).
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ class PolicyInfo:
 
     @property
     def executed_slice(self) -> tuple[int, int]:
-        """The part [start, end) of a plan that is executed: [To-1, To-1+Ta) of a chunk, the
-        first ``replan_every`` steps of a planner's plan."""
+        """The part [start, end) of a plan that is executed: [To-1, To-1+Ta) of a chunk; of a
+        planner's plan the states from now to the next re-plan, [0, replan_every]."""
         if self.is_planner:
             return 0, self.replan_every + 1
         start = self.config.obs_horizon - 1
