@@ -228,6 +228,7 @@ class Shots:
         for _ in range(6):  # execute a few steps of the steered plan
             self._step(panel)
         self.shot("planner_steered")
+        small_window_shots(self.window, self.shot, [TAB_POLICY])  # policy_1024x640.png
         panel.stop()
         return True
 

@@ -204,13 +204,15 @@ class Task:
         return bool(maze.is_open(maze.cell_of(*self.clamp_point(point))))
 
     def set_goal(self, point: np.ndarray) -> bool:
-        """Move the env's goal to ``point`` with its ``set_goal`` method; False when the env has
-        none (Maze2D draws its goal at reset and offers no setter)."""
+        """Move the env's goal to ``point`` with its ``set_goal`` method (which may return the new
+        observation); False when the env has none (Maze2D draws its goal at reset and offers no
+        setter)."""
         method = getattr(self.env.unwrapped, "set_goal", None)
         if not callable(method):
             return False
-        method(np.asarray(point, np.float64))
-        self.obs = getattr(self.env.unwrapped, "_obs", lambda: self.obs)()
+        obs = method(np.asarray(point, np.float64))
+        if obs is not None:
+            self.obs = obs
         return True
 
     def agent_point(self) -> np.ndarray:
