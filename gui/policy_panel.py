@@ -58,12 +58,12 @@ CLICK_MOVE = 0.02  # of the view's width: a press and release closer than this i
 ZONE_MARGIN = 0.05  # of the view's width: how near a zone a plan's positions already count
 GUIDE_TICKS = 20  # the guidance slider's range; the middle tick is the reference α
 # The reference α of KeepOut guidance per kind of agent (the slider spans x0.016 to x100 of it),
-# from the app's own checks with 16 samples: planners (cells) 10x benchmarks/planning.py's
-# Maze2D value of 50, since on a umaze planner trained for 2500 steps a zone across the
-# corridor kept 16 of 16 plans at α = 50 and 2 of 16 at α = 5000; position policies (pixels:
-# J's gradient is 1e5 times a planner's) 1e-4, since the shipped TreeDetour policy's chunks
-# turn into zig-zags from α = 3e-4 (3e-4: 8 px mean second difference, against 1.5 unguided).
-GUIDE_REFERENCE = {"planner": 500.0, "policy": 1e-4}
+# from the app's own checks with 16 samples: planners (cells) benchmarks/planning.py's Maze2D
+# value, 50; more pushes plans into walls (an 8000-step umaze planner: 4 % of the planned
+# positions in walls at α = 50, 17 % at 500), and the zones' best of N does the rest. Position
+# policies (pixels: J's gradient is ~1e5 times a planner's) 1e-4: the shipped TreeDetour
+# policy's chunks turn into zig-zags from α = 3e-4 (mean second difference 8 px, 1.5 unguided).
+GUIDE_REFERENCE = {"planner": 50.0, "policy": 1e-4}
 
 
 def guide_scale(tick: int, kind: str) -> float:
@@ -603,6 +603,7 @@ class PolicyPanel(Panel):
             circles=tuple(self.zones),
             guide_scale=guide_scale(self.guide_slider.value(), self.agent_kind),
             margin=ZONE_MARGIN * self.task.extent[0] if self.task is not None else 0.0,
+            walls=tuple(self.task.wall_boxes()) if self.task is not None else (),
         )
 
     def set_goal(self, point) -> bool:

@@ -76,20 +76,38 @@ class Steering:
     """What the user drew in the view, world units: a goal for the plans (None: the env's) and
     keep-out circles (x, y, r) that guide the sampling (``guide_scale`` α; 0: no gradient
     guidance, the zones then only pick the best of the samples). With ``margin`` > 0 a sample
-    that keeps its distance scores better than one that grazes a zone, where J would tie."""
+    that keeps its distance scores better than one that grazes a zone, where J would tie.
+    ``walls`` (a maze's wall cells) count against a sample in the best of N while zones are
+    drawn."""
 
     goal: tuple[float, float] | None = None
     circles: tuple[tuple[float, float, float], ...] = ()
     guide_scale: float = 0.0
     margin: float = 0.0  # J also counts positions this close to a zone (so ties are broken)
+    walls: tuple[tuple[float, float, float, float], ...] = ()  # boxes (x0, y0, x1, y1)
 
     def guides(self) -> tuple:
-        """The ``dp_agent.guides`` objectives of the zones: one ``KeepOut``, or none."""
+        """The ``dp_agent.guides`` objectives of the zones: a ``KeepOut`` of the circles, and
+        one of the walls that only scores (``ScoreOnly``); none without circles."""
         if not self.circles:
             return ()
         from dp_agent.guides import KeepOut
 
-        return (KeepOut(circles=self.circles, margin=self.margin),)
+        zones = KeepOut(circles=self.circles, margin=self.margin)
+        return (zones, ScoreOnly(KeepOut(boxes=self.walls))) if self.walls else (zones,)
+
+
+class ScoreOnly:
+    """A guide that counts in J, so in the best of N, and never pushes the iterates (its value
+    without its gradient). The maze's walls are one: with a zone's J alone, the best of N was
+    often a plan that dodged the zone through a wall, while pushing plans out of walls by
+    their gradient made more of them end up in one (an 8000-step umaze planner, 16 plans)."""
+
+    def __init__(self, guide):
+        self.guide = guide
+
+    def __call__(self, trajectories, timestep: int = 0):
+        return self.guide(trajectories, timestep).detach()
 
 
 @dataclass(frozen=True)

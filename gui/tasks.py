@@ -203,6 +203,15 @@ class Task:
             return True
         return bool(maze.is_open(maze.cell_of(*self.clamp_point(point))))
 
+    def wall_boxes(self) -> list[tuple[float, float, float, float]]:
+        """A maze task's wall cells as boxes (x0, y0, x1, y1), view units; [] for other tasks."""
+        maze = getattr(self.env.unwrapped, "maze", None)
+        cells = getattr(maze, "cells", None)
+        if cells is None:
+            return []
+        rows, cols = np.nonzero(~np.asarray(cells, bool))
+        return [(float(c), float(r), c + 1.0, r + 1.0) for r, c in zip(rows, cols, strict=True)]
+
     def set_goal(self, point: np.ndarray) -> bool:
         """Move the env's goal to ``point`` with its ``set_goal`` method (which may return the new
         observation); False when the env has none (Maze2D draws its goal at reset and offers no
