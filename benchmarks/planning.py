@@ -8,9 +8,12 @@ guidance and value guidance; and plan latency per sampler.
 Planners: ``demos/pretrained/maze2d_<layout>.safetensors``. The 50 pairs are ``env.reset(seed=
 100_000 + i)``; all envs of a row step in lock-step, planning in one batched call per step at
 which any of them re-plans. Path length is the distance the agent travelled over the length of
-the shortest cell route's polyline (start, the centres of the cells between, goal), successes
-only. Keep-out: a circle of radius 0.25 on the centre of the middle cell of the shortest route
-(pairs whose route has at least 3 cells); "entered" counts plans whose positions enter it.
+the shortest cell route's polyline (start, the centres of the cells between, goal) less the goal
+radius 0.5, successes only.
+Keep-out: a circle on the middle cell of the shortest route (``keep_out_zone``: "detour",
+r = 0.45 where another route at most 4 cells longer exists; "corridor", r = 0.25 on the cell
+centre); rows count only the pairs that have one; "entered" counts plans whose positions enter
+it (the zone's own radius; the guide adds a margin of 0.15).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 import dp_agent  # noqa: F401  (registers the envs)
+from dp_agent.envs.maze2d import GOAL_RADIUS
 from dp_agent.guides import GoalDistance, KeepOut, PerEnv
 from dp_agent.planner_agent import DiffuserAgent
 from dp_agent.planning import Planner
@@ -42,19 +46,32 @@ def make_envs(layout: str, pairs: int):
 
 
 def reference_length(maze, start, goal) -> float:
-    """The shortest cell route's polyline length: start, inner cell centres, goal."""
+    """The shortest cell route's polyline length (start, inner cell centres, goal), less the
+    goal radius: where the episode ends at the earliest."""
     cells = maze.shortest_path(maze.cell_of(*start), maze.cell_of(*goal))
     points = [start, *[maze.cell_center(*c) for c in cells[1:-1]], goal]
-    return float(sum(np.hypot(*(b - a)) for a, b in zip(points[:-1], points[1:], strict=True)))
+    length = sum(np.hypot(*(b - a)) for a, b in zip(points[:-1], points[1:], strict=True))
+    return float(max(length - GOAL_RADIUS, 0.1))
 
 
-def keep_out_zone(maze, start, goal):
-    """(x, y, r) on the middle cell of the shortest route, or None when the route is short."""
+def keep_out_zone(maze, start, goal, kind: str):
+    """(x, y, r) on the middle cell of the shortest route, or None. "corridor": r = 0.25 on the
+    cell centre, to be passed beside it (routes of at least 3 cells); "detour": r = 0.45, most
+    of the cell, where the maze without that cell still joins start and goal by a route at most
+    4 cells longer (so avoiding it means taking another route)."""
     cells = maze.shortest_path(maze.cell_of(*start), maze.cell_of(*goal))
     if len(cells) < 3:
         return None
-    x, y = maze.cell_center(*cells[len(cells) // 2])
-    return (float(x), float(y), 0.25)
+    r, c = cells[len(cells) // 2]
+    x, y = maze.cell_center(r, c)
+    if kind == "corridor":
+        return (float(x), float(y), 0.25)
+    rows = [list(row) for row in maze.rows]
+    rows[r][c] = "#"
+    other = type(maze)(["".join(row) for row in rows]).shortest_path(cells[0], cells[-1])
+    if other is None or len(other) > len(cells) + 4:
+        return None
+    return (float(x), float(y), 0.45)
 
 
 def run_row(planner: Planner, layout: str, pairs: int, zones=None, **agent_kwargs) -> dict:
@@ -108,22 +125,25 @@ def basic_rows(planner, layout, pairs) -> list[tuple[str, dict]]:
     ]  # fmt: skip
 
 
-def keepout_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
+def keepout_rows(planner, layout, pairs, scale: float, steps: int, best: int, kind: str):
     envs, obs = make_envs(layout, pairs)
     maze = envs[0].unwrapped.maze
-    zones = [keep_out_zone(maze, o["achieved_goal"], o["desired_goal"]) for o in obs]
+    zones = [keep_out_zone(maze, o["achieved_goal"], o["desired_goal"], kind) for o in obs]
+    print(f"  {sum(z is not None for z in zones)} pairs with a {kind} zone")
     rows = [("keep-out zone, no guidance", run_row(planner, layout, pairs, zones))]
     for label, kwargs in [
-        (f"keep-out guidance α={scale:g}", dict(guide_scale=scale)),
-        (f"keep-out guidance α={scale:g}, best of 8", dict(guide_scale=scale, num_samples=8)),
-    ]:
+        (f"keep-out guidance α={scale:g}", dict(guide_scale=scale, guide_steps=steps)),
+        (f"keep-out best of {best}, no gradient", dict(guide_scale=0.0, num_samples=best)),
+        (f"keep-out guidance α={scale:g}, best of {best}",
+         dict(guide_scale=scale, guide_steps=steps, num_samples=best)),
+    ]:  # fmt: skip
         rows.append((label, run_zone_row(planner, layout, pairs, zones, **kwargs)))
     return rows
 
 
 def run_zone_row(planner, layout, pairs, zones, **kwargs) -> dict:
     """A guided row, each env steered away from its own zone (``PerEnv``)."""
-    guide = PerEnv([None if z is None else KeepOut(circles=[z], margin=0.1) for z in zones])
+    guide = PerEnv([None if z is None else KeepOut(circles=[z], margin=0.15) for z in zones])
     return run_row(planner, layout, pairs, zones, guides=[guide], **kwargs)
 
 
@@ -193,7 +213,10 @@ def main() -> None:
     parser.add_argument(
         "--rows", nargs="+", default=["basic", "keepout", "value", "latency", "treedetour"]
     )
-    parser.add_argument("--keepout-scale", type=float, default=50.0)
+    parser.add_argument("--keepout-scale", type=float, default=30.0)
+    parser.add_argument("--keepout-steps", type=int, default=4, help="gradient steps per step")
+    parser.add_argument("--keepout-best", type=int, default=16, help="best of N plans")
+    parser.add_argument("--zone", choices=["detour", "corridor"], default="detour")
     parser.add_argument("--value-scale", type=float, default=1.0)
     parser.add_argument("--tree-scale", type=float, default=1e5)
     parser.add_argument("--planners", type=Path, default=ROOT / "demos" / "pretrained")
@@ -212,7 +235,8 @@ def main() -> None:
             print_rows("execution and re-planning", basic_rows(planner, layout, args.pairs))
         if "keepout" in args.rows:
             print_rows("keep-out zone on the shortest route",
-                       keepout_rows(planner, layout, args.pairs, args.keepout_scale))  # fmt: skip
+                       keepout_rows(planner, layout, args.pairs, args.keepout_scale,
+                                    args.keepout_steps, args.keepout_best, args.zone))  # fmt: skip
         if "value" in args.rows:
             print_rows("value guidance", value_rows(planner, layout, args.pairs, args.value_scale))
         if "latency" in args.rows:
