@@ -95,16 +95,19 @@ def main() -> None:
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--students", nargs="+", required=True)
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=20, help="chunks timed per row")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="chunks timed per row (0: no latency columns)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = rows_for(args.teacher, [s for s in args.students if "last" not in s])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{datetime.date.today()}; {os.cpu_count()} cores; one torch thread; {args.episodes} "
           f"episodes from seed {START_SEED}; load average {load:.1f}\n")  # fmt: skip
-    latency = chunk_latency(rows, args.repeats)
+    latency = chunk_latency(rows, args.repeats) if args.repeats else [None] * len(rows)
     tree = args.task == "tree_detour"
-    head = "| policy | network calls | chunk (ms) | per env step (ms) | "
+    head = "| policy | network calls | " + (
+        "chunk (ms) | per env step (ms) | " * bool(args.repeats)
+    )
     head += "success | left | right | same start: left / right (100) |" if tree else (
         "score (mean max reward) | success | mean max coverage |")  # fmt: skip
     print(head)
@@ -112,8 +115,9 @@ def main() -> None:
     for (label, agent), t in zip(rows, latency, strict=True):
         s = evaluate(agent, episodes=args.episodes, seed=START_SEED, n_envs=args.episodes).summary()
         lo, hi = s["success_rate_ci"]
-        cells = [label, str(agent.num_inference_steps), f"{t * 1e3:.1f}",
-                 f"{t * 1e3 / agent.config.action_horizon:.2f}"]  # fmt: skip
+        cells = [label, str(agent.num_inference_steps)]
+        if t is not None:
+            cells += [f"{t * 1e3:.1f}", f"{t * 1e3 / agent.config.action_horizon:.2f}"]
         success = f"{s['success_rate']:.0%} ({lo:.0%}-{hi:.0%})"
         if tree:
             left, right, _ = same_start_routes(agent, 100)
