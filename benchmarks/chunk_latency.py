@@ -1,0 +1,60 @@
+"""Chunk latency of a checkpoint, per sampler: one chunk through ``agent.predict`` for one env
+(observation encoding included: for an image policy, its ResNet on the To frames), interleaved
+over the samplers, median, on the policy's default backend.
+
+    python benchmarks/chunk_latency.py runs/image/final.safetensors \
+        [--samplers ddpm:100 ddim:10 dpmsolver++:8] [--repeats 10] [--threads 1]
+
+``benchmarks/latency.py`` breaks the denoiser call down by backend against the hardware floor;
+this script times what a user's checkpoint costs end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import time
+
+import torch
+
+from dp_agent.agent import DiffusionPolicyAgent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--samplers", nargs="+", default=["ddpm:100", "ddim:10", "dpmsolver++:8"])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    agent = DiffusionPolicyAgent.load(args.checkpoint, device="cpu")
+    env = agent.make_env()
+    obs, _ = env.reset(seed=0)
+    samplers = [(s.split(":")[0], int(s.split(":")[1])) for s in args.samplers]
+    times: dict[tuple[str, int], list[float]] = {s: [] for s in samplers}
+    for r in range(args.repeats + 1):
+        for name, steps in samplers:
+            agent.set_sampler(name, steps)
+            agent.reset(1)
+            t0 = time.perf_counter()
+            agent.predict(obs)
+            if r:  # the first round builds the backends
+                times[name, steps].append(time.perf_counter() - t0)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    n_params = sum(p.numel() for p in agent.policy.parameters())
+    print(f"{datetime.datetime.now().isoformat(timespec='minutes')}; {os.cpu_count()} cores; "
+          f"{args.threads} torch thread(s); load average {load:.1f}; {args.checkpoint} "
+          f"({n_params / 1e6:.2f} M parameters; {agent.obs_spec.describe()})\n")  # fmt: skip
+    print("| sampler | chunk (ms) | per env step (ms) |")
+    print("|---|---|---|")
+    ta = agent.config.action_horizon
+    for (name, steps), t in times.items():
+        ms = statistics.median(t) * 1e3
+        print(f"| {name}-{steps} | {ms:.1f} | {ms / ta:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
