@@ -150,7 +150,7 @@ def run_zone_row(planner, layout, pairs, zones, **kwargs) -> dict:
 def value_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
     rows = [("no guidance", run_row(planner, layout, pairs))]
     _, obs = make_envs(layout, pairs)
-    goals = PerEnv([GoalDistance(o["desired_goal"]) for o in obs])
+    goals = PerEnv([GoalDistance(o["desired_goal"], weight=planner.horizon) for o in obs])
     rows.append((f"goal-distance guidance α={scale:g}",
                  run_row(planner, layout, pairs, guides=[goals], guide_scale=scale)))  # fmt: skip
     if planner.value_net is not None:
