@@ -39,9 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 100_000
 
 
-def make_envs(layout: str, pairs: int):
-    envs = [gym.make(f"dp_agent/Maze2D-{layout}-v0") for _ in range(pairs)]
-    obs = [env.reset(seed=SEED + i)[0] for i, env in enumerate(envs)]
+def make_envs(layout: str, pairs, seeds=None):
+    """Envs reset with seeds SEED + i for i in range(pairs) (or in ``seeds``)."""
+    seeds = list(range(pairs)) if seeds is None else seeds
+    envs = [gym.make(f"dp_agent/Maze2D-{layout}-v0") for _ in seeds]
+    obs = [env.reset(seed=SEED + i)[0] for i, env in zip(seeds, envs, strict=True)]
     return envs, obs
 
 
@@ -74,9 +76,11 @@ def keep_out_zone(maze, start, goal, kind: str):
     return (float(x), float(y), 0.45)
 
 
-def run_row(planner: Planner, layout: str, pairs: int, zones=None, **agent_kwargs) -> dict:
-    """Step ``pairs`` envs in lock-step with one DiffuserAgent; -> the row's measurements."""
-    envs, obs = make_envs(layout, pairs)
+def run_row(planner: Planner, layout: str, pairs, zones=None, seeds=None, **agent_kwargs):
+    """Step ``pairs`` envs (or those of ``seeds``) in lock-step with one DiffuserAgent; -> the
+    row's measurements."""
+    envs, obs = make_envs(layout, pairs, seeds)
+    pairs = len(envs)
     agent = DiffuserAgent(planner, **agent_kwargs)
     start = [o["achieved_goal"].copy() for o in obs]
     goal = [o["desired_goal"].copy() for o in obs]
@@ -129,22 +133,24 @@ def keepout_rows(planner, layout, pairs, scale: float, steps: int, best: int, ki
     envs, obs = make_envs(layout, pairs)
     maze = envs[0].unwrapped.maze
     zones = [keep_out_zone(maze, o["achieved_goal"], o["desired_goal"], kind) for o in obs]
-    print(f"  {sum(z is not None for z in zones)} pairs with a {kind} zone")
-    rows = [("keep-out zone, no guidance", run_row(planner, layout, pairs, zones))]
+    seeds = [i for i, z in enumerate(zones) if z is not None]  # only the pairs with a zone
+    zones = [zones[i] for i in seeds]
+    print(f"  {len(seeds)} pairs with a {kind} zone", flush=True)
+    rows = [("keep-out zone, no guidance", run_row(planner, layout, pairs, zones, seeds))]
     for label, kwargs in [
         (f"keep-out guidance α={scale:g}", dict(guide_scale=scale, guide_steps=steps)),
         (f"keep-out best of {best}, no gradient", dict(guide_scale=0.0, num_samples=best)),
         (f"keep-out guidance α={scale:g}, best of {best}",
          dict(guide_scale=scale, guide_steps=steps, num_samples=best)),
     ]:  # fmt: skip
-        rows.append((label, run_zone_row(planner, layout, pairs, zones, **kwargs)))
+        rows.append((label, run_zone_row(planner, layout, pairs, zones, seeds, **kwargs)))
     return rows
 
 
-def run_zone_row(planner, layout, pairs, zones, **kwargs) -> dict:
+def run_zone_row(planner, layout, pairs, zones, seeds, **kwargs) -> dict:
     """A guided row, each env steered away from its own zone (``PerEnv``)."""
     guide = PerEnv([None if z is None else KeepOut(circles=[z], margin=0.15) for z in zones])
-    return run_row(planner, layout, pairs, zones, guides=[guide], **kwargs)
+    return run_row(planner, layout, pairs, zones, seeds, guides=[guide], **kwargs)
 
 
 def value_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
