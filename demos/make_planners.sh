@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped Maze2D planners: seeded expert demos (identical files every time), a
-# Diffuser-style trajectory planner per layout (dp_agent.planning, about 35 min each on one CPU
+# Diffuser-style trajectory planner per layout (dp_agent.planning, about 30 min each on one CPU
 # core; both run side by side), a learned value network each, and the fp16 planner files.
 #   bash demos/make_planners.sh            # everything
 #   bash demos/make_planners.sh demos      # only the demonstration files
@@ -19,7 +19,7 @@ mv demos/maze2d_medium.hdf5.new demos/maze2d_medium.hdf5
 [ "$what" = demos ] && exit 0
 mkdir -p runs/planners
 
-# H = 48 (umaze) and 96 (medium) steps; 8000 and 4000 optimiser steps took 36 and 45 min on
+# H = 48 (umaze) and 96 (medium) steps; 8000 and 4000 optimiser steps took 27 and 36 min on
 # a shared 2-core machine; --resume goes on after an interruption
 plan plan-train --preset maze2d-umaze --demos demos/maze2d_umaze.hdf5 --steps 8000 \
     --threads 1 --checkpoint-every 500 --out runs/planners/umaze --resume --json-progress \
