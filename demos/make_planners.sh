@@ -4,11 +4,10 @@
 # core; both run side by side), a learned value network each, and the fp16 planner files.
 #   bash demos/make_planners.sh            # everything
 #   bash demos/make_planners.sh demos      # only the demonstration files
-# `python -m dp_agent.planning plan-train` is `dp-agent plan-train` where the CLI includes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-plan() { python -m dp_agent.planning "$@"; }
+plan() { dp-agent "$@"; }
 
 dp-agent demos generate --task dp_agent/Maze2D-umaze-v0 --episodes 1000 --seed 0 \
     --out demos/maze2d_umaze.hdf5.new

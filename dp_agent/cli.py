@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dp_agent.quickstart import add_subcommand as add_quickstart
 
     add_quickstart(sub)
+    from dp_agent.planning import add_subcommand as add_planning
+
+    add_planning(sub)
     return parser
 
 
