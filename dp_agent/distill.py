@@ -49,7 +49,13 @@ from dp_agent.files import atomic_path
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress, TrainCheckpoint, TrainDone, TrainStart, TrainStep
 from dp_agent.schedulers import _split_prediction, _trailing_timesteps
-from dp_agent.train import TrainingError, cosine_with_warmup, ema_decay, ema_update
+from dp_agent.train import (
+    TrainingError,
+    cosine_with_warmup,
+    ema_decay,
+    ema_update,
+    refuse_existing_run,
+)
 
 
 @dataclass
@@ -168,6 +174,7 @@ class _Distillation:
     grids: _Grids
     generator: torch.Generator
     config: DistillConfig
+    n_params: int = 0  # the teacher's (and so every student's)
     elapsed_before: float = 0.0  # seconds of distillation before a resume
     t0: float = 0.0  # perf_counter at this process's start
 
@@ -201,13 +208,7 @@ class _Distillation:
 
 def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrite):
     out_dir, teacher_path = Path(out_dir), Path(teacher_path)
-    done = [p.name for p in (out_dir / "last.safetensors", out_dir / "final.safetensors")
-            if p.exists()]  # fmt: skip
-    if done and not (resume or overwrite):
-        raise TrainingError(
-            f"{out_dir} already holds {' and '.join(done)}; pass --resume to go on from it, "
-            "--overwrite to replace it, or choose another --out"
-        )
+    refuse_existing_run(out_dir, resume, overwrite)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = select_device(cfg.device)
@@ -236,8 +237,9 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device).manual_seed(cfg.seed)
+    n_params = sum(p.numel() for p in teacher.parameters())
     return _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
-                         gen, cfg)  # fmt: skip
+                         gen, cfg, n_params)  # fmt: skip
 
 
 def _student(run: _Distillation, teacher: DiffusionPolicy, k: int):
@@ -371,10 +373,9 @@ def distill(
     start_round, cut_short = _resume_point(run) if resume else (0, False)
     rounds, total = c.rounds(), c.steps_per_round * len(c.rounds())
     progress = progress or Progress(total, "distill", json_progress, every=c.log_every)
-    n_params = sum(p.numel() for p in run.teacher_for(rounds[0]).parameters())
     progress.emit(TrainStart(total, start_round * c.steps_per_round, run.device.type,
                              device_name(run.device), run.data.num_episodes, len(run.data),
-                             str(run.out_dir), n_params))  # fmt: skip
+                             str(run.out_dir), run.n_params))  # fmt: skip
     run.t0 = time.perf_counter()
     for r in range(start_round, len(rounds)):
         _run_round(run, r, rounds[r], progress, cut_short and r == start_round)

@@ -141,10 +141,9 @@ class Run:
         )  # fmt: skip
 
 
-def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> Run:
-    """Data, model, EMA copy, optimiser and generator of a run, restored from
-    ``out_dir/last.safetensors`` with ``resume``."""
-    out_dir = Path(out_dir)
+def refuse_existing_run(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A run folder that holds checkpoints is only written to with ``resume`` or
+    ``overwrite`` (training and distillation alike)."""
     existing = [p.name for p in (out_dir / "last.safetensors", out_dir / "final.safetensors")
                 if p.exists()]  # fmt: skip
     if existing and not (resume or overwrite):
@@ -152,6 +151,13 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
             f"{out_dir} already holds {' and '.join(existing)}; pass --resume to go on from it, "
             "--overwrite to replace it, or choose another --out"
         )
+
+
+def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> Run:
+    """Data, model, EMA copy, optimiser and generator of a run, restored from
+    ``out_dir/last.safetensors`` with ``resume``."""
+    out_dir = Path(out_dir)
+    refuse_existing_run(out_dir, resume, overwrite)
     torch.manual_seed(tc.seed)
     # threads: torch's default (one per core) unless asked; on the idle 2-core machine 2 threads
     # trained 1.42x faster than 1 (benchmarks/training.py), with another job on the other core 1
