@@ -118,9 +118,10 @@ class DiffusionPolicyAgent:
             env_kwargs=header.get("env_kwargs"),
         )
 
-    def save(self, path: str | Path, *, half: bool = False) -> Path:
+    def save(self, path: str | Path, *, half: bool = False, int8: bool = False) -> Path:
         """Write the policy (weights, config, spaces, training metadata) to one file; ``half``
-        stores floating-point weights as float16 (cast back to float32 on load)."""
+        stores floating-point weights as float16, ``int8`` its matrices as int8 with one scale
+        per row (both cast back to float32 on load)."""
         return save_policy(
             path,
             self.policy,
@@ -130,6 +131,7 @@ class DiffusionPolicyAgent:
             self.training,
             env_kwargs=self.env_kwargs,
             half=half,
+            int8=int8,
         )
 
     def set_sampler(self, name: str, num_inference_steps: int | None = None) -> None:

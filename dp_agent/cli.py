@@ -256,6 +256,11 @@ def _add_export(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.add_argument("--half", action="store_true", help="store weights as float16")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="store weight matrices as int8 with one scale per row (a quarter of float32)",
+    )
     p.add_argument("--sampler", choices=list(SAMPLERS), help="default sampler")
     p.add_argument("--steps", type=int, help="its default number of denoising steps")
     p.set_defaults(func=cmd_export)
@@ -271,7 +276,7 @@ def cmd_export(args) -> int:
             agent.sampler,
             agent.num_inference_steps,
         )
-    path = agent.save(args.out, half=args.half)
+    path = agent.save(args.out, half=args.half, int8=args.int8)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
 

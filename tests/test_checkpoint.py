@@ -113,3 +113,57 @@ def test_export_writes_half_precision_weights_with_a_default_sampler(tiny_agent,
         tiny_agent.policy.state_dict().items(), small.policy.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3, msg=name)
+
+
+def test_int8_export_is_a_quarter_of_fp32_and_predicts_what_the_full_weights_predict(
+    tiny_agent, tmp_path
+):
+    from safetensors import safe_open
+
+    from dp_agent.cli import main
+
+    src = tiny_agent.save(tmp_path / "full.safetensors")
+    out = tmp_path / "int8.safetensors"
+    assert main(["export", str(src), str(out), "--int8"]) == 0
+    with safe_open(str(out), framework="pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert "I8" in dtypes.values()
+    assert all(dtypes[k] == "F32" for k in dtypes if "normalizer" in k)  # the units stay exact
+    weights = sum(v.numel() * 4 for v in tiny_agent.policy.state_dict().values())
+    assert out.stat().st_size < 0.35 * weights + 20_000  # + the JSON header
+
+    small = DiffusionPolicyAgent.load(out, device="cpu", seed=3)
+    full = tiny_agent.policy.state_dict()
+    for name, b in small.policy.state_dict().items():
+        a = full[name]
+        assert b.dtype == a.dtype == torch.float32, name
+        if a.ndim >= 2 and a.numel() >= 256:  # int8 rows: off by at most half a step of the row
+            step = a.reshape(a.shape[0], -1).abs().amax(1) / 127
+            err = (b - a).reshape(a.shape[0], -1).abs().amax(1)
+            assert torch.all(err <= 0.5001 * step + 1e-12), name
+    # one denoiser call on the same input: within 2% of the output's scale
+    policy, qpolicy = tiny_agent.policy, small.policy
+    g = torch.Generator().manual_seed(0)
+    c = policy.config
+    x = torch.randn(4, c.pred_horizon, c.action_dim, generator=g)
+    obs = torch.rand(4, c.obs_horizon, c.obs_dim, generator=g) - 0.5
+    t = torch.tensor([0, 10, 50, 99])
+    with torch.no_grad():
+        ref = policy.denoiser(x, t, policy.encode(obs))
+        got = qpolicy.denoiser(x, t, qpolicy.encode(obs))
+    assert (got - ref).abs().max() < 0.02 * ref.abs().max()
+
+
+def test_an_int8_scale_without_its_weights_is_named_in_the_error(tiny_agent, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tiny_agent.save(tmp_path / "q.safetensors", int8=True)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    name = next(k for k in tensors if k.startswith("int8_scale."))
+    del tensors[name[len("int8_scale.") :]]
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=r"q\.safetensors: tensor 'int8_scale\..*missing"):
+        DiffusionPolicyAgent.load(path, device="cpu")
