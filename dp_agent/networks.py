@@ -11,6 +11,110 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+class _SigmoidMish(torch.autograd.Function):
+    """Mish through one sigmoid: with s = sigmoid(x), tanh(softplus(x)) = p / (2 - p) where
+    p = s (2 - s) (as 1 + e^x = 1 / (1 - s)), and d mish / dx = t + x s (1 - t^2). The same
+    function as ``F.mish``, computed in float32 and returned in the input's dtype (bf16 under
+    autocast); on this project's CPU its forward and backward together take a third to a fifth
+    of the time of torch's kernels, which compute tanh, softplus and exp twice (Mish was 15% of a
+    cpu-small training step; ``benchmarks/training.py --reference-src``)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        xf = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+        s = torch.sigmoid(xf)
+        t = (2 - s).mul_(s)  # p
+        t = t.div_(2 - t)  # tanh(softplus(x))
+        ctx.save_for_backward(x, s, t)
+        return (xf * t).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s, t = ctx.saved_tensors
+        d = torch.addcmul(t.new_ones(()), t, t, value=-1)  # 1 - t^2
+        return d.mul_(s).mul_(x).add_(t).mul_(grad).to(x.dtype)
+
+
+class Mish(nn.Mish):
+    """``nn.Mish``; while training (float32 or bf16 activations), through ``_SigmoidMish``: the
+    same values to float rounding, a faster backward. Inference runs torch's own kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled() and x.dtype in _FAST_MISH_DTYPES:
+            return _SigmoidMish.apply(x)
+        return F.mish(x)
+
+
+_FAST_MISH_DTYPES = (torch.float32, torch.bfloat16)
+
+
+class _ConvGemmWeightGrad(torch.autograd.Function):
+    """A stride-1 Conv1d whose weight gradient is one matrix product of the output gradient with
+    the unfolded input (B*T rows of k*C), the input gradient and the forward staying oneDNN's.
+    oneDNN's bf16 weight-gradient kernel is slow on these short sequences: per call at batch 128
+    on this project's CPU, 256 -> 256 channels, kernel 5: 2.8-4.1 ms against 1.6 ms at T = 4,
+    5.8 against 4.2 ms at T = 16; 64 channels at T = 16: 0.46 against 0.39 ms."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding: int):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv1d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        p = ctx.padding
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1], [p], [1], False, [0], 1, [True, False, False]
+            )[0]
+        if ctx.needs_input_grad[1]:
+            (b, c, _), (o, _, k), t_out = x.shape, weight.shape, grad.shape[-1]
+            # time-major input, so that each output step's window is k whole rows of C
+            rows = F.pad(x, (p, p)).transpose(1, 2).contiguous()  # (B, T + 2p, C)
+            cols = rows.unfold(1, k, 1).transpose(2, 3).reshape(b * t_out, k * c)
+            g = grad.transpose(1, 2).reshape(b * t_out, o)
+            grad_w = (g.t() @ cols).view(o, k, c).transpose(1, 2).contiguous()  # (O, C, k)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2))
+        return grad_x, grad_w, grad_b, None
+
+
+# sequences up to this length (all of the U-Nets' levels at Tp = 16) take _ConvGemmWeightGrad
+# under CPU bf16 autocast; longer ones were not measured and stay with oneDNN
+GEMM_WEIGHT_GRAD_MAX_LEN = 16
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d``; while training under bf16 autocast on a CPU, a stride-1 convolution of a
+    short sequence computes its weight gradient as a matrix product (``_ConvGemmWeightGrad``).
+    Same parameters, same values to bf16 rounding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type == "cpu"
+            and x.shape[-1] <= GEMM_WEIGHT_GRAD_MAX_LEN
+            and torch.is_grad_enabled()
+            and self.weight.requires_grad
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and self.stride == (1,)
+            and self.dilation == (1,)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and isinstance(self.padding, tuple)
+        ):
+            bf16 = torch.bfloat16
+            bias = None if self.bias is None else self.bias.to(bf16)
+            return _ConvGemmWeightGrad.apply(
+                x.to(bf16), self.weight.to(bf16), bias, self.padding[0]
+            )
+        return super().forward(x)
 
 
 class SinusoidalStepEmbedding(nn.Module):
@@ -29,7 +133,7 @@ class SinusoidalStepEmbedding(nn.Module):
 
 def step_embedding_mlp(dim: int) -> nn.Sequential:
     return nn.Sequential(
-        SinusoidalStepEmbedding(dim), nn.Linear(dim, dim * 4), nn.Mish(), nn.Linear(dim * 4, dim)
+        SinusoidalStepEmbedding(dim), nn.Linear(dim, dim * 4), Mish(), nn.Linear(dim * 4, dim)
     )
 
 
@@ -39,9 +143,9 @@ class Conv1dBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, n_groups: int):
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2),
+            Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2),
             nn.GroupNorm(n_groups, out_ch),
-            nn.Mish(),
+            Mish(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,8 +159,8 @@ class FiLMResidualBlock(nn.Module):
         super().__init__()
         self.conv1 = Conv1dBlock(in_ch, out_ch, kernel_size, n_groups)
         self.conv2 = Conv1dBlock(out_ch, out_ch, kernel_size, n_groups)
-        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, out_ch * 2))
-        self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.film = nn.Sequential(Mish(), nn.Linear(cond_dim, out_ch * 2))
+        self.residual = Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.out_ch = out_ch
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -112,7 +216,7 @@ class ConditionalUnet1D(nn.Module):
             self.up.append(nn.ModuleList([block(d_in * 2, d_out), block(d_out, d_out), upsample]))
         self.final = nn.Sequential(
             Conv1dBlock(down_dims[0], down_dims[0], kernel_size, n_groups),
-            nn.Conv1d(down_dims[0], action_dim, 1),
+            Conv1d(down_dims[0], action_dim, 1),
         )
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
@@ -200,7 +304,7 @@ class TransformerDenoiser(nn.Module):
         self.obs_in = nn.Linear(cond_dim // obs_horizon, d_model)
         self.memory_pos = nn.Parameter(torch.zeros(1, obs_horizon + 1, d_model))
         self.memory_encoder = nn.Sequential(
-            nn.Linear(d_model, 4 * d_model), nn.Mish(), nn.Linear(4 * d_model, d_model)
+            nn.Linear(d_model, 4 * d_model), Mish(), nn.Linear(4 * d_model, d_model)
         )
         layer = nn.TransformerDecoderLayer(
             d_model,
@@ -237,7 +341,7 @@ class MLPObsEncoder(nn.Module):
     def __init__(self, obs_dim: int, feature_dim: int = 64, hidden_dim: int = 256):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(obs_dim, hidden_dim), nn.Mish(), nn.Linear(hidden_dim, feature_dim)
+            nn.Linear(obs_dim, hidden_dim), Mish(), nn.Linear(hidden_dim, feature_dim)
         )
         self.feature_dim = feature_dim
 

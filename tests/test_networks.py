@@ -35,3 +35,60 @@ def test_transformer_self_attention_is_causal_over_action_tokens():
 def test_mlp_encoder_flattens_per_frame_features():
     enc = MLPObsEncoder(obs_dim=5, feature_dim=7)
     assert enc(torch.randn(4, 2, 5)).shape == (4, 14)
+
+
+def test_training_mish_equals_torch_mish_in_value_and_gradient():
+    from torch.nn import functional as F
+
+    from dp_agent.networks import Mish, _SigmoidMish
+
+    x64 = (torch.randn(400, dtype=torch.float64) * 6).requires_grad_()
+    assert torch.autograd.gradcheck(_SigmoidMish.apply, (x64,))
+    x = torch.cat([torch.linspace(-100, 100, 4001), torch.randn(4000) * 3]).requires_grad_()
+    ref = x.detach().double().requires_grad_()
+    y, y_ref = Mish()(x), F.mish(ref)
+    assert y.grad_fn is not None and "SigmoidMish" in type(y.grad_fn).__name__  # the fast path
+    (g,) = torch.autograd.grad(y.sum(), x)
+    (g_ref,) = torch.autograd.grad(y_ref.sum(), ref)
+    assert torch.isfinite(y).all() and torch.isfinite(g).all()
+    # within 3 float32 ulps of the float64 function (torch's own kernel: within 2)
+    rel = (y.double() - y_ref).abs() / y_ref.abs().clamp_min(1e-3)
+    assert rel.max() < 3.6e-7
+    assert (g.double() - g_ref).abs().max() < 1e-5
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 in, bf16 out, rounded once
+        xb = x.detach().bfloat16().requires_grad_()
+        yb = Mish()(xb)
+    assert yb.dtype == torch.bfloat16
+    torch.testing.assert_close(yb, F.mish(xb.detach()), rtol=1e-2, atol=1e-2)
+
+
+def test_conv_weight_gradient_by_matrix_product_equals_onednns():
+    from dp_agent.networks import Conv1d, _ConvGemmWeightGrad
+
+    torch.manual_seed(0)
+    for c_in, c_out, k, t in [(8, 16, 5, 4), (32, 32, 5, 16), (24, 8, 1, 8)]:
+        conv = Conv1d(c_in, c_out, k, padding=k // 2)
+        x = torch.randn(6, c_in, t, requires_grad=True)
+        g = torch.randn(6, c_out, t)
+        grads = {}
+        for fast in (True, False):
+            conv.zero_grad()
+            x.grad = None
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = conv(x) if fast else torch.nn.Conv1d.forward(conv, x)
+            if fast:
+                assert "ConvGemmWeightGrad" in type(y.grad_fn).__name__
+            y.float().backward(g)
+            grads[fast] = (y.detach().float(), x.grad, conv.weight.grad, conv.bias.grad)
+        for name, a, b in zip(
+            ("output", "x", "weight", "bias"), grads[True], grads[False], strict=True
+        ):
+            scale = b.abs().max()
+            assert (a - b).abs().max() <= 2e-2 * scale, (name, c_in, c_out, k, t)
+    # float64 against the definition (no autocast, called directly)
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 4, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: _ConvGemmWeightGrad.apply(x, w, b, 1), (x, w, b)
+    )
