@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demonstrations (seeded scripted experts: identical files every time) and
-# the pretrained policies (about 15 min for TreeDetour and 2 h for the PushT keypoints teacher on
-# 2 CPU cores; its time-to-score curve is benchmarks/time_to_score.py on the snapshots).
+# the pretrained policies (on 2 CPU cores: about 15 min for TreeDetour, 2 h for the PushT
+# keypoints teacher, 71 min for its 2-step student, 2 h 40 min for the PushT image policy; the
+# time-to-score curves are benchmarks/time_to_score.py on the snapshots).
 #   bash demos/make_shipped.sh            # everything
 #   bash demos/make_shipped.sh demos      # only the demonstration files
 set -euo pipefail
@@ -25,6 +26,16 @@ train --demos demos/tree_detour.hdf5 --steps 2000 --out runs/evidence/tree_detou
 train --demos demos/pusht_keypoints.hdf5 --steps 30000 --out runs/teacher/kp30k --resume
 mkdir -p demos/pretrained
 dp-agent export runs/evidence/tree_detour/diffusion/final.safetensors \
-    demos/pretrained/tree_detour.safetensors --half
+    demos/pretrained/tree_detour.safetensors --int8
 dp-agent export runs/teacher/kp30k/final.safetensors \
     demos/pretrained/pusht.safetensors --half --sampler ddpm --steps 100
+# the teacher's few-step student: progressive distillation 16 -> 8 -> 4 -> 2 DDIM steps
+dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
+    --out runs/distill/pusht --teacher-steps 16 --steps 2 --threads 1 --precision fp32 --resume
+dp-agent export runs/distill/pusht/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
+# PushT from pixels (96x96 RGB + the agent's position; demos rendered as gym-pusht draws them)
+[ -f runs/pusht_pixels.hdf5 ] || dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels \
+    --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5
+dp-agent train --demos runs/pusht_pixels.hdf5 --preset cpu-image --steps 20000 --seed 0 \
+    --checkpoint-every 1000 --threads 1 --out runs/image/pusht_cpu_image --resume
+dp-agent export runs/image/pusht_cpu_image/final.safetensors demos/pretrained/pusht_image.safetensors --int8
