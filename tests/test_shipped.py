@@ -1,0 +1,32 @@
+"""Every pretrained file that ships loads in one call, makes its env and acts in it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dp_agent.checkpoint import read_checkpoint
+from dp_agent.shipped import package_dir
+
+SHIPPED = sorted((package_dir() / "pretrained").glob("*.safetensors"))
+
+
+def test_the_pretrained_folder_holds_the_documented_files():
+    names = {p.name for p in SHIPPED}
+    assert {"pusht.safetensors", "pusht_distilled.safetensors", "tree_detour.safetensors"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: Path(p).name)
+def test_a_shipped_checkpoint_acts_in_the_env_it_names(path):
+    from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.planner_agent import DiffuserAgent
+
+    _, header = read_checkpoint(path)
+    cls = DiffuserAgent if "planner" in header else DiffusionPolicyAgent
+    agent = cls.load(path, device="cpu")
+    env = agent.make_env()
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs)
+    assert action.shape == env.action_space.shape
+    assert np.all(np.isfinite(action))
+    env.close()
