@@ -13,7 +13,12 @@ SHIPPED = sorted((package_dir() / "pretrained").glob("*.safetensors"))
 
 def test_the_pretrained_folder_holds_the_documented_files():
     names = {p.name for p in SHIPPED}
-    assert {"pusht.safetensors", "pusht_distilled.safetensors", "tree_detour.safetensors"} <= names
+    assert {
+        "pusht.safetensors",
+        "pusht_distilled.safetensors",
+        "pusht_image.safetensors",
+        "tree_detour.safetensors",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: Path(p).name)
