@@ -2,6 +2,7 @@
 torch thread count.
 
     python benchmarks/training.py [--steps 40] [--threads 1 2] [--rounds 3] [--device auto]
+        [--precision auto|bf16|fp32]
     python benchmarks/training.py --reference-src DIR [--presets cpu-small] [--rounds 5]
     python benchmarks/training.py --processes 1 2 [--presets cpu-small]
 
@@ -53,7 +54,12 @@ class Quiet(Progress):
 
 
 def samples_per_s(
-    preset: str, threads: int, steps: int, device: str, image_demos: str | None = None
+    preset: str,
+    threads: int,
+    steps: int,
+    device: str,
+    image_demos: str | None = None,
+    precision: str = "auto",
 ) -> tuple[float, dict]:
     """The real loop's samples/s for ``preset``: on the shipped PushT demos, or for an image
     preset on ``image_demos`` (a PushT ``pixels`` file); with the run's peak memory."""
@@ -66,7 +72,7 @@ def samples_per_s(
     pc, tc = make_configs(
         preset,
         train_overrides={"num_steps": steps, "checkpoint_every": 10**9, "log_every": steps,
-                         "device": device, "num_threads": threads},
+                         "device": device, "num_threads": threads, "precision": precision},
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         progress = Quiet(steps)
@@ -210,6 +216,7 @@ def main() -> None:
     parser.add_argument("--reference-src", help="checkout of the original diffusion_policy repo")
     parser.add_argument("--processes", type=int, nargs="+", help="compare N-process runs")
     parser.add_argument("--image-demos", help="a PushT pixels file, for the image presets")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     args = parser.parse_args()
     device = select_device(args.device)
     print(
@@ -235,7 +242,7 @@ def main() -> None:
         for preset in args.presets:
             for threads in args.threads:
                 sps, info[preset] = samples_per_s(
-                    preset, threads, args.steps, args.device, args.image_demos
+                    preset, threads, args.steps, args.device, args.image_demos, args.precision
                 )
                 runs.setdefault((preset, threads), []).append(sps)
     base = args.threads[0]

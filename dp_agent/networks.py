@@ -80,10 +80,13 @@ class _ConvGemmWeightGrad(torch.autograd.Function):
                 grad, x, weight, None, [1], [p], [1], False, [0], 1, [True, False, False]
             )[0]
         if ctx.needs_input_grad[1]:
-            (b, c, _), (o, _, k), t_out = x.shape, weight.shape, grad.shape[-1]
-            # time-major input, so that each output step's window is k whole rows of C
-            rows = F.pad(x, (p, p)).transpose(1, 2).contiguous()  # (B, T + 2p, C)
-            cols = rows.unfold(1, k, 1).transpose(2, 3).reshape(b * t_out, k * c)
+            (b, c, t_in), (o, _, k), t_out = x.shape, weight.shape, grad.shape[-1]
+            # the input time-major and zero-padded: each output step's window is then k whole
+            # rows of C, k*C contiguous values
+            rows = x.new_zeros(b, t_in + 2 * p, c)
+            rows[:, p : p + t_in].copy_(x.transpose(1, 2))
+            cols = rows.as_strided((b, t_out, k * c), ((t_in + 2 * p) * c, c, 1))
+            cols = cols.reshape(b * t_out, k * c)  # (B*T_out, k*C), ordered [j, c]
             g = grad.transpose(1, 2).reshape(b * t_out, o)
             grad_w = (g.t() @ cols).view(o, k, c).transpose(1, 2).contiguous()  # (O, C, k)
         if ctx.has_bias and ctx.needs_input_grad[2]:
