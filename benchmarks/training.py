@@ -193,16 +193,21 @@ def compare_with_reference(args) -> None:
         times = {"ours": [], "reference": []}
         for _ in range(2):  # warm-up
             timer.ours(), timer.theirs()
-        for _ in range(args.rounds):
-            for name, fn in (("ours", timer.ours), ("reference", timer.theirs)):
+        for r in range(args.rounds):  # alternate which goes first, against drift
+            order = (("ours", timer.ours), ("reference", timer.theirs))
+            for name, fn in order if r % 2 == 0 else order[::-1]:
                 t = time.perf_counter()
                 for _ in range(args.steps):
                     fn()
                 times[name].append((time.perf_counter() - t) / args.steps)
         ours, theirs = statistics.median(times["ours"]), statistics.median(times["reference"])
+        # the ratio within each round (the two measured a few seconds apart), and its spread
+        ratios = sorted(b / a for a, b in zip(times["ours"], times["reference"], strict=True))
+        q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
         print(
             f"| {preset} | {timer.batch} | {'bf16' if timer.bf16 else 'fp32'} | "
-            f"{1000 * theirs:.0f} | {1000 * ours:.0f} | {theirs / ours:.2f}x |"
+            f"{1000 * theirs:.0f} | {1000 * ours:.0f} | {theirs / ours:.2f}x | "
+            f"{statistics.median(ratios):.2f}x ({q1:.2f}-{q3:.2f}) |"
         )
 
 
@@ -232,8 +237,9 @@ def main() -> None:
         torch.set_num_threads(args.threads[0])
         print(f"\ntraining step, {args.threads[0]} thread(s), median of {args.rounds} interleaved "
               f"rounds of {args.steps} steps\n")  # fmt: skip
-        print("| preset | batch | ours in | reference (ms) | ours (ms) | ours faster by |")
-        print("|---|---|---|---|---|---|")
+        print("| preset | batch | ours in | reference (ms) | ours (ms) | ours faster by | "
+              "per-round ratio, median (quartiles) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
         compare_with_reference(args)
         return
     runs: dict[tuple[str, int], list[float]] = {}
