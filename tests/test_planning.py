@@ -268,3 +268,29 @@ def test_trajectory_episodes_hold_the_end_and_need_the_named_parts():
     np.testing.assert_array_equal(traj[5:, 2:], 0.0)  # velocity and action zero
     with pytest.raises(ValueError, match="goal_key"):
         trajectory_episodes([ep], PlannerConfig(goal_key="goal"))
+
+
+def test_keep_out_on_one_route_of_a_trained_planner_sends_its_plans_along_the_other(
+    two_route_planner,
+):
+    """Acceptance: with the keep-out guide on a trained model, under 5% of the plans enter the
+    zone and as many reach the far end as without it (within 5 points)."""
+    from dp_agent.guides import KeepOut
+
+    planner, g = two_route_planner, torch.Generator().manual_seed(1)
+    starts = np.zeros((100, 2), np.float32)
+    keep = KeepOut(circles=[(0.0, 1.0, 0.3)], margin=0.1)  # the corner of the upper route
+
+    def shares(plans):
+        entered = keep.entered(torch.as_tensor(plans.states)).float().mean().item()
+        end = plans.states[:, -2]  # the toy model leaves its very last step loose (no goal here)
+        arrived = (np.abs(end[:, 0] - 1) < 0.25) & (np.abs(np.abs(end[:, 1]) - 1) < 0.25)
+        return entered, arrived.mean()
+
+    plain_in, plain_ok = shares(planner.plan(starts, generator=g))
+    guided = planner.plan(starts, guides=[keep], guide_scale=30.0, guide_steps=4,
+                          num_samples=8, generator=g).best(8)  # fmt: skip
+    guided_in, guided_ok = shares(guided)
+    assert plain_in > 0.3 and plain_ok > 0.9  # the zone is on a route the model takes
+    assert guided_in < 0.05
+    assert guided_ok >= plain_ok - 0.05
