@@ -141,7 +141,7 @@ def test_int8_export_is_a_quarter_of_fp32_and_predicts_what_the_full_weights_pre
             step = a.reshape(a.shape[0], -1).abs().amax(1) / 127
             err = (b - a).reshape(a.shape[0], -1).abs().amax(1)
             assert torch.all(err <= 0.5001 * step + 1e-12), name
-    # one denoiser call on the same input: within 2% of the output's scale
+    # one denoiser call on the same input: within 3% (relative L2) of the full weights' output
     policy, qpolicy = tiny_agent.policy, small.policy
     g = torch.Generator().manual_seed(0)
     c = policy.config
@@ -151,7 +151,7 @@ def test_int8_export_is_a_quarter_of_fp32_and_predicts_what_the_full_weights_pre
     with torch.no_grad():
         ref = policy.denoiser(x, t, policy.encode(obs))
         got = qpolicy.denoiser(x, t, qpolicy.encode(obs))
-    assert (got - ref).abs().max() < 0.02 * ref.abs().max()
+    assert (got - ref).norm() < 0.03 * ref.norm()  # the shipped PushT U-Net: 0.2%
 
 
 def test_an_int8_scale_without_its_weights_is_named_in_the_error(tiny_agent, tmp_path):
