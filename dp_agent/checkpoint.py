@@ -100,6 +100,22 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     return dequantize_int8(tensors, path), header
 
 
+def stored_dtypes(path: str | Path, prefix: str = "model.") -> dict[str, float]:
+    """The share of the policy's values stored in each dtype ("F32", "F16", "I8", ...), read
+    from the file's index without loading it (``read_checkpoint`` returns float32 weights)."""
+    from safetensors import safe_open
+
+    counts: dict[str, int] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():
+            if k.startswith(prefix):
+                tensor = f.get_slice(k)
+                n = int(np.prod(tensor.get_shape())) if tensor.get_shape() else 1
+                counts[tensor.get_dtype()] = counts.get(tensor.get_dtype(), 0) + n
+    total = sum(counts.values()) or 1
+    return {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
 def quantize_int8(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Weight-only int8 for storage: every floating-point matrix or kernel (2-D or more, at
     least 256 values) becomes int8 with one float32 scale per row along its first axis

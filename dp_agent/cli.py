@@ -211,7 +211,7 @@ def _add_info(sub) -> None:
 
 
 def cmd_info(args) -> int:
-    from dp_agent.checkpoint import read_checkpoint
+    from dp_agent.checkpoint import read_checkpoint, stored_dtypes
 
     tensors, header = read_checkpoint(args.checkpoint)
     if args.json:
@@ -232,6 +232,8 @@ def cmd_info(args) -> int:
         f"diffusion    {pc['num_train_steps']} steps, {pc['beta_schedule']}, "
         f"{pc['prediction_type']}; sampler {pc['sampler']} x{pc['num_inference_steps']}",
         f"parameters   {n_params:,}",
+        "stored as    "
+        + ", ".join(f"{k} {v:.1%}" for k, v in stored_dtypes(args.checkpoint).items()),
         f"training     step {tr.get('step')} of {tr.get('total_steps')}, "
         f"{tr.get('seconds', 0):.0f} s on {tr.get('device')}",
         f"data         {tr.get('demos')}: {tr.get('num_episodes')} episodes, "

@@ -131,6 +131,11 @@ def test_int8_export_is_a_quarter_of_fp32_and_predicts_what_the_full_weights_pre
     assert all(dtypes[k] == "F32" for k in dtypes if "normalizer" in k)  # the units stay exact
     weights = sum(v.numel() * 4 for v in tiny_agent.policy.state_dict().values())
     assert out.stat().st_size < 0.35 * weights + 20_000  # + the JSON header
+    from dp_agent.checkpoint import stored_dtypes
+
+    shares = stored_dtypes(out)
+    assert shares["I8"] > 0.9 and abs(sum(shares.values()) - 1) < 1e-9
+    assert stored_dtypes(src) == {"F32": 1.0}
 
     small = DiffusionPolicyAgent.load(out, device="cpu", seed=3)
     full = tiny_agent.policy.state_dict()
