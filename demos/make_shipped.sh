@@ -38,4 +38,10 @@ dp-agent export runs/distill/pusht/final.safetensors demos/pretrained/pusht_dist
     --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5
 dp-agent train --demos runs/pusht_pixels.hdf5 --preset cpu-image --steps 20000 --seed 0 \
     --checkpoint-every 1000 --threads 1 --out runs/image/pusht_cpu_image --resume
-dp-agent export runs/image/pusht_cpu_image/final.safetensors demos/pretrained/pusht_image.safetensors --int8
+# then continued to 30k (the cosine schedule stretched), in a copy of the folder:
+mkdir -p runs/image/pusht_cpu_image_30k
+[ -f runs/image/pusht_cpu_image_30k/last.safetensors ] || \
+    cp runs/image/pusht_cpu_image/last.safetensors runs/image/pusht_cpu_image_30k/
+dp-agent train --demos runs/pusht_pixels.hdf5 --preset cpu-image --steps 30000 --seed 0 \
+    --checkpoint-every 1000 --threads 1 --out runs/image/pusht_cpu_image_30k --resume
+dp-agent export runs/image/pusht_cpu_image_30k/final.safetensors demos/pretrained/pusht_image.safetensors --int8
