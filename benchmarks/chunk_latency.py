@@ -22,6 +22,21 @@ import torch
 from dp_agent.agent import DiffusionPolicyAgent
 
 
+def chunk_latency(agents, repeats: int) -> list[float]:
+    """Median seconds of one chunk through ``predict`` for one env, per agent, interleaved over
+    the agents (each on an observation of its own env)."""
+    observations = [agent.make_env().reset(seed=0)[0] for agent in agents]
+    times: list[list[float]] = [[] for _ in agents]
+    for r in range(repeats + 1):
+        for i, (agent, obs) in enumerate(zip(agents, observations, strict=True)):
+            agent.reset(1)
+            t0 = time.perf_counter()
+            agent.predict(obs)
+            if r:  # the first round builds the backends
+                times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -30,20 +45,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    agent = DiffusionPolicyAgent.load(args.checkpoint, device="cpu")
-    env = agent.make_env()
-    obs, _ = env.reset(seed=0)
     samplers = [(s.split(":")[0], int(s.split(":")[1])) for s in args.samplers]
-    times: dict[tuple[str, int], list[float]] = {s: [] for s in samplers}
-    for r in range(args.repeats + 1):
-        for name, steps in samplers:
-            agent.set_sampler(name, steps)
-            agent.reset(1)
-            t0 = time.perf_counter()
-            agent.predict(obs)
-            if r:  # the first round builds the backends
-                times[name, steps].append(time.perf_counter() - t0)
+    agents = []
+    for name, steps in samplers:  # one agent per sampler, so each keeps its own backend
+        agent = DiffusionPolicyAgent.load(args.checkpoint, device="cpu")
+        agent.set_sampler(name, steps)
+        agents.append(agent)
+    latency = chunk_latency(agents, args.repeats)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    agent = agents[0]
     n_params = sum(p.numel() for p in agent.policy.parameters())
     print(f"{datetime.datetime.now().isoformat(timespec='minutes')}; {os.cpu_count()} cores; "
           f"{args.threads} torch thread(s); load average {load:.1f}; {args.checkpoint} "
@@ -51,8 +61,8 @@ def main() -> None:
     print("| sampler | chunk (ms) | per env step (ms) |")
     print("|---|---|---|")
     ta = agent.config.action_horizon
-    for (name, steps), t in times.items():
-        ms = statistics.median(t) * 1e3
+    for (name, steps), t in zip(samplers, latency, strict=True):
+        ms = t * 1e3
         print(f"| {name}-{steps} | {ms:.1f} | {ms / ta:.2f} |")
 
 

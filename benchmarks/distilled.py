@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
-import time
 
 import gymnasium as gym
 import numpy as np
 import torch
+from chunk_latency import chunk_latency  # benchmarks/chunk_latency.py
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.evaluate import evaluate
@@ -53,20 +52,6 @@ def rows_for(teacher: str, students: list[str]) -> list[tuple[str, DiffusionPoli
             (f"student, ddim-{agent.num_inference_steps} ({os.path.basename(path)})", agent)
         )
     return rows
-
-
-def chunk_latency(rows, repeats: int) -> list[float]:
-    """Median seconds of one chunk through ``predict`` for one env, interleaved over the rows."""
-    times: list[list[float]] = [[] for _ in rows]
-    for r in range(repeats + 1):
-        for i, (_, agent) in enumerate(rows):
-            obs = agent.make_env().observation_space.sample()
-            agent.reset(1)
-            t0 = time.perf_counter()
-            agent.predict(obs)
-            if r:  # the first round builds the backends
-                times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def same_start_routes(agent, n: int) -> tuple[float, float, float]:
@@ -103,7 +88,9 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{datetime.date.today()}; {os.cpu_count()} cores; one torch thread; {args.episodes} "
           f"episodes from seed {START_SEED}; load average {load:.1f}\n")  # fmt: skip
-    latency = chunk_latency(rows, args.repeats) if args.repeats else [None] * len(rows)
+    latency = (
+        chunk_latency([a for _, a in rows], args.repeats) if args.repeats else [None] * len(rows)
+    )
     tree = args.task == "tree_detour"
     head = "| policy | network calls | " + (
         "chunk (ms) | per env step (ms) | " * bool(args.repeats)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,7 @@ def stored_dtypes(path: str | Path, prefix: str = "model.") -> dict[str, float]:
         for k in f.keys():
             if k.startswith(prefix):
                 tensor = f.get_slice(k)
-                n = int(np.prod(tensor.get_shape())) if tensor.get_shape() else 1
+                n = math.prod(tensor.get_shape())  # 1 for a scalar
                 counts[tensor.get_dtype()] = counts.get(tensor.get_dtype(), 0) + n
     total = sum(counts.values()) or 1
     return {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}

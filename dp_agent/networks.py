@@ -17,10 +17,11 @@ from torch.nn import functional as F
 class _SigmoidMish(torch.autograd.Function):
     """Mish through one sigmoid: with s = sigmoid(x), tanh(softplus(x)) = p / (2 - p) where
     p = s (2 - s) (as 1 + e^x = 1 / (1 - s)), and d mish / dx = t + x s (1 - t^2). The same
-    function as ``F.mish``, computed in float32 and returned in the input's dtype (bf16 under
-    autocast); on this project's CPU its forward and backward together take a third to a fifth
-    of the time of torch's kernels, which compute tanh, softplus and exp twice (Mish was 15% of a
-    cpu-small training step; ``benchmarks/training.py --reference-src``)."""
+    function as ``F.mish``, computed in float32 (float64 stays float64) and returned in the
+    input's dtype (bf16 under autocast); on this project's CPU its forward and backward together
+    take a third to a fifth of the time of torch's kernels, which compute tanh, softplus and exp
+    twice (Mish was 15% of a cpu-small training step;
+    ``benchmarks/training.py --reference-src``)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -38,6 +39,9 @@ class _SigmoidMish(torch.autograd.Function):
         return d.mul_(s).mul_(x).add_(t).mul_(grad).to(x.dtype)
 
 
+_FAST_MISH_DTYPES = (torch.float32, torch.bfloat16)  # the activations Mish takes the fast path for
+
+
 class Mish(nn.Mish):
     """``nn.Mish``; while training on a CPU (float32 or bf16 activations), through
     ``_SigmoidMish``: the same values to float rounding, faster. Inference and GPUs run torch's
@@ -52,9 +56,6 @@ class Mish(nn.Mish):
         ):
             return _SigmoidMish.apply(x)
         return F.mish(x)
-
-
-_FAST_MISH_DTYPES = (torch.float32, torch.bfloat16)
 
 
 class _ConvGemmWeightGrad(torch.autograd.Function):
