@@ -92,8 +92,14 @@ def _add_distill(sub) -> None:
     p.add_argument("--out", required=True, help="output folder for the student's checkpoints")
     p.add_argument("--demos", help="HDF5 demonstrations (default: the teacher's training file)")
     p.add_argument("--teacher-steps", type=int, default=16, help="DDIM steps of the teacher")
-    p.add_argument("--steps", type=int, default=2, help="denoising steps of the student")
-    p.add_argument("--steps-per-round", type=int, default=2000, help="updates per halving")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=2,
+        help="denoising steps of the student (not a halving of the teacher's: the last round "
+        "merges only the noisiest pairs, 16 -> 8 -> 4 -> 3)",
+    )
+    p.add_argument("--steps-per-round", type=int, default=2000, help="updates per round")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")

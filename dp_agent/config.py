@@ -51,6 +51,10 @@ class PolicyConfig:
     # where DDPM/DDIM put their steps: "leading" (diffusers' default) or "trailing" (from T-1;
     # distilled students, whose grid is the one they were trained on)
     timestep_spacing: str = "leading"
+    # an explicit grid for the default sampler (DDIM/DDPM) at its num_inference_steps, which
+    # then overrides the spacing: a student distilled to a step count that does not halve its
+    # teacher's (e.g. 4 -> 3 keeps the last two steps of four); None: the spacing's grid
+    timesteps: tuple[int, ...] | None = None
 
     def observation_spec(self):
         """The policy's ``ObsSpec`` (a single vector of ``obs_dim`` values when none is set)."""
@@ -102,6 +106,7 @@ class PolicyConfig:
             NoiseSchedule(self.num_train_steps, self.beta_schedule),
             self.num_inference_steps,
             spacing=self.timestep_spacing,
+            timesteps=self.timesteps,
         )
         if self.objective not in ("diffusion", "mse"):
             raise ValueError(f"objective must be 'diffusion' or 'mse', got {self.objective!r}")

@@ -14,6 +14,10 @@ The grids are diffusers' "trailing" ones (the first step starts at T-1), which n
 of the K-step grid lies on the 2K-step grid, so each teacher is asked only at steps it was
 trained on. The first teacher is the trained policy sampled with DDIM on ``teacher_steps``;
 after log2(teacher_steps / student_steps) rounds the student samples in ``student_steps`` calls.
+A step count that is not the teacher's halved a whole number of times ends with a round that
+merges only the noisiest pairs of steps and keeps the rest, whose target is then the teacher's
+own single step: 16 -> 8 -> 4 -> 3 samples at t = 99, 49, 24 (``merged_grid``), the last two
+steps those of the 4-step student, where the chunk's fine detail is decided.
 
 Why this method (over consistency distillation): on the PushT teacher it gets to two steps in
 about 6k student updates on a CPU, each round's target is deterministic (no EMA target network
@@ -26,7 +30,6 @@ the same end point as its teacher did. See ``tests/test_distill.py`` and the REA
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -79,19 +82,20 @@ class DistillConfig:
     precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 autocast for the student)
 
     def rounds(self) -> list[int]:
-        """The student step count of each round, e.g. [8, 4, 2] from 16 to 2."""
+        """The student step count of each round: halving, e.g. [8, 4, 2] from 16 to 2; a last
+        round that halves only part of the way where the count is not a power of two below the
+        teacher's ([8, 4, 3] from 16 to 3)."""
         out, k = [], self.teacher_steps
         while k > self.student_steps:
-            k //= 2
+            k = max(k // 2, self.student_steps)
             out.append(k)
         return out
 
     def validate(self) -> None:
-        ratio = self.teacher_steps / max(self.student_steps, 1)
-        if self.student_steps < 1 or ratio < 2 or not math.log2(ratio).is_integer():
+        if not 1 <= self.student_steps < self.teacher_steps:
             raise ValueError(
-                f"teacher_steps / student_steps must be a power of two >= 2, got "
-                f"{self.teacher_steps} / {self.student_steps}"
+                f"student_steps must be at least 1 and fewer than teacher_steps, got "
+                f"{self.student_steps} and {self.teacher_steps}"
             )
         for name in ("steps_per_round", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
@@ -102,14 +106,28 @@ class DistillConfig:
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 
 
-def student_config(teacher_config, steps: int):
-    """A teacher's PolicyConfig turned into its K-step student's: v-prediction, DDIM on the
-    trailing grid of K steps as its default sampler."""
+def student_config(teacher_config, grid: list[int]):
+    """A teacher's PolicyConfig turned into the config of its student on ``grid``:
+    v-prediction, DDIM on that grid as its default sampler (the trailing spacing where the grid
+    is the trailing one, else the grid itself)."""
+    k = len(grid)
+    trailing = grid == _trailing_timesteps(teacher_config.num_train_steps, k)
     return replace_fields(
         teacher_config,
-        {"prediction_type": "v_prediction", "sampler": "ddim", "num_inference_steps": steps,
-         "timestep_spacing": "trailing"},
+        {"prediction_type": "v_prediction", "sampler": "ddim", "num_inference_steps": k,
+         "timestep_spacing": "trailing", "timesteps": None if trailing else tuple(grid)},
     )  # fmt: skip
+
+
+def merged_grid(grid: list[int], k: int) -> list[int]:
+    """The k-step student grid distilled from a teacher's ``grid`` (len(grid)/2 <= k <
+    len(grid)): the first len(grid) - k pairs of steps, the noisiest, each become one step; the
+    rest are kept. Halving merges every pair: [99, 74, 49, 24] -> [99, 49]; three of four keeps
+    the last two: [99, 49, 24]."""
+    merges = len(grid) - k
+    if not 0 < merges <= len(grid) // 2:
+        raise ValueError(f"cannot distil {len(grid)} steps into {k}")
+    return grid[: 2 * merges : 2] + grid[2 * merges :]
 
 
 class _Grids:
@@ -121,14 +139,15 @@ class _Grids:
         self.T = policy.config.num_train_steps
         self.device = device
 
-    def round_steps(self, k: int) -> torch.Tensor:
-        """(K, 3) LongTensor: for each student step, its t, the teacher's midpoint, its t_next
-        (-1 after the last step)."""
-        fine = _trailing_timesteps(self.T, 2 * k) + [-1]
-        coarse = _trailing_timesteps(self.T, k)
-        if fine[::2][:k] != coarse:  # the nesting the method relies on
-            raise ValueError(f"the {k}- and {2 * k}-step trailing grids do not nest")
-        rows = [(fine[2 * i], fine[2 * i + 1], fine[2 * i + 2]) for i in range(k)]
+    def round_steps(self, teacher_grid: list[int], k: int) -> torch.Tensor:
+        """(k, 4) LongTensor: for each step of the k-step student, its t, the teacher's
+        midpoint, its t_next (-1 after the last step) and 1 where the student merges two of
+        the teacher's steps, 0 where it keeps one (then the midpoint is t_next)."""
+        fine = list(teacher_grid) + [-1]
+        merges = len(teacher_grid) - k
+        rows = [(fine[2 * i], fine[2 * i + 1], fine[2 * i + 2], 1) for i in range(merges)]
+        rows += [(t, n, n, 0) for t, n in zip(fine[2 * merges : -1], fine[2 * merges + 1 :],
+                                               strict=True)]  # fmt: skip
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
     def coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,11 +170,16 @@ def _ddim_step(policy, cond, x, t, t_next, grids: _Grids) -> torch.Tensor:
 
 @torch.no_grad()
 def distillation_target(teacher, cond, x_t, steps: torch.Tensor, grids: _Grids) -> torch.Tensor:
-    """The v a student should predict at x_t so that its one step matches the teacher's two;
-    ``steps`` (B, 3) holds each row's t, t_mid, t_next."""
-    t, t_mid, t_next = steps.unbind(1)
-    x_mid = _ddim_step(teacher, cond, x_t, t, t_mid, grids)
-    x_next = _ddim_step(teacher, cond, x_mid, t_mid, t_next, grids)
+    """The v a student should predict at x_t so that its one step matches the teacher's two
+    (or, on a step the student keeps, the teacher's one); ``steps`` (B, 4) holds each row's t,
+    t_mid, t_next and whether it merges two steps."""
+    t, t_mid, t_next, merged = steps.unbind(1)
+    x_next = _ddim_step(teacher, cond, x_t, t, t_mid, grids)
+    two = merged.nonzero().squeeze(1)
+    if len(two):
+        x_next = x_next.index_copy(
+            0, two, _ddim_step(teacher, cond[two], x_next[two], t_mid[two], t_next[two], grids)
+        )
     a, s = grids.coefficients(t)
     a_next, s_next = grids.coefficients(t_next)
     x0 = (x_next - (s_next / s) * x_t) / (a_next - s_next * a / s)
@@ -175,6 +199,7 @@ class _Distillation:
     generator: torch.Generator
     config: DistillConfig
     n_params: int = 0  # the teacher's (and so every student's)
+    round_grids: list[list[int]] = dataclasses.field(default_factory=list)  # grids_of_rounds
     elapsed_before: float = 0.0  # seconds of distillation before a resume
     t0: float = 0.0  # perf_counter at this process's start
 
@@ -184,11 +209,22 @@ class _Distillation:
     def round_file(self, k: int) -> Path:
         return self.out_dir / f"steps{k}.safetensors"
 
-    def teacher_for(self, k: int) -> DiffusionPolicy:
-        """Round k's teacher: the trained policy, or the previous round's student."""
-        first = 2 * k == self.config.teacher_steps
-        policy = load_policy(self.teacher_path if first else self.round_file(2 * k), self.device)
-        return policy[0].requires_grad_(False)
+    def teacher_for(self, r: int) -> DiffusionPolicy:
+        """Round r's teacher: the trained policy, or the previous round's student."""
+        path = self.teacher_path if r == 0 else self.round_file(self.config.rounds()[r - 1])
+        return load_policy(path, self.device)[0].requires_grad_(False)
+
+    def grids_of_rounds(self, teacher: DiffusionPolicy) -> list[list[int]]:
+        """The timestep grid of the first teacher, then of each round's student."""
+        c, tc = self.config, teacher.config
+        if tc.timesteps is not None and len(tc.timesteps) == c.teacher_steps:
+            grid = list(tc.timesteps)  # a student with its own grid, distilled further
+        else:
+            grid = _trailing_timesteps(tc.num_train_steps, c.teacher_steps)
+        grids = [grid]
+        for k in c.rounds():
+            grids.append(merged_grid(grids[-1], k))
+        return grids
 
     def save(self, path, ema, step, seconds, k, round_step, state=None) -> Path:
         h = self.header
@@ -238,13 +274,15 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device).manual_seed(cfg.seed)
     n_params = sum(p.numel() for p in teacher.parameters())
-    return _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
-                         gen, cfg, n_params)  # fmt: skip
+    run = _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
+                        gen, cfg, n_params)  # fmt: skip
+    run.round_grids = run.grids_of_rounds(teacher)
+    return run
 
 
-def _student(run: _Distillation, teacher: DiffusionPolicy, k: int):
-    """(student, its EMA, optimiser) for round k, initialised from the teacher's weights."""
-    student = DiffusionPolicy(student_config(teacher.config, k)).to(run.device)
+def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int]):
+    """(student, its EMA, optimiser) for a round, initialised from the teacher's weights."""
+    student = DiffusionPolicy(student_config(teacher.config, grid)).to(run.device)
     student.load_state_dict(teacher.state_dict())
     ema = DiffusionPolicy(student.config).to(run.device).requires_grad_(False).eval()
     ema.load_state_dict(student.state_dict())
@@ -277,10 +315,10 @@ def _optimise(run, teacher, student, opt, steps_table, autocast) -> torch.Tensor
 
 
 def _run_round(run: _Distillation, r: int, k: int, progress, cut_short: bool) -> None:
-    """Round r: distil the 2k-step teacher into a k-step student -> ``steps{k}.safetensors``."""
+    """Round r: distil its teacher into a k-step student -> ``steps{k}.safetensors``."""
     c = run.config
-    teacher = run.teacher_for(k)
-    student, ema, opt = _student(run, teacher, k)
+    teacher = run.teacher_for(r)
+    student, ema, opt = _student(run, teacher, run.round_grids[r + 1])
     first = 0
     if cut_short:  # go on where the round stopped
         state = load_training_state(run.out_dir / "last.safetensors", student, ema, opt,
@@ -289,7 +327,8 @@ def _run_round(run: _Distillation, r: int, k: int, progress, cut_short: bool) ->
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         opt, cosine_with_warmup(c.warmup_steps, c.steps_per_round), first - 1
     )
-    steps_table, autocast = run.grids.round_steps(k), use_bf16(c.precision, run.device)
+    steps_table = run.grids.round_steps(run.round_grids[r], k)
+    autocast = use_bf16(c.precision, run.device)
     base, total = r * c.steps_per_round, c.steps_per_round * len(c.rounds())
     went_bad, t_start = torch.zeros((), dtype=torch.bool, device=run.device), time.perf_counter()
     for i in range(first + 1, c.steps_per_round + 1):

@@ -167,18 +167,23 @@ class DiffusionPolicy(nn.Module):
 
     def make_sampler(self, name: str | None = None, num_inference_steps: int | None = None):
         """The sampler ``name`` (default: the config's) with its step count (default: the
-        config's rule, ``PolicyConfig.default_steps``); built once per (name, steps)."""
+        config's rule, ``PolicyConfig.default_steps``); built once per (name, steps). The
+        default sampler at the default step count takes the config's explicit grid if it has
+        one (``PolicyConfig.timesteps``)."""
         name = name or self.config.sampler
         steps = num_inference_steps or self.config.default_steps(name)
         key = (name, steps)
         if key not in self._samplers:
+            c = self.config
+            own_grid = c.timesteps is not None and (name, steps) == (c.sampler, len(c.timesteps))
             self._samplers[key] = make_sampler(
                 name,
                 self.schedule,
                 steps,
-                prediction_type=self.config.prediction_type,
-                clip_sample=self.config.clip_sample,
-                spacing=self.config.timestep_spacing if name != "dpmsolver++" else "leading",
+                prediction_type=c.prediction_type,
+                clip_sample=c.clip_sample,
+                spacing=c.timestep_spacing if name != "dpmsolver++" else "leading",
+                timesteps=c.timesteps if own_grid else None,
             )
         return self._samplers[key]
 

@@ -18,6 +18,7 @@ Typical loop (one sampler, any of the three):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -422,6 +423,34 @@ def sampler_names() -> list[str]:
     return list(SAMPLERS)
 
 
+def _checked_steps(name: str, num_inference_steps: int | None, T: int) -> int:
+    """The step count of sampler ``name`` on T training steps (None: the finest), checked."""
+    max_steps = T - 1 if name == "dpmsolver++" else T
+    if num_inference_steps is None:
+        return max_steps
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+        raise ValueError(f"num_inference_steps must be an int or None, got {num_inference_steps!r}")
+    if not 1 <= num_inference_steps <= max_steps:
+        raise ValueError(
+            f"num_inference_steps for {name!r} must be in [1, {max_steps}] with a schedule of "
+            f"num_train_steps={T}, got {num_inference_steps}"
+        )
+    return num_inference_steps
+
+
+def _checked_grid(name: str, timesteps: Sequence[int], num_steps: int, T: int) -> list[int]:
+    """An explicit grid of ``num_steps`` timesteps for ``name``, checked."""
+    grid = [int(t) for t in timesteps]
+    if name == "dpmsolver++":
+        raise ValueError("an explicit timestep grid applies to 'ddpm' and 'ddim' only")
+    if len(grid) != num_steps:
+        raise ValueError(f"{num_steps} steps asked for with a grid of {len(grid)}: {grid}")
+    descending = all(a > b for a, b in zip(grid[:-1], grid[1:], strict=True))
+    if not (descending and 0 <= grid[-1] and grid[0] < T):
+        raise ValueError(f"timesteps must be strictly descending within [0, {T - 1}], got {grid}")
+    return grid
+
+
 def make_sampler(
     name: str,
     schedule: NoiseSchedule,
@@ -433,6 +462,7 @@ def make_sampler(
     variance_type: str = "fixed_small",
     eta: float = 0.0,
     spacing: str = "leading",
+    timesteps: Sequence[int] | None = None,
 ) -> Sampler:
     """A sampler visiting `num_inference_steps` timesteps of `schedule` (T = num_train_steps).
 
@@ -440,7 +470,10 @@ def make_sampler(
     grid of T+1 points would repeat a timestep). `variance_type` applies to "ddpm" only and
     `eta` (0 = deterministic, 1 = DDPM-like noise) to "ddim" only. `spacing` places the steps
     of "ddpm" and "ddim" ("leading", diffusers' default, or "trailing", which starts at T-1 and
-    is what few-step distilled students use); DPM-Solver++ always uses "linspace"."""
+    is what few-step distilled students use); DPM-Solver++ always uses "linspace".
+    ``timesteps`` gives "ddpm" or "ddim" an explicit grid instead (strictly descending, in
+    [0, T-1], as many as `num_inference_steps`): a student distilled to a step count that does
+    not halve its teacher's samples on the grid it was trained on (``dp_agent.distill``)."""
     if name not in sampler_names():
         raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}")
     if prediction_type not in PREDICTION_TYPES:
@@ -461,24 +494,15 @@ def make_sampler(
         raise ValueError(f"clip_range must be > 0, got {clip_range}")
 
     T = schedule.num_train_steps
-    max_steps = T - 1 if name == "dpmsolver++" else T
-    if num_inference_steps is None:
-        num_inference_steps = max_steps
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-        raise ValueError(f"num_inference_steps must be an int or None, got {num_inference_steps!r}")
-    if not 1 <= num_inference_steps <= max_steps:
-        raise ValueError(
-            f"num_inference_steps for {name!r} must be in [1, {max_steps}] with a schedule of "
-            f"num_train_steps={T}, got {num_inference_steps}"
-        )
-
+    num_inference_steps = _checked_steps(name, num_inference_steps, T)
+    if timesteps is not None:
+        timesteps = _checked_grid(name, timesteps, num_inference_steps, T)
     common = dict(prediction_type=prediction_type, clip_sample=clip_sample, clip_range=clip_range)
-    spaced = _trailing_timesteps if spacing == "trailing" else _leading_timesteps
+    if name == "dpmsolver++":
+        return DPMSolverPPSampler(schedule, _linspace_timesteps(T, num_inference_steps), **common)
+    if timesteps is None:
+        spaced = _trailing_timesteps if spacing == "trailing" else _leading_timesteps
+        timesteps = spaced(T, num_inference_steps)
     if name == "ddpm":
-        timesteps = spaced(T, num_inference_steps)
         return DDPMSampler(schedule, timesteps, variance_type=variance_type, **common)
-    if name == "ddim":
-        timesteps = spaced(T, num_inference_steps)
-        return DDIMSampler(schedule, timesteps, eta=eta, **common)
-    timesteps = _linspace_timesteps(T, num_inference_steps)
-    return DPMSolverPPSampler(schedule, timesteps, **common)
+    return DDIMSampler(schedule, timesteps, eta=eta, **common)

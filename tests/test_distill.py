@@ -11,7 +11,7 @@ from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import load_policy, save_policy
 from dp_agent.config import make_configs
 from dp_agent.demos import DemoWriter
-from dp_agent.distill import DistillConfig, _Grids, distill, distillation_target
+from dp_agent.distill import DistillConfig, _ddim_step, _Grids, distill, distillation_target
 from dp_agent.progress import TrainStep
 from dp_agent.train import TrainingError, train
 
@@ -83,8 +83,8 @@ def test_target_is_the_teachers_two_steps_in_one(teacher):
     """A student that outputs the target lands, in one DDIM step, where the teacher's two go."""
     policy = load_policy(teacher[0])[0]
     grids = _Grids(policy, torch.device("cpu"))
-    steps = grids.round_steps(2)  # (t, t_mid, t_next): (99, 74, 49), (49, 24, -1)
-    assert steps.tolist() == [[99, 74, 49], [49, 24, -1]]
+    steps = grids.round_steps([99, 74, 49, 24], 2)  # (t, t_mid, t_next, merged)
+    assert steps.tolist() == [[99, 74, 49, 1], [49, 24, -1, 1]]
     g = torch.Generator().manual_seed(0)
     x_t, cond = torch.randn(2, 8, 1, generator=g), policy.encode(torch.zeros(2, 2, 2))
     v = distillation_target(policy, cond, x_t, steps, grids)
@@ -93,8 +93,6 @@ def test_target_is_the_teachers_two_steps_in_one(teacher):
     x0 = a * x_t - s * v
     one_step = a_next * x0 + s_next * (s * x_t + a * v)
     with torch.no_grad():
-        from dp_agent.distill import _ddim_step
-
         mid = _ddim_step(policy, cond, x_t, steps[:, 0], steps[:, 1], grids)
         two_steps = _ddim_step(policy, cond, mid, steps[:, 1], steps[:, 2], grids)
     torch.testing.assert_close(one_step, two_steps, atol=1e-5, rtol=1e-5)
@@ -147,8 +145,8 @@ def _spaces(header):
 
 @pytest.mark.parametrize(
     "over, match",
-    [({"teacher_steps": 6, "student_steps": 2}, "power of two"),
-     ({"teacher_steps": 2, "student_steps": 2}, "power of two"),
+    [({"teacher_steps": 2, "student_steps": 2}, "fewer than teacher_steps"),
+     ({"teacher_steps": 4, "student_steps": 0}, "at least 1"),
      ({"lr": 0.0}, "lr must be positive")],
 )  # fmt: skip
 def test_bad_distillation_settings_are_refused(teacher, tmp_path, over, match):
@@ -159,3 +157,41 @@ def test_bad_distillation_settings_are_refused(teacher, tmp_path, over, match):
 def test_missing_training_data_is_named(teacher, tmp_path):
     with pytest.raises(FileNotFoundError, match="--demos"):
         distill(teacher[0], tmp_path, small(), demos=tmp_path / "gone.hdf5")
+
+
+def test_three_of_four_steps_merges_the_noisiest_pair_and_keeps_the_rest(teacher, tmp_path):
+    """A step count that does not halve the teacher's: 4 -> 3 merges (99, 74) into one step and
+    keeps 49 and 24; the kept steps' target is the teacher's own single step."""
+    from dp_agent.distill import merged_grid
+
+    assert DistillConfig(teacher_steps=16, student_steps=3).rounds() == [8, 4, 3]
+    assert merged_grid([99, 74, 49, 24], 3) == [99, 49, 24]
+    assert merged_grid([99, 74, 49, 24], 2) == [99, 49]
+    policy = load_policy(teacher[0])[0]
+    grids = _Grids(policy, torch.device("cpu"))
+    steps = grids.round_steps([99, 74, 49, 24], 3)
+    assert steps.tolist() == [[99, 74, 49, 1], [49, 24, 24, 0], [24, -1, -1, 0]]
+    g = torch.Generator().manual_seed(0)
+    x_t, cond = torch.randn(3, 8, 1, generator=g), policy.encode(torch.zeros(3, 2, 2))
+    v = distillation_target(policy, cond, x_t, steps, grids)
+    a, s = grids.coefficients(steps[:, 0])
+    a_next, s_next = grids.coefficients(steps[:, 2])
+    one_step = a_next * (a * x_t - s * v) + s_next * (s * x_t + a * v)
+    with torch.no_grad():
+        teacher_step = _ddim_step(policy, cond, x_t, steps[:, 0], steps[:, 2], grids)
+        mid = _ddim_step(policy, cond, x_t, steps[:, 0], steps[:, 1], grids)
+        two = _ddim_step(policy, cond, mid, steps[:, 1], steps[:, 2], grids)
+    torch.testing.assert_close(one_step[1:], teacher_step[1:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(one_step[:1], two[:1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(one_step[:1], teacher_step[:1], atol=1e-3)
+
+    # the student samples on its own grid, three network calls per chunk
+    cfg = small(teacher_steps=4, student_steps=3, steps_per_round=60)
+    final = distill(teacher[0], tmp_path / "three", cfg, demos=teacher[1], json_progress=True)
+    agent = DiffusionPolicyAgent.load(final, device="cpu")
+    assert agent.policy.config.timesteps == (99, 49, 24)
+    assert agent.policy.make_sampler().timesteps.tolist() == [99, 49, 24]
+    agent.policy.set_backend("eager")
+    counter = agent.policy.denoiser = CountingDenoiser(agent.policy.denoiser)
+    agent.sample(np.zeros((2, 2), np.float32), num_samples=4, seed=0)
+    assert counter.calls == 3

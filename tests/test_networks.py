@@ -92,3 +92,42 @@ def test_conv_weight_gradient_by_matrix_product_equals_onednns():
     assert torch.autograd.gradcheck(
         lambda x, w, b: _ConvGemmWeightGrad.apply(x, w, b, 1), (x, w, b)
     )
+
+
+def test_float32_training_convolution_by_one_product_per_step_equals_onednns():
+    from dp_agent.networks import Conv1d, _TapGemmConv1d
+
+    torch.manual_seed(0)
+    # (c_in, c_out, kernel, T): the short inner levels, a wide one at T = 16, kernel 3
+    for c_in, c_out, k, t in [(8, 16, 5, 4), (16, 8, 5, 8), (128, 16, 5, 16), (12, 12, 3, 2)]:
+        conv = Conv1d(c_in, c_out, k, padding=k // 2)
+        x = torch.randn(6, c_in, t, requires_grad=True)
+        g = torch.randn(6, c_out, t)
+        grads = {}
+        for fast in (True, False):
+            conv.zero_grad()
+            x.grad = None
+            y = conv(x) if fast else torch.nn.Conv1d.forward(conv, x)
+            assert ("TapGemm" in type(y.grad_fn).__name__) == fast, (c_in, k, t)
+            y.backward(g)
+            grads[fast] = (y.detach(), x.grad, conv.weight.grad, conv.bias.grad)
+        for name, a, b in zip(
+            ("output", "x", "weight", "bias"), grads[True], grads[False], strict=True
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=name)
+    # not taken where oneDNN was measured faster, nor at inference
+    conv = Conv1d(64, 64, 5, padding=2)
+    x = torch.randn(2, 64, 32, requires_grad=True)
+    assert "TapGemm" not in type(conv(x).grad_fn).__name__
+    with torch.no_grad():
+        assert conv(x[..., :4]).grad_fn is None
+    # float64 against the definition, with and without padding and bias
+    for padding, bias in ((2, True), (0, False), (1, True)):
+        x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(5, 4, 5, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(5, dtype=torch.float64, requires_grad=True) if bias else None
+        assert torch.autograd.gradcheck(
+            lambda x, w, b, p=padding: _TapGemmConv1d.apply(x, w, b, p), (x, w, b)
+        )
+        ref = torch.nn.functional.conv1d(x, w, b, padding=padding)
+        torch.testing.assert_close(_TapGemmConv1d.apply(x, w, b, padding), ref)

@@ -430,3 +430,17 @@ def test_step_index_out_of_range_and_wrong_noise_shape_raise():
         sampler.step(x, 10, x)
     with pytest.raises(ValueError, match="noise shape"):
         sampler.step(x, 0, x, noise=torch.randn(3, 2))
+
+
+def test_an_explicit_grid_is_visited_as_given_and_a_bad_one_is_refused():
+    schedule = NoiseSchedule(100, "squaredcos_cap_v2")
+    s = make_sampler("ddim", schedule, 3, prediction_type="v_prediction", timesteps=[99, 49, 24])
+    assert s.timesteps.tolist() == [99, 49, 24]
+    assert s.alpha_bar_after(0) == s.alpha_bar_before(1)  # step 0 lands on t = 49
+    bad = [([99, 49], "grid of 2"), ([49, 99, 24], "descending"), ([100, 49, 24], "within"),
+           ([99, 49, 49], "descending")]  # fmt: skip
+    for grid, match in bad:
+        with pytest.raises(ValueError, match=match):
+            make_sampler("ddim", schedule, 3, timesteps=grid)
+    with pytest.raises(ValueError, match="'ddpm' and 'ddim' only"):
+        make_sampler("dpmsolver++", schedule, 3, timesteps=[99, 49, 24])
