@@ -144,10 +144,11 @@ class _Grids:
         midpoint, its t_next (-1 after the last step) and 1 where the student merges two of
         the teacher's steps, 0 where it keeps one (then the midpoint is t_next)."""
         fine = list(teacher_grid) + [-1]
-        merges = len(teacher_grid) - k
-        rows = [(fine[2 * i], fine[2 * i + 1], fine[2 * i + 2], 1) for i in range(merges)]
-        rows += [(t, n, n, 0) for t, n in zip(fine[2 * merges : -1], fine[2 * merges + 1 :],
-                                               strict=True)]  # fmt: skip
+        coarse = merged_grid(list(teacher_grid), k) + [-1]
+        rows = []
+        for t, t_next in zip(coarse[:-1], coarse[1:], strict=True):
+            t_mid = fine[fine.index(t) + 1]  # the teacher's next point: t_next on a kept step
+            rows.append((t, t_mid, t_next, int(t_mid != t_next)))
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
     def coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,27 +62,34 @@ def test_training_mish_equals_torch_mish_in_value_and_gradient():
     torch.testing.assert_close(yb, F.mish(xb.detach()), rtol=1e-2, atol=1e-2)
 
 
+def _conv_both_ways(c_in, c_out, k, t, *, bf16: bool):
+    """(our Conv1d's, torch's own) (output, input grad, weight grad, bias grad) for one random
+    input and output gradient, and the name of our forward's grad_fn."""
+    from dp_agent.networks import Conv1d
+
+    conv = Conv1d(c_in, c_out, k, padding=k // 2)
+    x = torch.randn(6, c_in, t, requires_grad=True)
+    g = torch.randn(6, c_out, t)
+    grads, fn = {}, None
+    for fast in (True, False):
+        conv.zero_grad()
+        x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = conv(x) if fast else torch.nn.Conv1d.forward(conv, x)
+        fn = type(y.grad_fn).__name__ if fast else fn
+        y.float().backward(g)
+        grads[fast] = (y.detach().float(), x.grad, conv.weight.grad, conv.bias.grad)
+    return grads[True], grads[False], fn
+
+
 def test_conv_weight_gradient_by_matrix_product_equals_onednns():
-    from dp_agent.networks import Conv1d, _ConvGemmWeightGrad
+    from dp_agent.networks import _ConvGemmWeightGrad
 
     torch.manual_seed(0)
     for c_in, c_out, k, t in [(8, 16, 5, 4), (32, 32, 5, 16), (24, 8, 1, 8)]:
-        conv = Conv1d(c_in, c_out, k, padding=k // 2)
-        x = torch.randn(6, c_in, t, requires_grad=True)
-        g = torch.randn(6, c_out, t)
-        grads = {}
-        for fast in (True, False):
-            conv.zero_grad()
-            x.grad = None
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                y = conv(x) if fast else torch.nn.Conv1d.forward(conv, x)
-            if fast:
-                assert "ConvGemmWeightGrad" in type(y.grad_fn).__name__
-            y.float().backward(g)
-            grads[fast] = (y.detach().float(), x.grad, conv.weight.grad, conv.bias.grad)
-        for name, a, b in zip(
-            ("output", "x", "weight", "bias"), grads[True], grads[False], strict=True
-        ):
+        ours, torchs, fn = _conv_both_ways(c_in, c_out, k, t, bf16=True)
+        assert "ConvGemmWeightGrad" in fn
+        for name, a, b in zip(("output", "x", "weight", "bias"), ours, torchs, strict=True):
             scale = b.abs().max()
             assert (a - b).abs().max() <= 2e-2 * scale, (name, c_in, c_out, k, t)
     # float64 against the definition (no autocast, called directly)
@@ -100,20 +107,9 @@ def test_float32_training_convolution_by_one_product_per_step_equals_onednns():
     torch.manual_seed(0)
     # (c_in, c_out, kernel, T): the short inner levels, a wide one at T = 16, kernel 3
     for c_in, c_out, k, t in [(8, 16, 5, 4), (16, 8, 5, 8), (128, 16, 5, 16), (12, 12, 3, 2)]:
-        conv = Conv1d(c_in, c_out, k, padding=k // 2)
-        x = torch.randn(6, c_in, t, requires_grad=True)
-        g = torch.randn(6, c_out, t)
-        grads = {}
-        for fast in (True, False):
-            conv.zero_grad()
-            x.grad = None
-            y = conv(x) if fast else torch.nn.Conv1d.forward(conv, x)
-            assert ("TapGemm" in type(y.grad_fn).__name__) == fast, (c_in, k, t)
-            y.backward(g)
-            grads[fast] = (y.detach(), x.grad, conv.weight.grad, conv.bias.grad)
-        for name, a, b in zip(
-            ("output", "x", "weight", "bias"), grads[True], grads[False], strict=True
-        ):
+        ours, torchs, fn = _conv_both_ways(c_in, c_out, k, t, bf16=False)
+        assert "TapGemm" in fn, (c_in, k, t)
+        for name, a, b in zip(("output", "x", "weight", "bias"), ours, torchs, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=name)
     # not taken where oneDNN was measured faster, nor at inference
     conv = Conv1d(64, 64, 5, padding=2)
