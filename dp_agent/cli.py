@@ -37,6 +37,12 @@ def _add_train(sub) -> None:
         choices=["auto", "bf16", "fp32"],
         help="bf16 autocast (auto: where the device has native bf16); weights stay fp32",
     )
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="fine-tune: start from this policy's weights with a fresh optimiser and schedule "
+        "(same data and network shape; ignored by --resume once OUT holds last.safetensors)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--overwrite", action="store_true", help="replace checkpoints already in OUT")
     p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout")
@@ -66,6 +72,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         num_threads=args.threads,
         precision=args.precision,
+        init_from=args.init_from,
     )
     pc, tc = make_configs(args.preset, policy_over, train_over)
     final = train(

@@ -135,6 +135,9 @@ class TrainConfig:
     precision: str = (
         "auto"  # "auto" (bf16 autocast where the device has native bf16), "bf16", "fp32"
     )
+    # a trained policy to start from (fine-tuning: its weights, normalisers included, for the
+    # model and its EMA; a fresh optimiser and schedule); ignored when a run is resumed
+    init_from: str | None = None
 
     def validate(self) -> None:
         for name in ("num_steps", "batch_size", "checkpoint_every", "log_every"):

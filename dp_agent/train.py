@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dp_agent.checkpoint import load_training_state, read_checkpoint, save_training_state
+from dp_agent.checkpoint import (
+    load_policy,
+    load_training_state,
+    read_checkpoint,
+    save_training_state,
+)
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
 from dp_agent.data import WindowDataset, load_episodes
 from dp_agent.devices import device_name, peak_memory_mb, select_device, use_bf16
@@ -187,6 +192,9 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
     env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
     model = DiffusionPolicy(pc)
     model.fit_normalizers(data.obs, data.actions)
+    resuming = resume and (out_dir / "last.safetensors").exists()
+    if tc.init_from and not resuming:
+        _start_from(Path(tc.init_from), model)
     model.to(device)
     run = Run(
         out_dir, source, env_id, env_kwargs, *_spaces_for(env_id, env_kwargs, data), data,
@@ -194,7 +202,7 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
         _adamw(model, tc, device),
         torch.Generator(device).manual_seed(tc.seed), rank=rank, world_size=world_size,
     )  # fmt: skip
-    if resume and run.last_path.exists():
+    if resuming:
         _check_resumable(run.last_path, pc)
         state = load_training_state(run.last_path, model, run.ema, run.optimizer, run.generator)
         run.start_step, run.elapsed_before = int(state["step"]), float(state.get("seconds", 0))
@@ -342,14 +350,24 @@ def _distributed(model: torch.nn.Module, device: torch.device) -> torch.nn.Modul
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def _check_resumable(path: Path, pc: PolicyConfig) -> None:
-    """A checkpoint can be resumed by a run whose data and network have its shape."""
+def _start_from(path: Path, model: DiffusionPolicy) -> None:
+    """Fine-tuning: ``model`` takes the weights (normalisers included) of the policy at ``path``,
+    which must have the run's data and network shape."""
+    if not path.is_file():
+        raise TrainingError(f"{path}: no such checkpoint to start from (init_from)")
+    _check_resumable(path, model.config, verb="start from")
+    model.load_state_dict(load_policy(path)[0].state_dict())
+
+
+def _check_resumable(path: Path, pc: PolicyConfig, verb: str = "resume") -> None:
+    """A checkpoint can be resumed (or started from) by a run whose data and network have its
+    shape."""
     saved = read_checkpoint(path)[1]["policy_config"]
     for key in ("obs_dim", "action_dim", "pred_horizon", "obs_horizon", "denoiser", "down_dims"):
         mine, theirs = getattr(pc, key), saved.get(key)
         theirs = tuple(theirs) if isinstance(theirs, list) else theirs
         if mine != theirs:
             raise TrainingError(
-                f"{path}: cannot resume, policy_config.{key} is {theirs!r} in the checkpoint but "
+                f"{path}: cannot {verb}, policy_config.{key} is {theirs!r} in the checkpoint but "
                 f"{mine!r} for this run"
             )

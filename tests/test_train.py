@@ -217,6 +217,37 @@ def test_final_checkpoint_holds_inference_weights_only(tmp_path):
     assert final.stat().st_size < (tmp_path / "run" / "last.safetensors").stat().st_size / 2
 
 
+def test_fine_tuning_starts_from_the_given_policy_and_checks_its_shape(tmp_path):
+    """``init_from``: the model and its EMA start as the earlier run's policy (a step at a
+    vanishing learning rate leaves them there, where a fresh run is elsewhere); a policy of
+    another shape, or a missing file, is refused by name."""
+    from safetensors.torch import load_file
+
+    pc, tc = tiny_configs(num_steps=30, checkpoint_every=100)
+    first = train(tiny_episodes(), tmp_path / "first", pc, tc, json_progress=True)
+    tune = dict(num_steps=1, lr=1e-12, warmup_steps=0, seed=1)
+    _, tc_tuned = tiny_configs(**tune, init_from=str(first))
+    tuned = train(tiny_episodes(), tmp_path / "tuned", pc, tc_tuned, json_progress=True)
+    fresh = train(tiny_episodes(), tmp_path / "fresh", pc, tiny_configs(**tune)[1],
+                  json_progress=True)  # fmt: skip
+    a, b, c = (load_file(p) for p in (first, tuned, fresh))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+    assert any(not torch.allclose(c[k], a[k], atol=1e-3) for k in a)
+    assert read_checkpoint(tuned)[1]["training"]["train_config"]["init_from"] == str(first)
+
+    wider, _ = make_configs(
+        "cpu-small",
+        {"pred_horizon": 8, "action_horizon": 4, "down_dims": (16, 64)},
+        {},
+    )
+    with pytest.raises(TrainingError, match=r"cannot start from, policy_config.down_dims"):
+        train(tiny_episodes(), tmp_path / "wider", wider, tc_tuned, json_progress=True)
+    _, missing = tiny_configs(**tune, init_from=str(tmp_path / "nope.safetensors"))
+    with pytest.raises(TrainingError, match=r"nope.safetensors: no such checkpoint"):
+        train(tiny_episodes(), tmp_path / "missing", pc, missing, json_progress=True)
+
+
 def test_training_refuses_to_overwrite_an_earlier_run_unless_asked(tmp_path):
     eps = [EpisodeArrays(np.zeros((12, 3), np.float32), np.zeros((12, 2), np.float32))] * 2
     pc, tc = make_configs(
