@@ -356,7 +356,15 @@ def _start_from(path: Path, model: DiffusionPolicy) -> None:
     if not path.is_file():
         raise TrainingError(f"{path}: no such checkpoint to start from (init_from)")
     _check_resumable(path, model.config, verb="start from")
-    model.load_state_dict(load_policy(path)[0].state_dict())
+    theirs, mine = load_policy(path)[0].state_dict(), model.state_dict()
+    for key, value in mine.items():  # a part of another shape: an image size, a vector's length
+        if key not in theirs or theirs[key].shape != value.shape:
+            got = tuple(theirs[key].shape) if key in theirs else "nothing"
+            raise TrainingError(
+                f"{path}: cannot start from, weight {key} is {got} there but "
+                f"{tuple(value.shape)} for this run"
+            )
+    model.load_state_dict(theirs)
 
 
 def _check_resumable(path: Path, pc: PolicyConfig, verb: str = "resume") -> None:

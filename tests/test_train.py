@@ -243,6 +243,15 @@ def test_fine_tuning_starts_from_the_given_policy_and_checks_its_shape(tmp_path)
     )
     with pytest.raises(TrainingError, match=r"cannot start from, policy_config.down_dims"):
         train(tiny_episodes(), tmp_path / "wider", wider, tc_tuned, json_progress=True)
+    other_embedding, _ = make_configs(
+        "cpu-small",
+        {"pred_horizon": 8, "action_horizon": 4, "down_dims": (16, 32), "step_embed_dim": 32},
+        {},
+    )
+    with pytest.raises(
+        TrainingError, match=r"cannot start from, weight \S+ is \(256, 64\) there but \(128, 32\)"
+    ):
+        train(tiny_episodes(), tmp_path / "embed", other_embedding, tc_tuned, json_progress=True)
     _, missing = tiny_configs(**tune, init_from=str(tmp_path / "nope.safetensors"))
     with pytest.raises(TrainingError, match=r"nope.safetensors: no such checkpoint"):
         train(tiny_episodes(), tmp_path / "missing", pc, missing, json_progress=True)
