@@ -12,4 +12,4 @@ python -m pip install -q -e ".[dev]"
 ruff format --check .
 ruff check .
 export QT_QPA_PLATFORM=offscreen SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
-python -m pytest -q "$@"
+python -m pytest -q -n "${PYTEST_WORKERS:-auto}" "$@"  # one test process per core
