@@ -203,7 +203,7 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
         torch.Generator(device).manual_seed(tc.seed), rank=rank, world_size=world_size,
     )  # fmt: skip
     if resuming:
-        _check_resumable(run.last_path, pc)
+        _check_resumable(run.last_path, read_checkpoint(run.last_path)[1]["policy_config"], pc)
         state = load_training_state(run.last_path, model, run.ema, run.optimizer, run.generator)
         run.start_step, run.elapsed_before = int(state["step"]), float(state.get("seconds", 0))
     return run
@@ -355,8 +355,9 @@ def _start_from(path: Path, model: DiffusionPolicy) -> None:
     which must have the run's data and network shape."""
     if not path.is_file():
         raise TrainingError(f"{path}: no such checkpoint to start from (init_from)")
-    _check_resumable(path, model.config, verb="start from")
-    theirs, mine = load_policy(path)[0].state_dict(), model.state_dict()
+    policy, header = load_policy(path)
+    _check_resumable(path, header["policy_config"], model.config, verb="start from")
+    theirs, mine = policy.state_dict(), model.state_dict()
     for key, value in mine.items():  # a part of another shape: an image size, a vector's length
         if key not in theirs or theirs[key].shape != value.shape:
             got = tuple(theirs[key].shape) if key in theirs else "nothing"
@@ -367,10 +368,9 @@ def _start_from(path: Path, model: DiffusionPolicy) -> None:
     model.load_state_dict(theirs)
 
 
-def _check_resumable(path: Path, pc: PolicyConfig, verb: str = "resume") -> None:
-    """A checkpoint can be resumed (or started from) by a run whose data and network have its
-    shape."""
-    saved = read_checkpoint(path)[1]["policy_config"]
+def _check_resumable(path: Path, saved: dict, pc: PolicyConfig, verb: str = "resume") -> None:
+    """A checkpoint (at ``path``, its ``policy_config`` ``saved``) can be resumed (or started
+    from) by a run whose data and network have its shape."""
     for key in ("obs_dim", "action_dim", "pred_horizon", "obs_horizon", "denoiser", "down_dims"):
         mine, theirs = getattr(pc, key), saved.get(key)
         theirs = tuple(theirs) if isinstance(theirs, list) else theirs
