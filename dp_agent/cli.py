@@ -106,6 +106,20 @@ def _add_distill(sub) -> None:
         help="denoising steps of the student (not a halving of the teacher's: the last round "
         "merges only the noisiest pairs, 16 -> 8 -> 4 -> 3)",
     )
+    p.add_argument(
+        "--method",
+        choices=["progressive", "trajectory"],
+        default="progressive",
+        help="progressive: halve the steps round by round; trajectory: one round in which the "
+        "student learns the teacher's whole DDIM path from noise between its own steps",
+    )
+    p.add_argument(
+        "--grid",
+        type=lambda s: tuple(int(t) for t in s.split(",")),
+        help="the trajectory student's steps, points of the teacher's grid, e.g. 99,49,24 "
+        "(default: the trailing grid)",
+    )
+    p.add_argument("--init-from", help="the student's first weights (default: the teacher's)")
     p.add_argument("--steps-per-round", type=int, default=2000, help="updates per round")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -134,6 +148,9 @@ def cmd_distill(args) -> int:
         device=args.device,
         num_threads=args.threads,
         precision=args.precision,
+        method=args.method,
+        grid=args.grid,
+        init_from=args.init_from,
     )
     final = distill(
         args.teacher,

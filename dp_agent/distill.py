@@ -19,6 +19,13 @@ merges only the noisiest pairs of steps and keeps the rest, whose target is then
 own single step: 16 -> 8 -> 4 -> 3 samples at t = 99, 49, 24 (``merged_grid``), the last two
 steps those of the 4-step student, where the chunk's fine detail is decided.
 
+``method="trajectory"`` distils in one round instead: the teacher samples its whole DDIM path
+from pure noise (``teacher_steps`` calls, as it samples at inference) and the student, on its own
+``grid`` of points of that path, learns each segment between two of its points in one step, from
+the very x_t the teacher passed through, so no round's error is handed on to the next and the
+student is trained where its own sampler goes. It may start from an earlier student
+(``init_from``): 16 -> 3 from the 2-step student.
+
 Why this method (over consistency distillation): on the PushT teacher it gets to two steps in
 about 6k student updates on a CPU, each round's target is deterministic (no EMA target network
 to tune), and both modes of a bimodal task survive because each round maps the same noise to
@@ -33,6 +40,7 @@ import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -80,11 +88,16 @@ class DistillConfig:
     device: str = "auto"
     num_threads: int = 0  # 0 = torch's default
     precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 autocast for the student)
+    method: str = "progressive"  # or "trajectory": one round on the teacher's whole DDIM path
+    grid: tuple[int, ...] | None = None  # the trajectory student's steps (default: trailing)
+    init_from: str | None = None  # the student's first weights (default: the teacher's)
 
     def rounds(self) -> list[int]:
         """The student step count of each round: halving, e.g. [8, 4, 2] from 16 to 2; a last
         round that halves only part of the way where the count is not a power of two below the
-        teacher's ([8, 4, 3] from 16 to 3)."""
+        teacher's ([8, 4, 3] from 16 to 3); one round for the trajectory method."""
+        if self.method == "trajectory":
+            return [self.student_steps]
         out, k = [], self.teacher_steps
         while k > self.student_steps:
             k = max(k // 2, self.student_steps)
@@ -104,6 +117,15 @@ class DistillConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.method not in ("progressive", "trajectory"):
+            raise ValueError(f"method must be 'progressive' or 'trajectory', got {self.method!r}")
+        if self.grid is not None and (
+            self.method != "trajectory" or len(self.grid) != self.student_steps
+        ):
+            raise ValueError(
+                f"grid {list(self.grid)} needs method 'trajectory' and student_steps "
+                f"{len(self.grid)}, got {self.method!r} and {self.student_steps}"
+            )
 
 
 def student_config(teacher_config, grid: list[int]):
@@ -128,6 +150,24 @@ def merged_grid(grid: list[int], k: int) -> list[int]:
     if not 0 < merges <= len(grid) // 2:
         raise ValueError(f"cannot distil {len(grid)} steps into {k}")
     return grid[: 2 * merges : 2] + grid[2 * merges :]
+
+
+def trajectory_grid(teacher_grid: list[int], k: int, grid=None) -> list[int]:
+    """The k steps of a trajectory student: ``grid``, or the trailing k-step grid moved to the
+    nearest points of ``teacher_grid``; every step must be one of the teacher's points (the
+    student learns the teacher's path between them), decreasing, the first the teacher's first
+    (where sampling starts from pure noise)."""
+    if grid is None:
+        T = teacher_grid[0] + 1
+        grid = [min(teacher_grid, key=lambda u: abs(u - t)) for t in _trailing_timesteps(T, k)]
+    grid = [int(t) for t in grid]
+    if (len(grid) != k or grid[0] != teacher_grid[0] or any(t not in teacher_grid for t in grid)
+            or any(a <= b for a, b in zip(grid, grid[1:], strict=False))):  # fmt: skip
+        raise ValueError(
+            f"a {k}-step student grid must be {k} decreasing points of the teacher's "
+            f"{teacher_grid}, starting at {teacher_grid[0]}; got {grid}"
+        )
+    return grid
 
 
 class _Grids:
@@ -223,6 +263,8 @@ class _Distillation:
         else:
             grid = _trailing_timesteps(tc.num_train_steps, c.teacher_steps)
         grids = [grid]
+        if c.method == "trajectory":
+            return grids + [trajectory_grid(grid, c.student_steps, c.grid)]
         for k in c.rounds():
             grids.append(merged_grid(grids[-1], k))
         return grids
@@ -281,10 +323,20 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
     return run
 
 
-def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int]):
-    """(student, its EMA, optimiser) for a round, initialised from the teacher's weights."""
+def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], first: bool):
+    """(student, its EMA, optimiser) for a round, initialised from the teacher's weights (or,
+    in the first round, from ``init_from``'s)."""
     student = DiffusionPolicy(student_config(teacher.config, grid)).to(run.device)
-    student.load_state_dict(teacher.state_dict())
+    init = teacher
+    if run.config.init_from and first:
+        init = load_policy(run.config.init_from, run.device)[0]
+        shapes = {key: v.shape for key, v in teacher.state_dict().items()}
+        if {key: v.shape for key, v in init.state_dict().items()} != shapes:
+            raise ValueError(
+                f"{run.config.init_from}: its network is not the teacher's {run.teacher_path} "
+                "(different layers or sizes); a student starts from the teacher's architecture"
+            )
+    student.load_state_dict(init.state_dict())
     ema = DiffusionPolicy(student.config).to(run.device).requires_grad_(False).eval()
     ema.load_state_dict(student.state_dict())
     c = run.config
@@ -315,11 +367,53 @@ def _optimise(run, teacher, student, opt, steps_table, autocast) -> torch.Tensor
     return loss
 
 
+@torch.no_grad()
+def teacher_path(teacher, cond, noise, fine: list[int], stops: list[int], grids: _Grids):
+    """The teacher's deterministic DDIM path from ``noise`` over ``fine`` (its grid) -> the x
+    it holds at each step of ``stops`` and after its last step: len(stops) + 1 tensors."""
+    x, out, n = noise, [noise], len(noise)
+    for t, t_next in zip(fine, fine[1:] + [-1], strict=True):
+        full = partial(torch.full, (n,), dtype=torch.long, device=noise.device)
+        x = _ddim_step(teacher, cond, x, full(t), full(t_next), grids)
+        if t_next in stops or t_next == -1:
+            out.append(x)
+    return out
+
+
+def _optimise_trajectory(run, teacher, student, opt, grid_pair, autocast) -> torch.Tensor:
+    """One update of a trajectory student: ceil(batch / k) teacher paths from noise, each
+    giving k rows (the x at each of the student's steps, and the v whose one DDIM step lands
+    where the teacher's path goes next)."""
+    c, data, g, dev = run.config, run.data, run.generator, run.device
+    fine, grid = grid_pair
+    k = len(grid)
+    n = -(-c.batch_size // k)
+    idx = torch.randint(len(data), (n,), generator=g, device=dev)
+    obs, actions = data.batch(idx)
+    noise = torch.randn(actions.shape, generator=g, device=dev)
+    xs = teacher_path(teacher, teacher.encode(obs), noise, fine, grid, run.grids)
+    x_t, x_next = torch.cat(xs[:-1]), torch.cat(xs[1:])
+    t = torch.tensor(grid, device=dev).repeat_interleave(n)
+    t_next = torch.tensor(grid[1:] + [-1], device=dev).repeat_interleave(n)
+    a, s = run.grids.coefficients(t)
+    a_next, s_next = run.grids.coefficients(t_next)
+    x0 = (x_next - (s_next / s) * x_t) / (a_next - s_next * a / s)
+    target = (a * x_t - x0) / s
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+        cond = student.encode(obs).repeat(k, 1)  # (k n, Dc), rows in the order of x_t
+        loss = F.mse_loss(student.denoiser(x_t, t, cond).float(), target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.parameters(), c.grad_clip)
+    opt.step()
+    return loss
+
+
 def _run_round(run: _Distillation, r: int, k: int, progress, cut_short: bool) -> None:
     """Round r: distil its teacher into a k-step student -> ``steps{k}.safetensors``."""
     c = run.config
     teacher = run.teacher_for(r)
-    student, ema, opt = _student(run, teacher, run.round_grids[r + 1])
+    student, ema, opt = _student(run, teacher, run.round_grids[r + 1], r == 0)
     first = 0
     if cut_short:  # go on where the round stopped
         state = load_training_state(run.out_dir / "last.safetensors", student, ema, opt,
@@ -328,12 +422,15 @@ def _run_round(run: _Distillation, r: int, k: int, progress, cut_short: bool) ->
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         opt, cosine_with_warmup(c.warmup_steps, c.steps_per_round), first - 1
     )
-    steps_table = run.grids.round_steps(run.round_grids[r], k)
+    if c.method == "trajectory":
+        step = partial(_optimise_trajectory, grid_pair=run.round_grids)
+    else:
+        step = partial(_optimise, steps_table=run.grids.round_steps(run.round_grids[r], k))
     autocast = use_bf16(c.precision, run.device)
     base, total = r * c.steps_per_round, c.steps_per_round * len(c.rounds())
     went_bad, t_start = torch.zeros((), dtype=torch.bool, device=run.device), time.perf_counter()
     for i in range(first + 1, c.steps_per_round + 1):
-        loss = _optimise(run, teacher, student, opt, steps_table, autocast)
+        loss = step(run, teacher, student, opt, autocast=autocast)
         scheduler.step()
         ema_update(ema, student, ema_decay(i, 0.75, c.ema_max_decay))
         went_bad |= ~torch.isfinite(loss.detach())
@@ -382,6 +479,11 @@ def _resume_point(run: _Distillation) -> tuple[int, bool]:
             f"{last}: cannot resume, it distils {saved.teacher_steps} -> {saved.student_steps} "
             f"steps in rounds of {saved.steps_per_round}, this run "
             f"{c.teacher_steps} -> {c.student_steps} in rounds of {c.steps_per_round}"
+        )
+    if (saved.method, tuple(saved.grid or ())) != (c.method, tuple(c.grid or ())):
+        raise TrainingError(
+            f"{last}: cannot resume, it is a {saved.method} distillation (grid {saved.grid}), "
+            f"this run {c.method} (grid {c.grid})"
         )
     run.elapsed_before = float(training.get("seconds", 0.0))
     r = c.rounds().index(int(info["round_steps"]))

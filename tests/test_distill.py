@@ -195,3 +195,105 @@ def test_three_of_four_steps_merges_the_noisiest_pair_and_keeps_the_rest(teacher
     counter = agent.policy.denoiser = CountingDenoiser(agent.policy.denoiser)
     agent.sample(np.zeros((2, 2), np.float32), num_samples=4, seed=0)
     assert counter.calls == 3
+
+
+def test_trajectory_targets_follow_the_teachers_own_sampler(teacher):
+    """The trajectory method's path is the one the teacher's DDIM sampler takes from the same
+    noise, and a student that outputs its targets lands, one step per segment, on that path."""
+    from dp_agent.distill import teacher_path, trajectory_grid
+
+    policy = load_policy(teacher[0])[0]
+    policy.config.timestep_spacing = "trailing"
+    obs = torch.zeros(3, 2, 2)
+    seen = []
+    with torch.no_grad():
+        policy.sample(obs, 1, "ddim", 8, torch.Generator().manual_seed(0), on_step=seen.append)
+    norm = policy.action_normalizer.normalize
+    iterates = [norm(step.sample) for step in seen]  # x at 99, 86, ..., then the chunk
+    fine = policy.make_sampler("ddim", 8).timesteps.tolist()
+    grid = trajectory_grid(fine, 3)
+    assert grid == [99, fine[3], fine[5]]  # trailing 3 steps (99, 66, 32) on the teacher's points
+    grids = _Grids(policy, torch.device("cpu"))
+    cond = policy.encode(obs)
+    path = teacher_path(policy, cond, iterates[0], fine, grid, grids)
+    expected = [iterates[fine.index(t)] for t in grid] + [iterates[-1]]
+    for got, want in zip(path, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # the v that takes each segment in one DDIM step
+    t = torch.tensor(grid).repeat_interleave(3)
+    t_next = torch.tensor(grid[1:] + [-1]).repeat_interleave(3)
+    x_t, x_next = torch.cat(path[:-1]), torch.cat(path[1:])
+    a, s = grids.coefficients(t)
+    a_next, s_next = grids.coefficients(t_next)
+    x0 = (x_next - (s_next / s) * x_t) / (a_next - s_next * a / s)
+    v = (a * x_t - x0) / s
+    one_step = a_next * (a * x_t - s * v) + s_next * (s * x_t + a * v)
+    torch.testing.assert_close(one_step, x_next, atol=1e-5, rtol=1e-5)
+
+
+def test_trajectory_student_keeps_both_modes_in_one_step(teacher, tmp_path):
+    path, demos = teacher
+    cfg = small(method="trajectory", teacher_steps=8, student_steps=1, steps_per_round=400)
+    final = distill(path, tmp_path / "traj", cfg, demos=demos, json_progress=True)
+    agent = DiffusionPolicyAgent.load(final, device="cpu")
+    assert agent.policy.config.num_inference_steps == 1
+    agent.policy.set_backend("eager")
+    counter = agent.policy.denoiser = CountingDenoiser(agent.policy.denoiser)
+    up, down, between = mode_shares(agent.sample(np.zeros((2, 2), np.float32), 200, seed=0))
+    assert counter.calls == 1
+    assert up >= 0.30 and down >= 0.30, (up, down)
+    assert between < 0.10, between
+
+
+def test_trajectory_student_starts_from_another_student_on_its_own_grid(teacher, tmp_path):
+    path, demos = teacher
+    two = distill(path, tmp_path / "two", small(teacher_steps=4, student_steps=2,
+                                                steps_per_round=40), demos=demos)  # fmt: skip
+    cfg = small(method="trajectory", teacher_steps=8, student_steps=3, grid=(99, 49, 24),
+                init_from=str(two), steps_per_round=30)  # fmt: skip
+    final = distill(path, tmp_path / "three", cfg, demos=demos, json_progress=True)
+    agent = DiffusionPolicyAgent.load(final, device="cpu")
+    assert agent.policy.make_sampler().timesteps.tolist() == [99, 49, 24]
+    agent.policy.set_backend("eager")
+    counter = agent.policy.denoiser = CountingDenoiser(agent.policy.denoiser)
+    agent.sample(np.zeros((2, 2), np.float32), num_samples=4, seed=0)
+    assert counter.calls == 3
+    with pytest.raises(TrainingError, match="trajectory"):  # not the same run
+        distill(
+            path,
+            tmp_path / "three",
+            small(teacher_steps=8, student_steps=3, steps_per_round=30),
+            demos=demos,
+            resume=True,
+        )
+
+
+@pytest.mark.parametrize(
+    "over, match",
+    [({"grid": (99, 50, 24)}, "points of the teacher's"),
+     ({"grid": (86, 49, 24)}, "starting at 99"),
+     ({"grid": (99, 24, 49)}, "decreasing")],
+)  # fmt: skip
+def test_bad_trajectory_grids_are_refused(teacher, tmp_path, over, match):
+    cfg = small(method="trajectory", teacher_steps=8, student_steps=3, **over)
+    with pytest.raises(ValueError, match=match):
+        distill(teacher[0], tmp_path, cfg, demos=teacher[1])
+
+
+def test_a_grid_needs_the_trajectory_method_and_a_student_of_another_network_is_refused(
+    teacher, tmp_path
+):
+    with pytest.raises(ValueError, match="needs method 'trajectory'"):
+        distill(teacher[0], tmp_path / "a", small(grid=(99,)), demos=teacher[1])
+    other = tmp_path / "other.hdf5"
+    writer = DemoWriter(other, {"env_name": "test/Bimodal", "type": 2, "env_kwargs": {}})
+    for ep in bimodal_episodes()[:4]:
+        n = len(ep.actions)
+        writer.append_episode({"state": ep.obs}, ep.actions, np.zeros(n), np.zeros(n))
+    pc, tc = make_configs("cpu-small", {"down_dims": (16, 32), "step_embed_dim": 16,
+                                        "pred_horizon": 8, "action_horizon": 4},
+                          {"num_steps": 2, "batch_size": 8, "checkpoint_every": 10})  # fmt: skip
+    narrow = train(other, tmp_path / "narrow", pc, tc, json_progress=True)
+    cfg = small(method="trajectory", init_from=str(narrow), steps_per_round=5)
+    with pytest.raises(ValueError, match="not the teacher's"):
+        distill(teacher[0], tmp_path / "b", cfg, demos=teacher[1])
