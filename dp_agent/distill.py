@@ -314,12 +314,12 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
             f"{demos}: the observations ({data.spec.describe()}) are not the ones the teacher "
             f"{teacher_path} was trained on ({spec.describe()})"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device).manual_seed(cfg.seed)
     n_params = sum(p.numel() for p in teacher.parameters())
     run = _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
                         gen, cfg, n_params)  # fmt: skip
-    run.round_grids = run.grids_of_rounds(teacher)
+    run.round_grids = run.grids_of_rounds(teacher)  # a bad --grid stops here, nothing written
+    out_dir.mkdir(parents=True, exist_ok=True)
     return run
 
 

@@ -277,7 +277,8 @@ def test_trajectory_student_starts_from_another_student_on_its_own_grid(teacher,
 def test_bad_trajectory_grids_are_refused(teacher, tmp_path, over, match):
     cfg = small(method="trajectory", teacher_steps=8, student_steps=3, **over)
     with pytest.raises(ValueError, match=match):
-        distill(teacher[0], tmp_path, cfg, demos=teacher[1])
+        distill(teacher[0], tmp_path / "out", cfg, demos=teacher[1])
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_a_grid_needs_the_trajectory_method_and_a_student_of_another_network_is_refused(
