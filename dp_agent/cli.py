@@ -90,10 +90,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _timesteps(text: str) -> tuple[int, ...]:
+    """'99,49,24' -> (99, 49, 24), for --grid."""
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected timesteps separated by commas, e.g. 99,49,24; got {text!r}"
+        ) from None
+
+
 def _add_distill(sub) -> None:
     p = sub.add_parser(
         "distill",
-        help="distil a trained policy into a few-step sampler (progressive distillation)",
+        help="distil a trained policy into a few-step sampler (progressive or trajectory)",
     )
     p.add_argument("teacher", help="the trained policy (.safetensors)")
     p.add_argument("--out", required=True, help="output folder for the student's checkpoints")
@@ -115,7 +125,7 @@ def _add_distill(sub) -> None:
     )
     p.add_argument(
         "--grid",
-        type=lambda s: tuple(int(t) for t in s.split(",")),
+        type=_timesteps,
         help="the trajectory student's steps, points of the teacher's grid, e.g. 99,49,24 "
         "(default: the trailing grid)",
     )
