@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demonstrations (seeded scripted experts: identical files every time) and
 # the pretrained policies (on 2 CPU cores: about 15 min for TreeDetour, 2 h for the PushT
-# keypoints teacher, 71 + 81 min for its 3-step student, 2 h 40 min + 2 h + 80 min for the
+# keypoints teacher, 71 + 109 min for its 3-step student, 2 h 40 min + 2 h + 80 min for the
 # PushT image policy; the
 # time-to-score curves are benchmarks/time_to_score.py on the snapshots).
 #   bash demos/make_shipped.sh            # everything
@@ -34,7 +34,7 @@ dp-agent export runs/teacher/kp30k/final.safetensors \
 dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
     --out runs/distill/pusht --teacher-steps 16 --steps 2 --threads 1 --precision fp32 --resume
 # then the shipped 3-step student: trajectory distillation from that 2-step student, first on
-# the teacher's 16-step DDIM path, then on its 32-step one (33 + 48 min; the shipped run started
+# the teacher's 16-step DDIM path, then on its 32-step one (33 + 48 + 28 min; the shipped run started
 # from the int8 export of the 2-step student)
 dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
     --out runs/distill/traj3 --method trajectory --steps 3 --grid 99,49,24 \
@@ -42,7 +42,11 @@ dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoint
 dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
     --out runs/distill/traj3_32 --method trajectory --teacher-steps 32 --steps 3 --grid 99,49,24 \
     --init-from runs/distill/traj3/final.safetensors --steps-per-round 3000 --threads 1 --resume
-dp-agent export runs/distill/traj3_32/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
+dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
+    --out runs/distill/traj3_32b --method trajectory --teacher-steps 32 --steps 3 --grid 99,49,24 \
+    --init-from runs/distill/traj3_32/final.safetensors --steps-per-round 1500 --lr 1e-4 \
+    --threads 1 --resume
+dp-agent export runs/distill/traj3_32b/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
 # PushT from pixels (96x96 RGB + the agent's position; demos rendered as gym-pusht draws them)
 [ -f runs/pusht_pixels.hdf5 ] || dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels \
     --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5
