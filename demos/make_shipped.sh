@@ -34,8 +34,8 @@ dp-agent export runs/teacher/kp30k/final.safetensors \
 dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
     --out runs/distill/pusht --teacher-steps 16 --steps 2 --threads 1 --precision fp32 --resume
 # then the shipped 3-step student: trajectory distillation from that 2-step student, first on
-# the teacher's 16-step DDIM path, then on its 32-step one (33 + 48 + 28 min; the shipped run started
-# from the int8 export of the 2-step student)
+# the teacher's 16-step DDIM path, then twice on its 32-step one (33 + 48 + 28 min; the shipped
+# run started from the int8 export of the 2-step student)
 dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
     --out runs/distill/traj3 --method trajectory --steps 3 --grid 99,49,24 \
     --init-from runs/distill/pusht/final.safetensors --steps-per-round 3000 --threads 1 --resume
