@@ -221,6 +221,11 @@ def distillation_target(teacher, cond, x_t, steps: torch.Tensor, grids: _Grids) 
         x_next = x_next.index_copy(
             0, two, _ddim_step(teacher, cond[two], x_next[two], t_mid[two], t_next[two], grids)
         )
+    return v_landing_at(x_t, x_next, t, t_next, grids)
+
+
+def v_landing_at(x_t, x_next, t, t_next, grids: _Grids) -> torch.Tensor:
+    """The v whose one DDIM step from x_t at t lands on x_next at t_next (per row)."""
     a, s = grids.coefficients(t)
     a_next, s_next = grids.coefficients(t_next)
     x0 = (x_next - (s_next / s) * x_t) / (a_next - s_next * a / s)
@@ -395,10 +400,7 @@ def _optimise_trajectory(run, teacher, student, opt, grid_pair, autocast) -> tor
     x_t, x_next = torch.cat(xs[:-1]), torch.cat(xs[1:])
     t = torch.tensor(grid, device=dev).repeat_interleave(n)
     t_next = torch.tensor(grid[1:] + [-1], device=dev).repeat_interleave(n)
-    a, s = run.grids.coefficients(t)
-    a_next, s_next = run.grids.coefficients(t_next)
-    x0 = (x_next - (s_next / s) * x_t) / (a_next - s_next * a / s)
-    target = (a * x_t - x0) / s
+    target = v_landing_at(x_t, x_next, t, t_next, run.grids)
     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
         cond = student.encode(obs).repeat(k, 1)  # (k n, Dc), rows in the order of x_t
         loss = F.mse_loss(student.denoiser(x_t, t, cond).float(), target)
