@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -363,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     # CheckpointError, DemoError and bad configs are ValueErrors; TrainingError a RuntimeError
     known = (ValueError, FileNotFoundError, RuntimeError, GymError)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, in the handler below, not at exit
+        return code
     except known as e:  # bad input or a stopped run: one readable line, no traceback
         if json_mode:
             print(json.dumps({"event": "error", "message": str(e)}), flush=True)
@@ -372,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (`dp-agent demos info F | head`): stop quietly
+        # point stdout at /dev/null so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
 if __name__ == "__main__":

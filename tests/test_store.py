@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -780,6 +782,23 @@ def test_cli_reports_bad_files_in_one_line_with_exit_code_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: not an HDF5 file")
     assert "Traceback" not in err
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    # `dp-agent demos info F | head -1` once head has left: every write hits a closed pipe
+    path = tmp_path / "demos.hdf5"
+    write_file(path, 4)
+    code = (
+        f"from dp_agent.cli import main; raise SystemExit(main(['demos', 'info', {str(path)!r}]))"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all, before the child writes anything
+    proc = subprocess.run(
+        [sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, timeout=60
+    )
+    os.close(write_end)
+    assert proc.returncode == 141
+    assert proc.stderr.decode() == ""  # no traceback, no "Exception ignored"
 
 
 def test_cli_merge(tmp_path, capsys):
