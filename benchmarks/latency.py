@@ -43,9 +43,10 @@ from dp_agent.backends import BackendUnavailable, make_backend, resolve_backend
 from dp_agent.config import make_configs
 from dp_agent.policy import DiffusionPolicy
 
-# DDIM-2 is what a student of `dp-agent distill` runs by default (its trailing grid and
-# v-prediction cost the same as any DDIM-2: latency does not depend on the weights)
-SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8), ("ddim", 2)]
+# DDIM-2 and DDIM-3 are what the students of `dp-agent distill` run by default (the shipped
+# PushT student: 3 steps on t = 99, 49, 24); their grids and v-prediction cost the same as any
+# DDIM of that step count: latency does not depend on the weights or on where the steps fall
+SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8), ("ddim", 3), ("ddim", 2)]
 BACKEND_NAMES = ["eager", "folded", "openvino", "onnx"]
 
 
@@ -398,6 +399,7 @@ def reference_table(src, agent, repeats: int) -> str:
         "original ConditionalUnet1D + diffusers DDPMScheduler, DDPM-100": ref_chunk,
         "ours, DDPM-100 (agent.predict, default backend)": ours("ddpm", 100),
         f"ours, default {default[0]}-{default[1]} (agent.predict)": ours(*default),
+        "ours, distilled student's ddim-3 (agent.predict)": ours("ddim", 3),
         "ours, distilled student's ddim-2 (agent.predict)": ours("ddim", 2),
     }
     times = interleaved(candidates, max(3, repeats // 5))
