@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demonstrations (seeded scripted experts: identical files every time) and
 # the pretrained policies (on 2 CPU cores: about 15 min for TreeDetour, 2 h for the PushT
-# keypoints teacher, 71 + 109 min for its 3-step student, 2 h 40 min + 2 h + 80 min + 95 min
+# keypoints teacher, 71 + 109 + 42 min for its 3-step student, 2 h 40 min + 2 h + 80 min + 95 min
 # for the PushT image policy; the time-to-score curves are benchmarks/time_to_score.py on the
 # snapshots).
 #   bash demos/make_shipped.sh            # everything
@@ -46,7 +46,12 @@ dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoint
     --out runs/distill/traj3_32b --method trajectory --teacher-steps 32 --steps 3 --grid 99,49,24 \
     --init-from runs/distill/traj3_32/final.safetensors --steps-per-round 1500 --lr 1e-4 \
     --threads 1 --resume
-dp-agent export runs/distill/traj3_32b/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
+# and last, that student moved to the grid 99, 49, 11 (a shorter last jump) on the DDIM-50 path
+dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
+    --out runs/distill/traj3_g11 --method trajectory --teacher-steps 50 --steps 3 --grid 99,49,11 \
+    --init-from runs/distill/traj3_32b/final.safetensors --steps-per-round 1500 --lr 2e-4 \
+    --threads 1 --resume
+dp-agent export runs/distill/traj3_g11/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
 # PushT from pixels (96x96 RGB + the agent's position; demos rendered as gym-pusht draws them)
 [ -f runs/pusht_pixels.hdf5 ] || dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels \
     --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5
