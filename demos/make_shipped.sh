@@ -78,7 +78,7 @@ dp-agent export runs/image/pusht_cpu_image_tune3/final.safetensors \
     runs/image/pusht_cpu_image_tune3_int8.safetensors --int8
 # then a fourth cycle on twice the demos: 200 more expert episodes (seeds 200-399) appended to a
 # copy of the file, 18k steps at lr 5e-4, seed 3, from the third cycle's int8 file (92 min on
-# the AVX-512 machine beside a distillation)
+# a 2-core Intel Xeon beside a distillation)
 if [ ! -f runs/pusht_pixels400.hdf5 ]; then
     cp runs/pusht_pixels.hdf5 runs/pusht_pixels400.tmp.hdf5
     dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels --episodes 200 --seed 200 \
