@@ -39,7 +39,12 @@ import torch
 from torch import nn
 
 from dp_agent.agent import DiffusionPolicyAgent
-from dp_agent.backends import BackendUnavailable, make_backend, resolve_backend
+from dp_agent.backends import (
+    WHOLE_CHUNK_MAX_STEPS,
+    BackendUnavailable,
+    make_backend,
+    resolve_backend,
+)
 from dp_agent.config import make_configs
 from dp_agent.policy import DiffusionPolicy
 
@@ -222,7 +227,8 @@ def chunk_table(agent, preset: str, backends: list[str], repeats: int) -> str:
     """Per backend (one at a time, so that its weights stay as warm as in use) and sampler,
     interleaved: the latency of a predict call that samples a chunk, K direct calls of the
     backend's step, the sampler's K steps alone, and the cost per env step over one queue (the
-    chunk plus Ta - 1 queued actions)."""
+    chunk plus Ta - 1 queued actions). Where the backend runs short chunks as one graph, the
+    same chunks step by step are timed beside them (rows "..., step by step")."""
     results = {}
     for backend in backends:
         agent.policy.set_backend(backend)
@@ -233,8 +239,12 @@ def chunk_table(agent, preset: str, backends: list[str], repeats: int) -> str:
 
 
 def _chunk_candidates(agent) -> dict:
-    """(sampler, what) -> a function timing it, for every sampler, on the current backend."""
+    """(sampler, what) -> a function timing it, for every sampler, on the current backend; for
+    a backend that runs short chunks as one graph (openvino), those chunks also step by step."""
     c, policy, device = agent.config, agent.policy, agent.device
+    backend = policy.backend_name
+    built = policy.denoiser_backend()
+    whole = hasattr(getattr(built, "backend", built), "whole_chunk")  # auto: what it chose
     obs, ta = np.full(c.obs_dim, 200.0), c.action_horizon
     x = torch.randn(1, c.pred_horizon, c.action_dim, device=device)
     with torch.no_grad():
@@ -245,7 +255,8 @@ def _chunk_candidates(agent) -> dict:
         with torch.no_grad():
             chunk = policy.denoiser_backend(cond).prepare(cond, sampler.timesteps)
 
-        def queue(name=name, steps=steps):
+        def queue(name=name, steps=steps, whole_chunk=True):
+            policy.set_backend(backend, whole_chunk=whole_chunk)
             agent.set_sampler(name, steps)
             agent.reset()
             t0 = time.perf_counter()
@@ -270,6 +281,8 @@ def _chunk_candidates(agent) -> dict:
             synchronize(device)
 
         candidates[(name, steps, "queue")] = queue
+        if whole and steps <= WHOLE_CHUNK_MAX_STEPS:
+            candidates[(name, steps, "queue, step by step")] = lambda q=queue: q(whole_chunk=False)
         candidates[(name, steps, "calls")] = calls
         candidates[(name, steps, "sampler")] = sampler_steps
     return candidates
@@ -297,6 +310,13 @@ def _time_backend(agent, backend: str, repeats: int) -> dict:
             statistics.median(times[(name, steps, "sampler")]),
             statistics.median(q[1] for q in queued),
         )
+        stepwise = times.get((name, steps, "queue, step by step"))
+        if stepwise:
+            results[(name, steps, f"{backend}, step by step")] = (
+                statistics.median(q[0] for q in stepwise),
+                *results[(name, steps, backend)][1:3],
+                statistics.median(q[1] for q in stepwise),
+            )
     return results
 
 
@@ -310,7 +330,9 @@ def _chunk_lines(agent, preset: str, backends: list[str], results: dict) -> str:
     ]
     base = results.get(("ddpm", 100, "eager"), (float("nan"),))[0]
     for name, steps in SAMPLERS:
-        for backend in backends:
+        for backend in [b for a in backends for b in (a, f"{a}, step by step")]:
+            if (name, steps, backend) not in results:
+                continue
             chunk, calls, sampler, per_step = results[(name, steps, backend)]
             lines.append(
                 f"| {preset} | {n_params / 1e6:.2f} M | {name}-{steps} | {backend} | "

@@ -15,7 +15,10 @@ Backends, all equal to the eager network to float32 rounding (``TOLERANCE``):
 - ``folded``: the U-Net's FiLM computed once per chunk and each step as time-major (B, T, C)
   matmuls (Conv1d as im2col + one GEMM on a view of its weights) in plain PyTorch; any device.
 - ``openvino``: the per-step U-Net (standard ops, FiLM as an input) compiled by OpenVINO;
-  CPU, float32, needs ``pip install openvino``.
+  CPU, float32, needs ``pip install openvino``. A plain chunk of at most
+  ``WHOLE_CHUNK_MAX_STEPS`` steps (a distilled student's) with a vector observation runs as
+  one graph of the whole chunk instead (``OpenVINOBackend.whole_chunk``): encoder, FiLM, the
+  K unrolled steps and the sampler's updates, one call from observation to actions.
 - ``onnx``: the same graph exported to ONNX and run by ONNX Runtime; CPU, float32, needs
   ``pip install onnx onnxruntime``.
 
@@ -474,41 +477,115 @@ class _CompiledChunk:
 
 class OpenVINOBackend(_CompiledBackend):
     """The per-step graph converted from PyTorch by OpenVINO (batch dimension dynamic), run
-    with as many threads as torch uses, in float32 (no bf16 downcast on CPUs that have it)."""
+    with as many threads as torch uses, in float32 (no bf16 downcast on CPUs that have it).
+    Chunks of at most ``WHOLE_CHUNK_MAX_STEPS`` steps run as one graph (``whole_chunk``)."""
 
     name = "openvino"
 
+    def __init__(self, denoiser: ConditionalUnet1D):
+        super().__init__(denoiser)
+        self._policy_watch: tuple[Any, _WeightsWatch] | None = None
+        self._chunks: dict[int, tuple[Any, Any, tuple]] = {}  # id(sampler) -> graph
+
     def _compile(self, x, film):
-        import openvino as ov
-
         step, example = self._example(x, film)
-        shapes = [ov.PartialShape([-1, *x.shape[1:]]), ov.PartialShape([-1, film.shape[-1]])]
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on constant sizes
-            traced = torch.jit.trace(step, example, check_trace=False)  # faster to convert
-            model = ov.convert_model(traced, example_input=example, input=shapes)
-        config = {
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            "NUM_STREAMS": 1,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
-            "ENABLE_CPU_PINNING": False,
-        }
-        compiled = ov.Core().compile_model(model, "CPU", config)
-        local = threading.local()  # an infer request serves one thread at a time
+        shapes = [[-1, *x.shape[1:]], [-1, film.shape[-1]]]
+        return _openvino_runner(step, example, shapes)
 
-        def run(x: np.ndarray, film: np.ndarray) -> np.ndarray:
-            request = getattr(local, "request", None)
-            if request is None:
-                request = local.request = compiled.create_infer_request()
-            # the plain calls: InferRequest.infer(inputs) spends ~0.1 ms dispatching them
-            request.set_input_tensor(0, ov.Tensor(x, shared_memory=True))
-            request.set_input_tensor(1, ov.Tensor(film, shared_memory=True))
-            request.start_async()
-            request.wait()
-            return request.get_output_tensor(0).data.copy()
+    def whole_chunk(self, policy, sampler, obs: torch.Tensor, noise: torch.Tensor):
+        """The chunk (R, Tp, Da) in env units for ``obs`` (R, To, Do) env units and ``noise``
+        (K+1, R, Tp, Da), in one call of a graph of the whole chunk (``_ChunkGraph``); None
+        where that does not apply (more steps, image or dict observations, not CPU float32),
+        for the caller to run the chunk step by step."""
+        if (
+            sampler.num_steps > WHOLE_CHUNK_MAX_STEPS
+            or not isinstance(obs, torch.Tensor)
+            or obs.dtype != torch.float32
+            or obs.device.type != "cpu"
+            or policy.obs_spec.image_parts
+        ):
+            return None
+        watch = self._policy_watch
+        if watch is None or watch[0] is not policy:
+            watch = self._policy_watch = (policy, _WeightsWatch(policy))
+        if watch[1].changed():
+            self._chunks.clear()
+        shape = (tuple(obs.shape[1:]), tuple(noise.shape[2:]))
+        entry = self._chunks.get(id(sampler))
+        if entry is None or entry[0] is not sampler or entry[2] != shape:
+            with self._lock:
+                graph = _ChunkGraph(policy, sampler)
+                example = (obs, noise)
+                shapes = [[-1, *shape[0]], [noise.shape[0], -1, *shape[1]]]
+                entry = (sampler, _openvino_runner(graph, example, shapes), shape)
+                if len(self._chunks) >= 4:
+                    self._chunks.pop(next(iter(self._chunks)))
+                self._chunks[id(sampler)] = entry
+        return torch.from_numpy(entry[1](np.ascontiguousarray(obs.numpy()), noise.numpy()))
 
-        return run
+
+WHOLE_CHUNK_MAX_STEPS = 4  # openvino runs chunks of at most this many steps as one graph
+
+
+class _ChunkGraph(nn.Module):
+    """A whole chunk as one graph, the steps unrolled: (obs (R, To, Do) env units, noise
+    (K+1, R, Tp, Da)) -> the chunk (R, Tp, Da) in env units. The observation encoder, every
+    step's FiLM (``_FilmFolding``), K per-step U-Nets (``_FilmStep``: one set of weights,
+    shared by the K calls in the compiled graph) and the sampler's updates, whose per-step
+    coefficients become constants. What is left between the calls of a few-step chunk (the
+    encoder, the FiLM table, the updates, tensor conversions) costs as much as a network call
+    at batch 1; in one graph it is gone."""
+
+    def __init__(self, policy, sampler):
+        super().__init__()
+        self.policy, self.sampler = policy, sampler
+        self.film = _FilmFolding(policy.denoiser)
+        self.step = _FilmStep(policy.denoiser)
+
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        table = self.film.table(self.policy.encode(obs), self.sampler.timesteps)  # (K, R, F)
+        x, carry = noise[0], None
+        for i in range(self.sampler.num_steps):
+            out = self.sampler.step(self.step(x, table[i]), i, x, carry=carry, noise=noise[i + 1])
+            x, carry = out.prev_sample, out.carry
+        return self.policy.action_normalizer.unnormalize(x)
+
+
+def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shapes):
+    """``module`` traced, converted by OpenVINO with ``shapes`` (-1: dynamic) and compiled
+    for latency on as many threads as torch uses: a function of NumPy arrays, one per input,
+    returning the first output."""
+    import openvino as ov
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant sizes
+        example = tuple(torch.zeros_like(t) for t in example)
+        traced = torch.jit.trace(module, example, check_trace=False)  # faster to convert
+        model = ov.convert_model(
+            traced, example_input=example, input=[ov.PartialShape(s) for s in shapes]
+        )
+    config = {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,
+    }
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    local = threading.local()  # an infer request serves one thread at a time
+
+    def run(*arrays: np.ndarray) -> np.ndarray:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        # the plain calls: InferRequest.infer(inputs) spends ~0.1 ms dispatching them
+        for i, a in enumerate(arrays):
+            request.set_input_tensor(i, ov.Tensor(a, shared_memory=True))
+        request.start_async()
+        request.wait()
+        return request.get_output_tensor(0).data.copy()
+
+    return run
 
 
 class OnnxRuntimeBackend(_CompiledBackend):
@@ -563,6 +640,7 @@ class AutoBackend:
         self.backend = make_backend(self.names[0], denoiser)
         self.proven = len(self.names) == 1
         self._eager = EagerBackend(denoiser)
+        self._no_whole_chunk: set[str] = set()
 
     @property
     def chosen(self) -> str:
@@ -573,6 +651,24 @@ class AutoBackend:
             return self._eager.prepare(cond, timesteps)
         chunk = self._prepare(cond, timesteps)
         return chunk if self.proven else _FirstChunk(self, chunk, cond, timesteps)
+
+    def whole_chunk(self, policy, sampler, obs, noise):
+        """The chosen backend's ``whole_chunk`` where it has one, else None; one that fails
+        is not tried again (the chunks run step by step) and says so once."""
+        run = getattr(self.backend, "whole_chunk", None)
+        if run is None or self.backend.name in self._no_whole_chunk:
+            return None
+        try:
+            return run(policy, sampler, obs, noise)
+        except Exception as e:
+            self._no_whole_chunk.add(self.backend.name)
+            warnings.warn(
+                f"denoiser backend {self.backend.name!r} could not run the chunk as one graph "
+                f"({type(e).__name__}: {e}); running it step by step",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
 
     def _prepare(self, cond, timesteps):
         while True:

@@ -210,7 +210,9 @@ class DiffusionPolicy(nn.Module):
         ``generator`` or from one generator per observation (a sequence of B), so that each
         row's draw does not depend on the other rows. ``on_step`` gets every iterate (K+1).
         The denoiser runs through the policy's backend (``set_backend``): its conditioning
-        once per chunk, then one call of the per-step network per denoising step.
+        once per chunk, then one call of the per-step network per denoising step; a short
+        plain chunk (none of the options below, a vector observation) runs as one call of a
+        graph of the whole chunk where the backend has one (openvino).
 
         Inpainting: ``conditions={t: values}`` fixes chunk step t to values (Da,), (B, Da) or
         (B*N, Da) in env units; ``condition_mask={t: mask}`` (same shapes, bool) fixes only the
@@ -218,13 +220,25 @@ class DiffusionPolicy(nn.Module):
         along αΣ∇J. Warm start: ``start`` (B*N, Tp, Da), env units, noised to the level of
         step ``start_step``, which the loop starts from. The defaults change nothing.
         """
+        noise = None
+        plain = not (conditions or guidance is not None or start is not None or start_step)
+        plain = plain and on_step is None
+        if plain and self.config.objective != "mse" and isinstance(obs, torch.Tensor):
+            rows = obs.repeat_interleave(num_samples, dim=0)  # (B*N, To, Do)
+            s = self.make_sampler(sampler, num_inference_steps)
+            shape = (rows.shape[0], self.config.pred_horizon, self.config.action_dim)
+            noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, rows.device)
+            chunk = self._whole_chunk(s, rows, noise)
+            if chunk is not None:
+                return chunk
         cond = self.encode(obs).repeat_interleave(num_samples, dim=0)  # (B*N, Dc)
         shape = (cond.shape[0], self.config.pred_horizon, self.config.action_dim)
         unnorm = self.action_normalizer.unnormalize
         if self.config.objective == "mse":  # the regression baseline: one prediction
             return self._regress(cond, shape, on_step)
         s = self.make_sampler(sampler, num_inference_steps)
-        noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
+        if noise is None:  # (else drawn above, the same way)
+            noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
         # the network's conditioning for all K steps at once; then K calls of its per-step part
         chunk = self.denoiser_backend(cond).prepare(cond, s.timesteps)
         paint = self._inpainting(conditions, condition_mask, shape, num_samples, noise[0])
@@ -246,6 +260,14 @@ class DiffusionPolicy(nn.Module):
             if on_step is not None:
                 on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(x0)))
         return unnorm(x)
+
+    def _whole_chunk(self, s, rows: torch.Tensor, noise: torch.Tensor) -> torch.Tensor | None:
+        """The chunk in one call of the backend's graph of a whole chunk, where the backend
+        has one and it applies (``dp_agent.backends.WHOLE_CHUNK_MAX_STEPS``); else None."""
+        if not self.__dict__.get("_whole_chunks_on", True):
+            return None
+        whole = getattr(self.denoiser_backend(rows), "whole_chunk", None)
+        return None if whole is None else whole(self, s, rows, noise)
 
     def _regress(self, cond, shape, on_step) -> torch.Tensor:
         """The MSE baseline's chunk: one prediction from zeros at k = 0."""
@@ -299,13 +321,17 @@ class DiffusionPolicy(nn.Module):
         clean = self.conditioned_mask() is not None
         return Inpainting(self.action_normalizer.normalize(known), mask, z, clean)
 
-    def set_backend(self, name: str = "auto", *, rebuild: bool = False) -> None:
+    def set_backend(
+        self, name: str = "auto", *, rebuild: bool = False, whole_chunk: bool = True
+    ) -> None:
         """How ``sample`` runs the denoiser: "auto" (the default: the fastest that applies),
         "eager" (the network's own forward at every step, the reference), "folded" (FiLM once
         per chunk, each step as matmuls), "openvino" or "onnx" (the per-step graph compiled by
         that runtime); see ``dp_agent.backends``. Raises ``BackendUnavailable`` when ``name``
         cannot run this network here. Backends follow weight changes by themselves, except
-        writes behind autograd's back (``p.data.mul_()``): ``rebuild=True`` after those."""
+        writes behind autograd's back (``p.data.mul_()``): ``rebuild=True`` after those.
+        ``whole_chunk=False`` keeps every chunk step by step where the backend (openvino)
+        would run a short one as one graph."""
         from dp_agent.backends import BACKENDS, BackendUnavailable, resolve_backend
 
         if rebuild:
@@ -319,6 +345,7 @@ class DiffusionPolicy(nn.Module):
             p = next(self.denoiser.parameters())
             resolve_backend(name, self.denoiser, p.device, p.dtype)
         self._backend_name = name
+        self._whole_chunks_on = bool(whole_chunk)
 
     @property
     def backend_name(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import pickle
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -138,6 +139,57 @@ def test_a_chunk_calls_the_network_once_per_step_and_the_conditioning_once(
         assert conditioning.n == 0
 
 
+@pytest.mark.parametrize("sampler,steps", [("ddim", 3), ("ddpm", 4), ("dpmsolver++", 2)])
+def test_a_short_chunk_runs_as_one_graph_equal_to_the_eager_steps(sampler, steps):
+    skip_unless_installed("openvino")
+    assert steps <= backends.WHOLE_CHUNK_MAX_STEPS
+    policy = tiny_policy()
+    obs = observations(policy, 3, seed=5)
+
+    def chunks(name, **kwargs):
+        policy.set_backend(name)
+        gens = [torch.Generator().manual_seed(s) for s in (20, 21, 22)]
+        return policy.sample(obs, 2, sampler, steps, generator=gens, **kwargs)
+
+    reference = chunks("eager")
+    got = chunks("openvino")  # builds the graph of this sampler's chunk
+    backend = policy.denoiser_backend(obs)
+    graph = Counter()  # calls of the whole-chunk graph
+    for entry in list(backend._chunks.values()):
+        backend._chunks[id(entry[0])] = (entry[0], counted(entry[1], graph), entry[2])
+    per_step = Counter()  # calls of the per-step graph, were one built
+    backend._compile = counted(backend._compile, per_step)
+    again = chunks("openvino")
+    assert graph.n == 1 and per_step.n == 0  # one call for all 6 rows and all the steps
+    normalize = policy.action_normalizer.normalize
+    assert got.shape == (6, 8, 2)
+    torch.testing.assert_close(normalize(got), normalize(reference), rtol=0, atol=TOLERANCE)
+    torch.testing.assert_close(again, got, rtol=0, atol=0)
+    # what the graph does not cover runs step by step, with the same result
+    seen = []
+    stepwise = chunks("openvino", on_step=seen.append)
+    assert graph.n == 1 and len(seen) == steps + 1
+    torch.testing.assert_close(normalize(stepwise), normalize(got), rtol=0, atol=TOLERANCE)
+    policy.set_backend("openvino", whole_chunk=False)
+    gens = [torch.Generator().manual_seed(s) for s in (20, 21, 22)]
+    off = policy.sample(obs, 2, sampler, steps, generator=gens)
+    assert graph.n == 1
+    torch.testing.assert_close(normalize(off), normalize(got), rtol=0, atol=TOLERANCE)
+    policy.set_backend("auto")
+
+
+def test_longer_chunks_run_step_by_step():
+    skip_unless_installed("openvino")
+    policy = tiny_policy()
+    policy.set_backend("openvino")
+    obs = observations(policy, 1)
+    steps = backends.WHOLE_CHUNK_MAX_STEPS + 1
+    policy.sample(obs, sampler="ddim", num_inference_steps=steps)
+    assert not policy.denoiser_backend(obs)._chunks  # no whole-chunk graph built
+    policy.sample(obs, sampler="ddim", num_inference_steps=steps - 1)
+    assert len(policy.denoiser_backend(obs)._chunks) == 1
+
+
 def counted(fn, counter):
     def wrapper(*args, **kwargs):
         counter()
@@ -147,9 +199,10 @@ def counted(fn, counter):
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_backends_follow_weight_changes(name):
+@pytest.mark.parametrize("steps", [4, 8])  # openvino: a whole-chunk graph, per-step graphs
+def test_backends_follow_weight_changes(name, steps):
     skip_unless_installed(name)
-    policy = tiny_policy()
+    policy = tiny_policy(num_inference_steps=steps)
     obs = observations(policy, 1)
     policy.set_backend(name)
     before = policy.sample(obs, generator=torch.Generator().manual_seed(0))
@@ -201,17 +254,23 @@ def test_a_missing_package_leaves_the_torch_backends(monkeypatch, pusht, name, p
 
 
 def test_auto_falls_through_a_backend_that_fails_to_build(monkeypatch):
-    def broken(self, x, film):
+    def broken(*args):
         raise RuntimeError("cannot compile")
 
-    monkeypatch.setattr(backends.OpenVINOBackend, "_compile", broken)
+    monkeypatch.setattr(backends, "_openvino_runner", broken)  # per-step and whole-chunk graphs
     monkeypatch.setattr(backends, "AUTO_ORDER", ("openvino", "folded"))
     monkeypatch.setattr(backends, "_missing_packages", lambda name: [])
     monkeypatch.setattr(backends, "COMPILE_MIN_PARAMS", 0)
     policy = tiny_policy()
     obs = observations(policy, 1)
-    with pytest.warns(RuntimeWarning, match="'openvino' failed .*cannot compile.*'folded'"):
+    with pytest.warns(RuntimeWarning) as record:
         chunk = policy.sample(obs, generator=torch.Generator().manual_seed(0))
+    said = [str(w.message) for w in record]
+    assert any(
+        re.search("'openvino' could not run the chunk as one graph .*cannot compile", m)
+        for m in said
+    )
+    assert any(re.search("'openvino' failed .*cannot compile.*'folded'", m) for m in said)
     assert policy.denoiser_backend(obs).chosen == "folded"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once fallen through, no more warnings
@@ -360,3 +419,14 @@ def test_reference_src_without_the_file_says_where_it_looked(tmp_path):
     latency = load_latency_benchmark()
     with pytest.raises(FileNotFoundError, match="conditional_unet1d.py not found"):
         latency.load_reference_unet(tmp_path)
+
+
+def test_the_benchmark_times_short_chunks_both_ways_on_openvino(tiny_agent):
+    skip_unless_installed("openvino")
+    latency = load_latency_benchmark()
+    table = latency.chunk_table(tiny_agent, "tiny", ["folded", "openvino"], repeats=1)
+    rows = [line.split(" | ")[2:4] for line in table.splitlines()[2:]]
+    stepwise = {sampler for sampler, backend in rows if backend == "openvino, step by step"}
+    assert stepwise == {"ddim-3", "ddim-2"}  # the samplers of at most WHOLE_CHUNK_MAX_STEPS
+    assert ["ddpm-100", "openvino"] in rows and ["ddim-3", "folded"] in rows
+    assert tiny_agent.policy.backend_name == "auto"
