@@ -224,7 +224,7 @@ class DiffusionPolicy(nn.Module):
         plain = not (conditions or guidance is not None or start is not None or start_step)
         plain = plain and on_step is None
         if plain and self.config.objective != "mse" and isinstance(obs, torch.Tensor):
-            rows = obs.repeat_interleave(num_samples, dim=0)  # (B*N, To, Do)
+            rows = obs if num_samples == 1 else obs.repeat_interleave(num_samples, dim=0)
             s = self.make_sampler(sampler, num_inference_steps)
             shape = (rows.shape[0], self.config.pred_horizon, self.config.action_dim)
             noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, rows.device)
