@@ -188,6 +188,13 @@ def _add_eval(sub) -> None:
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--device", default=None)
     p.add_argument("--deterministic", action="store_true", help="reproducible noise streams")
+    p.add_argument(
+        "--noise-seed",
+        type=int,
+        default=0,
+        help="the agent's seed, which its noise streams derive from: other draws of the "
+        "policy on the same episode seeds",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", action="store_true", help="step the envs in worker processes")
     where.add_argument("--in-process", action="store_true", help="step the envs here")
@@ -203,7 +210,7 @@ def cmd_eval(args) -> int:
     from dp_agent.evaluate import evaluate
     from dp_agent.progress import Progress
 
-    agent = DiffusionPolicyAgent.load(args.checkpoint, device=args.device)
+    agent = DiffusionPolicyAgent.load(args.checkpoint, device=args.device, seed=args.noise_seed)
     env_id = args.env or agent.env_id
     if env_id is None:
         raise ValueError(f"{args.checkpoint}: no env_id in the checkpoint; pass --env")
@@ -220,6 +227,7 @@ def cmd_eval(args) -> int:
     )  # fmt: skip
     progress.close()
     summary = {"env_id": env_id, "sampler": agent.sampler, "steps": agent.num_inference_steps}
+    summary |= {"noise_seed": args.noise_seed}
     summary |= result.summary()
     if args.json_progress:
         progress.event("done", **summary)

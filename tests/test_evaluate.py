@@ -85,3 +85,21 @@ def test_worker_processes_give_the_same_results_as_stepping_in_process():
         WaypointAgent(), "dp_agent/TreeDetour-v0", episodes=6, seed=5, n_envs=3, workers=True
     )
     assert here == there
+
+
+def test_eval_noise_seed_draws_other_rollouts_of_the_same_episodes(capsys):
+    from dp_agent.cli import main
+    from dp_agent.shipped import shipped_policy
+
+    path = str(shipped_policy("dp_agent/TreeDetour-v0"))
+    args = ["eval", path, "--episodes", "6", "--n-envs", "6", "--deterministic", "--in-process"]
+
+    def lines(noise_seed: int) -> list[str]:
+        assert main([*args, "--noise-seed", str(noise_seed)]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    first, again, other = lines(0), lines(0), lines(1)
+    assert first == again  # the same episodes and the same noise streams
+    assert "noise_seed: 0" in [line.strip() for line in first]
+    scores = [[line for line in out if "noise_seed" not in line] for out in (first, other)]
+    assert scores[0] != scores[1]  # the same episode seeds, other draws of the policy
