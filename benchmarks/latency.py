@@ -49,7 +49,7 @@ from dp_agent.config import make_configs
 from dp_agent.policy import DiffusionPolicy
 
 # DDIM-2 and DDIM-3 are what the students of `dp-agent distill` run by default (the shipped
-# PushT student: 3 steps on t = 99, 49, 11); their grids and v-prediction cost the same as any
+# PushT student: 3 steps on t = 99, 49, 5); their grids and v-prediction cost the same as any
 # DDIM of that step count: latency does not depend on the weights or on where the steps fall
 SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8), ("ddim", 3), ("ddim", 2)]
 BACKEND_NAMES = ["eager", "folded", "openvino", "onnx"]

@@ -52,6 +52,12 @@ dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoint
     --init-from runs/distill/traj3_32b/final.safetensors --steps-per-round 1500 --lr 2e-4 \
     --threads 1 --resume
 dp-agent export runs/distill/traj3_g11/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
+# then that int8 file moved to the grid 99, 49, 5 (93 min on the AVX2 machine): the shipped one
+dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoints.hdf5 \
+    --out runs/distill/traj3_g5 --method trajectory --teacher-steps 50 --steps 3 --grid 99,49,5 \
+    --init-from demos/pretrained/pusht_distilled.safetensors --steps-per-round 1500 --lr 2e-4 \
+    --threads 1 --resume
+dp-agent export runs/distill/traj3_g5/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
 # PushT from pixels (96x96 RGB + the agent's position; demos rendered as gym-pusht draws them)
 [ -f runs/pusht_pixels.hdf5 ] || dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels \
     --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5
