@@ -220,28 +220,30 @@ class DiffusionPolicy(nn.Module):
         along αΣ∇J. Warm start: ``start`` (B*N, Tp, Da), env units, noised to the level of
         step ``start_step``, which the loop starts from. The defaults change nothing.
         """
-        noise = None
         plain = not (conditions or guidance is not None or start is not None or start_step)
-        plain = plain and on_step is None
-        if plain and self.config.objective != "mse" and isinstance(obs, torch.Tensor):
-            rows = obs if num_samples == 1 else obs.repeat_interleave(num_samples, dim=0)
-            s = self.make_sampler(sampler, num_inference_steps)
-            shape = (rows.shape[0], self.config.pred_horizon, self.config.action_dim)
-            noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, rows.device)
-            chunk = self._whole_chunk(s, rows, noise)
-            if chunk is not None:
-                return chunk
+        chunk, noise = None, None
+        if plain and on_step is None:
+            chunk, noise = self._whole_chunk(
+                obs, num_samples, sampler, num_inference_steps, generator
+            )
+        if chunk is not None:
+            return chunk
         cond = self.encode(obs).repeat_interleave(num_samples, dim=0)  # (B*N, Dc)
         shape = (cond.shape[0], self.config.pred_horizon, self.config.action_dim)
-        unnorm = self.action_normalizer.unnormalize
         if self.config.objective == "mse":  # the regression baseline: one prediction
             return self._regress(cond, shape, on_step)
         s = self.make_sampler(sampler, num_inference_steps)
-        if noise is None:  # (else drawn above, the same way)
+        if noise is None:  # (else drawn for the whole chunk, the same way)
             noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
-        # the network's conditioning for all K steps at once; then K calls of its per-step part
-        chunk = self.denoiser_backend(cond).prepare(cond, s.timesteps)
         paint = self._inpainting(conditions, condition_mask, shape, num_samples, noise[0])
+        return self._denoise(s, cond, noise, paint, guidance, start, start_step, on_step)
+
+    def _denoise(self, s, cond, noise, paint, guidance, start, start_step, on_step):
+        """``sample``'s loop: the network's conditioning for all K steps at once, then K calls
+        of its per-step part, each followed by the sampler's update, the known values and the
+        guidance; the chunk in env units."""
+        unnorm = self.action_normalizer.unnormalize
+        chunk = self.denoiser_backend(cond).prepare(cond, s.timesteps)
         x, carry = self._first_iterate(s, noise[0], start, start_step, paint)
         if on_step is not None:
             x0 = x if carry is None else carry
@@ -261,13 +263,22 @@ class DiffusionPolicy(nn.Module):
                 on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(x0)))
         return unnorm(x)
 
-    def _whole_chunk(self, s, rows: torch.Tensor, noise: torch.Tensor) -> torch.Tensor | None:
-        """The chunk in one call of the backend's graph of a whole chunk, where the backend
-        has one and it applies (``dp_agent.backends.WHOLE_CHUNK_MAX_STEPS``); else None."""
-        if not self.__dict__.get("_whole_chunks_on", True):
-            return None
-        whole = getattr(self.denoiser_backend(rows), "whole_chunk", None)
-        return None if whole is None else whole(self, s, rows, noise)
+    def _whole_chunk(self, obs, num_samples, sampler, num_inference_steps, generator):
+        """(chunk, noise) of a plain chunk run as one call of the backend's graph of a whole
+        chunk, where the backend has one and it applies (a vector observation, at most
+        ``dp_agent.backends.WHOLE_CHUNK_MAX_STEPS`` steps); else (None, the noise drawn for
+        it, or None), for the step loop to use the same draws."""
+        on = self.__dict__.get("_whole_chunks_on", True)
+        if not on or self.config.objective == "mse" or not isinstance(obs, torch.Tensor):
+            return None, None
+        whole = getattr(self.denoiser_backend(obs), "whole_chunk", None)
+        if whole is None:
+            return None, None
+        rows = obs if num_samples == 1 else obs.repeat_interleave(num_samples, dim=0)
+        s = self.make_sampler(sampler, num_inference_steps)
+        shape = (rows.shape[0], self.config.pred_horizon, self.config.action_dim)
+        noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, rows.device)
+        return whole(self, s, rows, noise), noise
 
     def _regress(self, cond, shape, on_step) -> torch.Tensor:
         """The MSE baseline's chunk: one prediction from zeros at k = 0."""
