@@ -157,7 +157,7 @@ def test_a_short_chunk_runs_as_one_graph_equal_to_the_eager_steps(sampler, steps
     graph = Counter()  # calls of the whole-chunk graph
     for entry in list(backend._chunks.values()):
         backend._chunks[id(entry[0])] = (entry[0], counted(entry[1], graph), entry[2])
-    per_step = Counter()  # calls of the per-step graph, were one built
+    per_step = Counter()  # compilations of the per-step graph: a step through it builds one
     backend._compile = counted(backend._compile, per_step)
     again = chunks("openvino")
     assert graph.n == 1 and per_step.n == 0  # one call for all 6 rows and all the steps
