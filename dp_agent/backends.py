@@ -578,7 +578,7 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
     }
     core = ov.Core()
     compiled = {None: core.compile_model(model, "CPU", config)}  # batch -> compiled graph
-    batch_at = [list(s).index(-1) for s in shapes]  # where each input has its batch
+    batch_axis = list(shapes[0]).index(-1)  # where the first input has its batch
     lock, local = threading.Lock(), threading.local()  # a request serves one thread at a time
 
     def request_for(batch: int | None):
@@ -597,7 +597,7 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
         return request
 
     def run(*arrays: np.ndarray) -> np.ndarray:
-        batch = arrays[0].shape[batch_at[0]]
+        batch = arrays[0].shape[batch_axis]
         request = request_for(1 if batch == 1 else None)
         # the plain calls: InferRequest.infer(inputs) spends ~0.1 ms dispatching them
         for i, a in enumerate(arrays):
