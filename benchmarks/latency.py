@@ -4,15 +4,21 @@ DPM-Solver++-8) and the cost per environment step with the action queue.
 
     python benchmarks/latency.py [--network cpu-small|gpu-standard|both] [--device cpu]
         [--threads 1] [--repeats 20] [--backends eager,folded,openvino,onnx]
-        [--reference-src DIR]
+        [--weights int8|float32] [--reference-src DIR]
 
-Uses an untrained policy of the real size (latency does not depend on the weights), PushT-sized
-observations (5 values) and actions (2 values), To=2, Tp=16, Ta=8, batch of one env.
+Uses an untrained policy of the real size, PushT-sized observations (5 values) and actions
+(2 values), To=2, Tp=16, Ta=8, batch of one env. Latency depends on the weights in one way
+only: weights that are int8 rows, as the shipped students store them (``--weights int8``, the
+default), let the openvino backend read its large convolutions as int8; ``--weights float32``
+is a policy as trained (the shipped teachers, stored as float16, load as such weights).
 
-The floor of one call is the network's per-step FLOPs (its convolutions, counted from a forward
-pass; the FiLM MLPs are folded out of the step loop) over this machine's matmul rate, measured
-at the start with the same thread count. Every comparison is interleaved (A, B, A, B, ...) and
-reports medians, so that load from other processes hits all variants alike.
+The floor of one call: its compute floor is the network's per-step FLOPs (its convolutions,
+counted from a forward pass; the FiLM MLPs are folded out of the step loop) over this machine's
+matmul rate, measured at the start with the same thread count; its memory floor is the bytes of
+weights one call reads over the rate at which one thread reads an array of that size here (from
+the cache where it fits in the share a shared machine leaves, from memory where not); the
+roofline floor is the larger. Every comparison is interleaved (A, B, A, B, ...) and reports
+medians, so that load from other processes hits all variants alike.
 
 ``--reference-src DIR``: DIR is a local checkout of the original diffusion_policy repository;
 its ``ConditionalUnet1D`` (diffusion_policy/model/diffusion/conditional_unet1d.py) is built with
@@ -23,6 +29,7 @@ default chunk. Nothing of it is copied here.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import importlib
 import os
@@ -42,10 +49,14 @@ from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.backends import (
     WHOLE_CHUNK_MAX_STEPS,
     BackendUnavailable,
+    OpenVINOBackend,
+    _FilmStep,
     make_backend,
     resolve_backend,
 )
+from dp_agent.checkpoint import dequantize_int8, quantize_int8
 from dp_agent.config import make_configs
+from dp_agent.networks import ConditionalUnet1D
 from dp_agent.policy import DiffusionPolicy
 
 # DDIM-2 and DDIM-3 are what the students of `dp-agent distill` run by default (the shipped
@@ -58,11 +69,16 @@ BACKEND_NAMES = ["eager", "folded", "openvino", "onnx"]
 # ---- setup --------------------------------------------------------------------------------------
 
 
-def make_agent(preset: str, device: str) -> DiffusionPolicyAgent:
+def make_agent(preset: str, device: str, weights: str = "int8") -> DiffusionPolicyAgent:
+    """An untrained policy of the preset's size; ``weights="int8"``: its weights rounded to
+    int8 rows as ``quantize_int8`` stores them (the shipped students'), which the openvino
+    backend reads as int8."""
     pc, _ = make_configs(preset, {"obs_dim": 5, "action_dim": 2})
     policy = DiffusionPolicy(pc)
     rng = np.random.default_rng(0)
     policy.fit_normalizers(rng.uniform(0, 512, (256, 5)), rng.uniform(0, 512, (256, 2)))
+    if weights == "int8":
+        policy.load_state_dict(dequantize_int8(quantize_int8(policy.state_dict())))
     obs_space = gym.spaces.Box(0, 512, (5,), np.float64)
     act_space = gym.spaces.Box(0, 512, (2,), np.float32)
     return DiffusionPolicyAgent(policy, obs_space, act_space, device=device)
@@ -128,6 +144,33 @@ def matmul_gflops(size: int = 512, repeats: int = 30) -> float:
     return 2 * size**3 / statistics.median(ts) / 1e9
 
 
+def read_gbps(nbytes: int, repeats: int = 20) -> float:
+    """The rate (GB/s, median) at which one thread reads an array of ``nbytes`` over and over,
+    as a network call reads its weights: from the cache where they fit in what this machine
+    leaves the process of it, from memory where they do not."""
+    a = torch.ones(max(1, nbytes // 4))
+    for _ in range(3):
+        a.sum()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a.sum()
+        ts.append(time.perf_counter() - t0)
+    return a.numel() * 4 / statistics.median(ts) / 1e9
+
+
+def step_weight_bytes(net: nn.Module, int8: bool) -> int:
+    """Bytes of weights one per-step call reads (the FiLM MLPs are folded out of it): float32,
+    or with the large convolutions int8 where ``int8`` and the weights are int8 rows."""
+    step = _FilmStep(net, int8=int8)
+    tensors = step.net.state_dict()
+    return sum(
+        t.numel() * t.element_size()
+        for k, t in tensors.items()
+        if ".film." not in k and not k.startswith("step_embed")
+    )
+
+
 def count_flops(net: nn.Module, args) -> tuple[float, float]:
     """(FLOPs of one forward, FLOPs of its convolutions only) at the given inputs: 2 x the
     multiply-adds of every Conv1d, ConvTranspose1d and Linear (the U-Net's Linear layers are
@@ -162,7 +205,8 @@ def count_flops(net: nn.Module, args) -> tuple[float, float]:
 
 def per_call_table(agent, names: list[str], rounds: int, gflops: float):
     """(markdown table, median seconds per call by backend) for one denoiser call at batch 1,
-    each backend that can run here, interleaved."""
+    each backend that can run here, interleaved; where openvino reads int8 weights, also its
+    graph of float32 weights ("openvino, float32 graph")."""
     policy, device = agent.policy, agent.device
     net = policy.denoiser
     c = policy.config
@@ -174,20 +218,14 @@ def per_call_table(agent, names: list[str], rounds: int, gflops: float):
         cond = policy.encode(obs)
         k = sampler.timesteps[:1].to(device)
         total, conv = count_flops(net, (x, k, cond))
-    floor = conv / (gflops * 1e9)
-    steps, builds, outputs = {}, {}, {}
-    for name in names:
-        try:
-            resolve_backend(name, net, device, x.dtype)
-        except BackendUnavailable as e:
-            print(f"  ({e})")
-            continue
-        backend = make_backend(name, net)
+    steps, builds, outputs, reads = {}, {}, {}, {}
+    for label, backend, int8 in _call_candidates(net, names, device, x.dtype):
         t0 = time.perf_counter()
         with torch.no_grad():
             chunk = backend.prepare(cond, sampler.timesteps)
-            outputs[name] = chunk.step(x, 0).float().cpu()
-        builds[name] = time.perf_counter() - t0
+            outputs[label] = chunk.step(x, 0).float().cpu()
+        builds[label] = time.perf_counter() - t0
+        reads[label] = step_weight_bytes(net, int8) if isinstance(net, ConditionalUnet1D) else 0
 
         def call(chunk=chunk):
             with torch.no_grad():
@@ -195,29 +233,70 @@ def per_call_table(agent, names: list[str], rounds: int, gflops: float):
             synchronize(device)
             return out
 
-        steps[name] = call
+        steps[label] = call
     if not steps:
         return None, {}
     times = interleaved(steps, rounds, per_round=20)
-    eager = times.get("eager")
     n_params = sum(p.numel() for p in net.parameters())
+    floors = _floors(n_params, total, conv, gflops, reads)
+    lines = [*floors.pop("lines"), "", *_call_rows(times, floors, outputs, builds)]
+    return "\n".join(lines), times
+
+
+def _call_candidates(net, names: list[str], device, dtype):
+    """(label, backend, reads int8 weights) for each backend of ``names`` that runs here."""
+    for name in names:
+        try:
+            resolve_backend(name, net, device, dtype)
+        except BackendUnavailable as e:
+            print(f"  ({e})")
+            continue
+        backend = make_backend(name, net)
+        int8 = (
+            bool(getattr(backend, "int8_weights", False))
+            and _FilmStep(net, int8=True).int8_convolutions > 0
+        )
+        yield name, backend, int8
+        if int8:
+            yield f"{name}, float32 graph", OpenVINOBackend(net, int8_weights=False), False
+
+
+def _floors(n_params: int, total: float, conv: float, gflops: float, reads: dict) -> dict:
+    """Per candidate the floor of one call: the larger of its FLOPs at the matmul rate and its
+    weights' bytes at the rate this machine reads an array of that size; with the lines that
+    say so."""
+    compute = conv / (gflops * 1e9)
+    rates = {n: read_gbps(n) for n in set(reads.values()) if n}
     lines = [
-        f"One denoiser call, batch 1: {n_params / 1e6:.2f} M parameters, {total / 1e6:.1f} MFLOP "
-        f"per eager call of which {conv / 1e6:.1f} MFLOP per folded step; matmul rate "
-        f"{gflops:.0f} GFLOP/s -> floor {floor * 1e3:.2f} ms",
-        "",
-        "| backend | ms per call | x floor | speed-up vs eager | max abs diff vs eager "
-        "| first call (s) |",
-        "|---|---|---|---|---|---|",
+        f"One denoiser call, batch 1: {n_params / 1e6:.2f} M parameters, {total / 1e6:.1f} "
+        "MFLOP per eager call of which "
+        f"{conv / 1e6:.1f} MFLOP per folded step; matmul rate {gflops:.0f} GFLOP/s -> "
+        f"compute floor {compute * 1e3:.2f} ms",
     ]
-    ref = outputs.get("eager")
+    for n, rate in sorted(rates.items(), reverse=True):
+        lines.append(
+            f"Weights read per call: {n / 1e6:.1f} MB, read at {rate:.0f} GB/s here (an array "
+            f"of that size, one thread) -> memory floor {n / rate / 1e6:.2f} ms"
+        )
+    floors = {label: max(compute, n / rates[n] / 1e9 if n else 0.0) for label, n in reads.items()}
+    return {"compute": compute, "lines": lines, **floors}
+
+
+def _call_rows(times, floors, outputs, builds) -> list[str]:
+    eager, ref = times.get("eager"), outputs.get("eager")
+    lines = [
+        "| backend | ms per call | x compute floor | x roofline floor | speed-up vs eager "
+        "| max abs diff vs eager | first call (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, t in times.items():
         diff = "-" if ref is None else f"{(outputs[name] - ref).abs().max().item():.1e}"
         speed = "-" if eager is None else f"{eager / t:.1f}x"
         lines.append(
-            f"| {name} | {t * 1e3:.3f} | {t / floor:.1f} | {speed} | {diff} | {builds[name]:.2f} |"
+            f"| {name} | {t * 1e3:.3f} | {t / floors['compute']:.1f} | {t / floors[name]:.1f} "
+            f"| {speed} | {diff} | {builds[name]:.2f} |"
         )
-    return "\n".join(lines), times
+    return lines
 
 
 # ---- chunks through predict ---------------------------------------------------------------------
@@ -240,11 +319,19 @@ def chunk_table(agent, preset: str, backends: list[str], repeats: int) -> str:
 
 def _chunk_candidates(agent) -> dict:
     """(sampler, what) -> a function timing it, for every sampler, on the current backend; for
-    a backend that runs short chunks as one graph (openvino), those chunks also step by step."""
+    a backend that runs short chunks as one graph (openvino), those chunks also step by step,
+    and where it reads int8 weights, also as a graph of float32 weights."""
     c, policy, device = agent.config, agent.policy, agent.device
     backend = policy.backend_name
     built = policy.denoiser_backend()
-    whole = hasattr(getattr(built, "backend", built), "whole_chunk")  # auto: what it chose
+    built = getattr(built, "backend", built)  # auto: what it chose
+    whole = hasattr(built, "whole_chunk")
+    f32 = None
+    if whole and built.int8_weights and _FilmStep(policy.denoiser, int8=True).int8_convolutions:
+        f32 = copy.deepcopy(agent)  # the same weights, its own backends (float32 graphs)
+        f32.policy.set_backend(backend)
+        inner = f32.policy.denoiser_backend()
+        getattr(inner, "backend", inner).int8_weights = False
     obs, ta = np.full(c.obs_dim, 200.0), c.action_horizon
     x = torch.randn(1, c.pred_horizon, c.action_dim, device=device)
     with torch.no_grad():
@@ -255,8 +342,8 @@ def _chunk_candidates(agent) -> dict:
         with torch.no_grad():
             chunk = policy.denoiser_backend(cond).prepare(cond, sampler.timesteps)
 
-        def queue(name=name, steps=steps, whole_chunk=True):
-            policy.set_backend(backend, whole_chunk=whole_chunk)
+        def queue(name=name, steps=steps, whole_chunk=True, agent=agent):
+            agent.policy.set_backend(backend, whole_chunk=whole_chunk)
             agent.set_sampler(name, steps)
             agent.reset()
             t0 = time.perf_counter()
@@ -283,6 +370,8 @@ def _chunk_candidates(agent) -> dict:
         candidates[(name, steps, "queue")] = queue
         if whole and steps <= WHOLE_CHUNK_MAX_STEPS:
             candidates[(name, steps, "queue, step by step")] = lambda q=queue: q(whole_chunk=False)
+            if f32 is not None:
+                candidates[(name, steps, "queue, float32 graph")] = lambda q=queue: q(agent=f32)
         candidates[(name, steps, "calls")] = calls
         candidates[(name, steps, "sampler")] = sampler_steps
     return candidates
@@ -310,13 +399,14 @@ def _time_backend(agent, backend: str, repeats: int) -> dict:
             statistics.median(times[(name, steps, "sampler")]),
             statistics.median(q[1] for q in queued),
         )
-        stepwise = times.get((name, steps, "queue, step by step"))
-        if stepwise:
-            results[(name, steps, f"{backend}, step by step")] = (
-                statistics.median(q[0] for q in stepwise),
-                *results[(name, steps, backend)][1:3],
-                statistics.median(q[1] for q in stepwise),
-            )
+        for variant in ("step by step", "float32 graph"):
+            other = times.get((name, steps, f"queue, {variant}"))
+            if other:
+                results[(name, steps, f"{backend}, {variant}")] = (
+                    statistics.median(q[0] for q in other),
+                    *results[(name, steps, backend)][1:3],
+                    statistics.median(q[1] for q in other),
+                )
     return results
 
 
@@ -330,7 +420,8 @@ def _chunk_lines(agent, preset: str, backends: list[str], results: dict) -> str:
     ]
     base = results.get(("ddpm", 100, "eager"), (float("nan"),))[0]
     for name, steps in SAMPLERS:
-        for backend in [b for a in backends for b in (a, f"{a}, step by step")]:
+        variants = ("", ", step by step", ", float32 graph")
+        for backend in [a + v for a in backends for v in variants]:
             if (name, steps, backend) not in results:
                 continue
             chunk, calls, sampler, per_step = results[(name, steps, backend)]
@@ -456,6 +547,13 @@ def main(argv: list[str] | None = None) -> None:
         help="denoiser backends to compare (comma-separated; missing ones are skipped)",
     )
     parser.add_argument(
+        "--weights",
+        default="int8",
+        choices=["int8", "float32"],
+        help="the untrained policy's weights rounded to int8 rows as the shipped students "
+        "store them (default), or float32 as trained",
+    )
+    parser.add_argument(
         "--reference-src",
         metavar="DIR",
         help="a local checkout of the original diffusion_policy repository to time against",
@@ -471,7 +569,8 @@ def main(argv: list[str] | None = None) -> None:
     gflops = matmul_gflops()
     print(f"matmul rate: {gflops:.0f} GFLOP/s (fp32 512x512, {torch.get_num_threads()} threads)")
     for preset in presets:
-        agent = make_agent(preset, args.device)
+        agent = make_agent(preset, args.device, args.weights)
+        print(f"\n{preset}, {args.weights} weights")
         print()
         table, per_call = per_call_table(agent, requested, max(3, args.repeats), gflops)
         if table:

@@ -411,17 +411,83 @@ class _GroupNormAsLayerNorm(nn.Module):
         return y.reshape(n, c, t) * self.weight[:, None] + self.bias[:, None]
 
 
+INT8_MIN_VALUES = 131_072  # convolutions at least this large (0.5 MB in float32) run as int8
+
+
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(int8 values, float32 scale per row along the first axis) that give back ``weight``
+    to float32 rounding, or None where it is not such a product: the weights of a checkpoint
+    stored as int8 (``checkpoint.quantize_int8``) and loaded, never trained float32 weights,
+    whose values fall anywhere between the steps of a row (off by a quarter step on average)."""
+    rows = weight.detach().float().reshape(weight.shape[0], -1)
+    scale = rows.abs().amax(1).clamp_min(1e-30) / 127.0
+    q = torch.round(rows / scale[:, None])
+    if (q * scale[:, None] - rows).abs().gt(1e-4 * scale[:, None]).any():
+        return None
+    return q.to(torch.int8).reshape(weight.shape), scale
+
+
+class _Int8Conv1d(nn.Module):
+    """A Conv1d whose weights are int8 rows (``int8_rows``), as the taps side by side (B, T,
+    k*C) times the int8 matrix converted and scaled in the graph, which OpenVINO runs as one
+    fully connected layer reading its weights as int8. At batch 1 the deep convolutions of the
+    U-Net are bound by reading their weights; in int8 they read a quarter of the bytes, and
+    the network's weights fit in the cache a shared machine leaves it."""
+
+    def __init__(self, conv: nn.Conv1d, q: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        c_out, c_in, k = q.shape
+        # the taps' order, tap-major: column j * C_in + c
+        self.register_buffer("q", q.permute(0, 2, 1).reshape(c_out, k * c_in).contiguous())
+        self.register_buffer("scale", scale[:, None].clone())
+        bias = conv.bias if conv.bias is not None else torch.zeros(c_out)
+        self.register_buffer("bias", bias.detach().float().clone())
+        self.k, self.pad, self.stride = k, conv.padding[0], conv.stride[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t_out = (x.shape[-1] + 2 * self.pad - self.k) // self.stride + 1
+        x = F.pad(x, (self.pad, self.pad)) if self.pad else x
+        span = self.stride * (t_out - 1) + 1
+        taps = torch.cat([x[:, :, j : j + span : self.stride] for j in range(self.k)], dim=1)
+        weight = self.q.to(torch.float32) * self.scale  # (C_out, k*C_in), int8 in the graph
+        return (torch.matmul(taps.transpose(1, 2), weight.t()) + self.bias).transpose(1, 2)
+
+
+def _int8_convolutions(net: nn.Module) -> int:
+    """Swap, in place, every plain Conv1d of at least ``INT8_MIN_VALUES`` weights that are
+    int8 rows for an ``_Int8Conv1d``; the number swapped."""
+    swapped = 0
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if not (
+                isinstance(child, nn.Conv1d)
+                and child.weight.numel() >= INT8_MIN_VALUES
+                and child.groups == 1
+                and child.dilation == (1,)
+                and child.padding_mode == "zeros"
+                and isinstance(child.padding, tuple)
+            ):
+                continue
+            rows = int8_rows(child.weight)
+            if rows is not None:
+                setattr(module, name, _Int8Conv1d(child, *rows))
+                swapped += 1
+    return swapped
+
+
 class _FilmStep(nn.Module):
     """(sample (B, Tp, Da), film (B, F)) -> (B, Tp, Da): the graph the runtimes compile, on a
-    copy of the network (the compiled graph is a snapshot of the weights anyway)."""
+    copy of the network (the compiled graph is a snapshot of the weights anyway). With
+    ``int8``, the large convolutions whose weights are int8 rows run as ``_Int8Conv1d``."""
 
-    def __init__(self, net: ConditionalUnet1D, layer_norm_groups: bool = True):
+    def __init__(self, net: ConditionalUnet1D, layer_norm_groups: bool = True, int8=False):
         super().__init__()
         self.net = copy.deepcopy(net).float().cpu().eval()
         for module in list(self.net.modules()) if layer_norm_groups else []:
             for name, child in list(module.named_children()):
                 if isinstance(child, nn.GroupNorm):
                     setattr(module, name, _GroupNormAsLayerNorm(child))
+        self.int8_convolutions = _int8_convolutions(self.net) if int8 else 0
 
     def forward(self, sample: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         return self.net.forward_film(sample, film)
@@ -431,6 +497,7 @@ class _CompiledBackend:
     """FiLM once per chunk in PyTorch, the per-step graph in a runtime (float32, CPU)."""
 
     name = ""
+    int8_weights = False  # whether the graph reads the weights of int8 checkpoints as int8
 
     def __init__(self, denoiser: ConditionalUnet1D):
         self.net = denoiser
@@ -460,7 +527,7 @@ class _CompiledBackend:
         return torch.from_numpy(runner(np.ascontiguousarray(x.numpy()), film))
 
     def _example(self, x: torch.Tensor, film: np.ndarray):
-        step = _FilmStep(self.net)
+        step = _FilmStep(self.net, int8=self.int8_weights)
         return step, (torch.zeros_like(x), torch.from_numpy(np.zeros_like(film)))
 
     def _compile(self, x, film):
@@ -483,8 +550,9 @@ class OpenVINOBackend(_CompiledBackend):
 
     name = "openvino"
 
-    def __init__(self, denoiser: ConditionalUnet1D):
+    def __init__(self, denoiser: ConditionalUnet1D, int8_weights: bool = True):
         super().__init__(denoiser)
+        self.int8_weights = int8_weights  # large convolutions of int8 checkpoints read as int8
         self._policy_watch: tuple[Any, _WeightsWatch] | None = None
         self._chunks: dict[int, tuple[Any, Any, tuple]] = {}  # id(sampler) -> graph
 
@@ -515,7 +583,7 @@ class OpenVINOBackend(_CompiledBackend):
         entry = self._chunks.get(id(sampler))
         if entry is None or entry[0] is not sampler or entry[2] != shape:
             with self._lock:
-                graph = _ChunkGraph(policy, sampler)
+                graph = _ChunkGraph(policy, sampler, int8=self.int8_weights)
                 example = (obs, noise)
                 shapes = [[-1, *shape[0]], [noise.shape[0], -1, *shape[1]]]
                 entry = (sampler, _openvino_runner(graph, example, shapes), shape)
@@ -537,11 +605,11 @@ class _ChunkGraph(nn.Module):
     encoder, the FiLM table, the updates, tensor conversions) costs as much as a network call
     at batch 1; in one graph it is gone."""
 
-    def __init__(self, policy, sampler):
+    def __init__(self, policy, sampler, int8: bool = False):
         super().__init__()
         self.policy, self.sampler = policy, sampler
         self.film = _FilmFolding(policy.denoiser)
-        self.step = _FilmStep(policy.denoiser)
+        self.step = _FilmStep(policy.denoiser, int8=int8)
 
     def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         table = self.film.table(self.policy.encode(obs), self.sampler.timesteps)  # (K, R, F)
@@ -579,21 +647,27 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
     core = ov.Core()
     compiled = {None: core.compile_model(model, "CPU", config)}  # batch -> compiled graph
     batch_axis = list(shapes[0]).index(-1)  # where the first input has its batch
-    lock, local = threading.Lock(), threading.local()  # a request serves one thread at a time
+    lock = threading.Lock()
+    # A request serves one thread at a time: one per (OS thread, graph), in a plain dict. Not
+    # in a threading.local: a Qt worker thread (QThread) gets a new Python thread state for
+    # every slot PyQt calls on it and drops it after, and the requests a threading.local held
+    # died with it, inside CPython's thread-state teardown, which crashed the app (segfault or
+    # "double free or corruption", every run of a policy on the app's worker).
+    requests: dict[tuple[int, int | None], Any] = {}
 
     def request_for(batch: int | None):
-        requests = local.__dict__.setdefault("requests", {})
-        request = requests.get(batch)
+        key = (threading.get_ident(), batch)
+        request = requests.get(key)
         if request is None:
-            if batch not in compiled:
-                with lock:
-                    if batch not in compiled:
-                        static = model.clone()
-                        static.reshape(
-                            {i: [batch if d == -1 else d for d in s] for i, s in enumerate(shapes)}
-                        )
-                        compiled[batch] = core.compile_model(static, "CPU", config)
-            request = requests[batch] = compiled[batch].create_infer_request()
+            with lock:
+                if batch not in compiled:
+                    static = model.clone()
+                    static.reshape(
+                        {i: [batch if d == -1 else d for d in s] for i, s in enumerate(shapes)}
+                    )
+                    compiled[batch] = core.compile_model(static, "CPU", config)
+                # (a thread that ended leaves its requests to the next thread given its id)
+                request = requests[key] = compiled[batch].create_infer_request()
         return request
 
     def run(*arrays: np.ndarray) -> np.ndarray:

@@ -211,22 +211,6 @@ def network_input_image(info: PolicyInfo, obs: Any) -> np.ndarray | None:
     return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else np.ascontiguousarray(out[..., :3])
 
 
-def pin_backend(agent) -> None:
-    """Run the U-Net with the pure-PyTorch ``folded`` backend inside the app: OpenVINO (what
-    ``auto`` picks when it is installed) aborted the app with "double free or corruption" in
-    3 of 3 runs of the shipped TreeDetour policy on this worker thread, while the same policy
-    ran fine under OpenVINO in plain Python threads. Other denoisers keep ``auto`` (eager).
-    A planner agent's trajectory model is pinned the same way."""
-    from dp_agent.backends import BackendUnavailable
-
-    planner = getattr(agent, "planner", None)
-    policy = planner.policy if planner is not None else agent.policy
-    try:
-        policy.set_backend("folded")
-    except BackendUnavailable:
-        pass
-
-
 def is_planner_file(path: str | Path) -> bool:
     """Whether ``path`` is a planner checkpoint (a ``planner`` header field, or a run's
     ``planner.json`` beside it), read from the file's metadata alone; False for anything
@@ -245,7 +229,9 @@ def is_planner_file(path: str | Path) -> bool:
 
 def load_agent(path: str | Path):
     """A ``DiffuserAgent`` for a planner file (its planner reports every denoising iterate,
-    ``LivePlanner``), else a ``DiffusionPolicyAgent``; either on the pinned backend."""
+    ``LivePlanner``), else a ``DiffusionPolicyAgent``; either on the default backend
+    (``auto``: OpenVINO for the U-Nets when it is installed), as ``predict`` and the
+    evaluation run it."""
     if is_planner_file(path):
         from dp_agent.planner_agent import DiffuserAgent
         from dp_agent.planning import Planner
@@ -255,7 +241,6 @@ def load_agent(path: str | Path):
         from dp_agent.agent import DiffusionPolicyAgent
 
         agent = DiffusionPolicyAgent.load(path, device="auto")
-    pin_backend(agent)
     return agent
 
 

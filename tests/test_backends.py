@@ -178,6 +178,73 @@ def test_a_short_chunk_runs_as_one_graph_equal_to_the_eager_steps(sampler, steps
     policy.set_backend("auto")
 
 
+def test_int8_rows_recover_an_int8_checkpoint_and_refuse_other_weights():
+    from dp_agent.checkpoint import dequantize_int8, quantize_int8
+
+    torch.manual_seed(0)
+    trained = {"w": torch.randn(64, 32, 5) * 0.05}
+    stored = quantize_int8(trained)
+    loaded = dequantize_int8(stored)["w"]
+    q, scale = backends.int8_rows(loaded)
+    assert q.dtype == torch.int8 and q.shape == (64, 32, 5) and scale.shape == (64,)
+    assert torch.equal(q, stored["w"])
+    torch.testing.assert_close(q.float() * scale[:, None, None], loaded, rtol=1e-6, atol=0)
+    assert backends.int8_rows(trained["w"]) is None  # float32 weights as trained
+    assert backends.int8_rows(trained["w"].half().float()) is None  # float16 checkpoints
+
+
+@pytest.fixture(scope="module")
+def student():
+    """The shipped PushT student, stored as int8."""
+    from dp_agent.checkpoint import load_policy
+
+    policy, _ = load_policy(Path("demos/pretrained/pusht_distilled.safetensors"), "cpu")
+    return policy
+
+
+def test_openvino_reads_the_large_convolutions_of_an_int8_checkpoint_as_int8(student, pusht):
+    skip_unless_installed("openvino")
+    import openvino as ov
+
+    net = student.denoiser
+    step = backends._FilmStep(net, int8=True)
+    large = [m for m in net.modules() if isinstance(m, torch.nn.Conv1d)]
+    large = [m for m in large if m.weight.numel() >= backends.INT8_MIN_VALUES]
+    assert step.int8_convolutions == len(large) == 9
+    assert backends._FilmStep(pusht.denoiser, int8=True).int8_convolutions == 0  # float16 file
+    x, film = torch.randn(1, 16, 2), torch.randn(1, net.film_dim)
+    with torch.no_grad():
+        traced = torch.jit.trace(step, (x, film), check_trace=False)
+    compiled = ov.Core().compile_model(ov.convert_model(traced, example_input=(x, film)), "CPU")
+    info = [op.get_rt_info() for op in compiled.get_runtime_model().get_ops()]
+    kinds = [(i["layerType"].astype(str), i["runtimePrecision"].astype(str)) for i in info]
+    assert kinds.count(("FullyConnected", "i8")) == 9  # weights read as int8, not unpacked
+    sampler = student.make_sampler()
+    fast = {int8: backends.OpenVINOBackend(net, int8_weights=int8) for int8 in (True, False)}
+    for batch in (1, 3):
+        with torch.no_grad():
+            cond = student.encode(observations(student, batch, seed=batch))
+            z = torch.randn(batch, 16, 2, generator=torch.Generator().manual_seed(batch))
+            eager = backends.make_backend("eager", net).prepare(cond, sampler.timesteps)
+            for int8 in (True, False):
+                got = fast[int8].prepare(cond, sampler.timesteps).step(z, 0)
+                want = eager.step(z, 0)
+                assert want.abs().max() > 0.1
+                torch.testing.assert_close(got, want, rtol=0, atol=TOLERANCE)
+    obs = observations(student, 2, seed=7)
+    chunks = {}
+    for name in ("eager", "openvino"):  # the student's chunk: one int8 graph
+        student.set_backend(name)
+        gens = [torch.Generator().manual_seed(s) for s in (30, 31)]
+        chunks[name] = student.sample(obs, 3, generator=gens)
+    assert len(student.denoiser_backend(obs)._chunks) == 1
+    student.set_backend("auto")
+    normalize = student.action_normalizer.normalize
+    torch.testing.assert_close(
+        normalize(chunks["openvino"]), normalize(chunks["eager"]), rtol=0, atol=TOLERANCE
+    )
+
+
 def test_longer_chunks_run_step_by_step():
     skip_unless_installed("openvino")
     policy = tiny_policy()
