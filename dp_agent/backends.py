@@ -18,7 +18,8 @@ Backends, all equal to the eager network to float32 rounding (``TOLERANCE``):
   CPU, float32, needs ``pip install openvino``. A plain chunk of at most
   ``WHOLE_CHUNK_MAX_STEPS`` steps (a distilled student's) with a vector observation runs as
   one graph of the whole chunk instead (``OpenVINOBackend.whole_chunk``): encoder, FiLM, the
-  K unrolled steps and the sampler's updates, one call from observation to actions.
+  K unrolled steps and the sampler's updates, one call from observation to actions. The
+  large convolutions of a checkpoint stored as int8 run on int8 weights (``_Int8Conv1d``).
 - ``onnx``: the same graph exported to ONNX and run by ONNX Runtime; CPU, float32, needs
   ``pip install onnx onnxruntime``.
 
