@@ -649,11 +649,10 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
     compiled = {None: core.compile_model(model, "CPU", config)}  # batch -> compiled graph
     batch_axis = list(shapes[0]).index(-1)  # where the first input has its batch
     lock = threading.Lock()
-    # A request serves one thread at a time: one per (OS thread, graph), in a plain dict. Not
-    # in a threading.local: a Qt worker thread (QThread) gets a new Python thread state for
-    # every slot PyQt calls on it and drops it after, and the requests a threading.local held
-    # died with it, inside CPython's thread-state teardown, which crashed the app (segfault or
-    # "double free or corruption", every run of a policy on the app's worker).
+    # A request serves one thread at a time: one per (OS thread, graph), in a plain dict, not
+    # a threading.local: PyQt gives a QThread a new Python thread state for every slot and
+    # drops it after; requests held in a threading.local died in that teardown and crashed the
+    # app (segfault or "double free or corruption", every run of a policy on its worker).
     requests: dict[tuple[int, int | None], Any] = {}
 
     def request_for(batch: int | None):

@@ -123,7 +123,7 @@ def test_a_planner_loads_as_a_planner_and_its_plans_are_drawn_being_denoised(
     panel = _load(window, qtbot, tiny_planner)
     info = panel.policy
     assert info.is_planner and info.horizon == H and "planner" in panel.policy_label.text()
-    assert panel.worker.agent.planner.policy.backend_name == "folded"  # as for policies
+    assert panel.worker.agent.planner.policy.backend_name == "auto"  # as for policies
     plan = _plan_once(panel, qtbot)
     k = info.num_inference_steps
     assert [f.step for f in plan.frames] == list(range(k + 1))
