@@ -497,3 +497,18 @@ def test_the_benchmark_times_short_chunks_both_ways_on_openvino(tiny_agent):
     assert stepwise == {"ddim-3", "ddim-2"}  # the samplers of at most WHOLE_CHUNK_MAX_STEPS
     assert ["ddpm-100", "openvino"] in rows and ["ddim-3", "folded"] in rows
     assert tiny_agent.policy.backend_name == "auto"
+
+
+def test_the_benchmark_times_the_float32_graph_beside_the_int8_one(student, pusht):
+    skip_unless_installed("openvino")
+    latency = load_latency_benchmark()
+    cpu = torch.device("cpu")
+
+    def labels(policy):
+        found = latency._call_candidates(policy.denoiser, ["eager", "openvino"], cpu, torch.float32)
+        return [label for label, _, _ in found]
+
+    assert labels(student) == ["eager", "openvino", "openvino, float32 graph"]
+    assert labels(pusht) == ["eager", "openvino"]  # float16 weights: one graph, float32
+    int8, f32 = (latency.step_weight_bytes(student.denoiser, b) for b in (True, False))
+    assert f32 > 2 * int8  # 15.3 against 6.9 MB for the 4.55 M U-Net
