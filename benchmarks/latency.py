@@ -171,6 +171,11 @@ def step_weight_bytes(net: nn.Module, int8: bool) -> int:
     )
 
 
+def has_int8_convolutions(net: nn.Module) -> bool:
+    """Whether the openvino backend would read some of ``net``'s convolutions as int8."""
+    return isinstance(net, ConditionalUnet1D) and _FilmStep(net, int8=True).int8_convolutions > 0
+
+
 def count_flops(net: nn.Module, args) -> tuple[float, float]:
     """(FLOPs of one forward, FLOPs of its convolutions only) at the given inputs: 2 x the
     multiply-adds of every Conv1d, ConvTranspose1d and Linear (the U-Net's Linear layers are
@@ -219,13 +224,16 @@ def per_call_table(agent, names: list[str], rounds: int, gflops: float):
         k = sampler.timesteps[:1].to(device)
         total, conv = count_flops(net, (x, k, cond))
     steps, builds, outputs, reads = {}, {}, {}, {}
+    weight_bytes = {}  # int8 -> bytes read per call (each a copy of the network to measure)
     for label, backend, int8 in _call_candidates(net, names, device, x.dtype):
         t0 = time.perf_counter()
         with torch.no_grad():
             chunk = backend.prepare(cond, sampler.timesteps)
             outputs[label] = chunk.step(x, 0).float().cpu()
         builds[label] = time.perf_counter() - t0
-        reads[label] = step_weight_bytes(net, int8) if isinstance(net, ConditionalUnet1D) else 0
+        if isinstance(net, ConditionalUnet1D) and int8 not in weight_bytes:
+            weight_bytes[int8] = step_weight_bytes(net, int8)
+        reads[label] = weight_bytes.get(int8, 0)
 
         def call(chunk=chunk):
             with torch.no_grad():
@@ -245,6 +253,7 @@ def per_call_table(agent, names: list[str], rounds: int, gflops: float):
 
 def _call_candidates(net, names: list[str], device, dtype):
     """(label, backend, reads int8 weights) for each backend of ``names`` that runs here."""
+    int8_net = has_int8_convolutions(net)
     for name in names:
         try:
             resolve_backend(name, net, device, dtype)
@@ -252,10 +261,7 @@ def _call_candidates(net, names: list[str], device, dtype):
             print(f"  ({e})")
             continue
         backend = make_backend(name, net)
-        int8 = (
-            bool(getattr(backend, "int8_weights", False))
-            and _FilmStep(net, int8=True).int8_convolutions > 0
-        )
+        int8 = int8_net and bool(getattr(backend, "int8_weights", False))
         yield name, backend, int8
         if int8:
             yield f"{name}, float32 graph", OpenVINOBackend(net, int8_weights=False), False
@@ -269,9 +275,8 @@ def _floors(n_params: int, total: float, conv: float, gflops: float, reads: dict
     rates = {n: read_gbps(n) for n in set(reads.values()) if n}
     lines = [
         f"One denoiser call, batch 1: {n_params / 1e6:.2f} M parameters, {total / 1e6:.1f} "
-        "MFLOP per eager call of which "
-        f"{conv / 1e6:.1f} MFLOP per folded step; matmul rate {gflops:.0f} GFLOP/s -> "
-        f"compute floor {compute * 1e3:.2f} ms",
+        f"MFLOP per eager call of which {conv / 1e6:.1f} MFLOP per folded step; matmul rate "
+        f"{gflops:.0f} GFLOP/s -> compute floor {compute * 1e3:.2f} ms",
     ]
     for n, rate in sorted(rates.items(), reverse=True):
         lines.append(
@@ -327,7 +332,7 @@ def _chunk_candidates(agent) -> dict:
     built = getattr(built, "backend", built)  # auto: what it chose
     whole = hasattr(built, "whole_chunk")
     f32 = None
-    if whole and built.int8_weights and _FilmStep(policy.denoiser, int8=True).int8_convolutions:
+    if whole and built.int8_weights and has_int8_convolutions(policy.denoiser):
         f32 = copy.deepcopy(agent)  # the same weights, its own backends (float32 graphs)
         f32.policy.set_backend(backend)
         inner = f32.policy.denoiser_backend()

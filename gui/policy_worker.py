@@ -236,12 +236,10 @@ def load_agent(path: str | Path):
         from dp_agent.planner_agent import DiffuserAgent
         from dp_agent.planning import Planner
 
-        agent = DiffuserAgent(_live_planner_class().wrap(Planner.load(path, "auto")))
-    else:
-        from dp_agent.agent import DiffusionPolicyAgent
+        return DiffuserAgent(_live_planner_class().wrap(Planner.load(path, "auto")))
+    from dp_agent.agent import DiffusionPolicyAgent
 
-        agent = DiffusionPolicyAgent.load(path, device="auto")
-    return agent
+    return DiffusionPolicyAgent.load(path, device="auto")
 
 
 @functools.cache
