@@ -130,7 +130,11 @@ def _add_distill(sub) -> None:
         help="the trajectory student's steps, points of the teacher's grid, e.g. 99,49,24 "
         "(default: the trailing grid)",
     )
-    p.add_argument("--init-from", help="the student's first weights (default: the teacher's)")
+    p.add_argument(
+        "--init-from",
+        help="the student's first weights (default: the teacher's); its network may be another, "
+        "e.g. a narrower U-Net trained on the same demos (--preset cpu-tiny), for faster calls",
+    )
     p.add_argument("--steps-per-round", type=int, default=2000, help="updates per round")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4)

@@ -164,6 +164,12 @@ PRESETS: dict[str, Preset] = {
         policy={"down_dims": (64, 128, 256), "step_embed_dim": 64, "obs_feature_dim": 64},
         train={"num_steps": 3000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200},
     ),
+    "cpu-tiny": Preset(
+        "cpu-tiny",
+        "a quarter of cpu-small's compute (32-64-128, 1.4 M): a fast student for few-step sampling",
+        policy={"down_dims": (32, 64, 128), "step_embed_dim": 64, "obs_feature_dim": 64},
+        train={"num_steps": 3000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200},
+    ),
     "gpu-standard": Preset(
         "gpu-standard",
         "the reference U-Net (256-512-1024), AdamW 1e-4, for a CUDA GPU",

@@ -24,7 +24,8 @@ from pure noise (``teacher_steps`` calls, as it samples at inference) and the st
 ``grid`` of points of that path, learns each segment between two of its points in one step, from
 the very x_t the teacher passed through, so no round's error is handed on to the next and the
 student is trained where its own sampler goes. It may start from an earlier student
-(``init_from``): 16 -> 3 from the 2-step student.
+(``init_from``): 16 -> 3 from the 2-step student, or into another network of the same
+interface (a narrower U-Net trained on the same demos, whose calls are cheaper).
 
 Why this method (over consistency distillation): on the PushT teacher it gets to two steps in
 about 6k student updates on a CPU, each round's target is deterministic (no EMA target network
@@ -244,7 +245,7 @@ class _Distillation:
     grids: _Grids
     generator: torch.Generator
     config: DistillConfig
-    n_params: int = 0  # the teacher's (and so every student's)
+    n_params: int = 0  # the teacher's
     round_grids: list[list[int]] = dataclasses.field(default_factory=list)  # grids_of_rounds
     elapsed_before: float = 0.0  # seconds of distillation before a resume
     t0: float = 0.0  # perf_counter at this process's start
@@ -328,19 +329,21 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
     return run
 
 
+# what a student must share with its teacher to learn the teacher's paths: the same windows, the
+# same observations and the same noise schedule (the network itself may differ: ``init_from``)
+INTERFACE_FIELDS = ("obs_dim", "action_dim", "obs_horizon", "pred_horizon", "action_horizon",
+                    "obs_spec", "num_train_steps", "beta_schedule")  # fmt: skip
+
+
 def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], first: bool):
     """(student, its EMA, optimiser) for a round, initialised from the teacher's weights (or,
-    in the first round, from ``init_from``'s)."""
-    student = DiffusionPolicy(student_config(teacher.config, grid)).to(run.device)
+    in the first round, from ``init_from``'s: a policy of the same interface, whose network may
+    be another, e.g. a narrower U-Net than the teacher's)."""
     init = teacher
     if run.config.init_from and first:
         init = load_policy(run.config.init_from, run.device)[0]
-        shapes = {key: v.shape for key, v in teacher.state_dict().items()}
-        if {key: v.shape for key, v in init.state_dict().items()} != shapes:
-            raise ValueError(
-                f"{run.config.init_from}: its network is not the teacher's {run.teacher_path} "
-                "(different layers or sizes); a student starts from the teacher's architecture"
-            )
+        _check_interface(run, teacher, init)
+    student = DiffusionPolicy(student_config(init.config, grid)).to(run.device)
     student.load_state_dict(init.state_dict())
     ema = DiffusionPolicy(student.config).to(run.device).requires_grad_(False).eval()
     ema.load_state_dict(student.state_dict())
@@ -348,6 +351,26 @@ def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], firs
     fused = run.device.type in ("cpu", "cuda")
     opt = torch.optim.AdamW(student.parameters(), c.lr, weight_decay=c.weight_decay, fused=fused)
     return student.train(), ema, opt
+
+
+def _check_interface(run: _Distillation, teacher: DiffusionPolicy, init: DiffusionPolicy) -> None:
+    """Refuse an ``init_from`` policy that does not see and act as the teacher does: another
+    field of ``INTERFACE_FIELDS``, or another action normalisation (the student learns the
+    teacher's normalised actions)."""
+    tc, ic = teacher.config, init.config
+    for name in INTERFACE_FIELDS:
+        if getattr(tc, name) != getattr(ic, name):
+            raise ValueError(
+                f"{run.config.init_from}: field '{name}' is {getattr(ic, name)!r}, not the "
+                f"teacher's {getattr(tc, name)!r} ({run.teacher_path}); a student sees and acts "
+                "as its teacher does (only its network may differ)"
+            )
+    ta, ia = teacher.action_normalizer, init.action_normalizer
+    if not (torch.allclose(ta.min, ia.min) and torch.allclose(ta.max, ia.max)):
+        raise ValueError(
+            f"{run.config.init_from}: its action range is not the teacher's ({run.teacher_path}); "
+            "train it on the teacher's demonstrations"
+        )
 
 
 def _optimise(run, teacher, student, opt, steps_table, autocast) -> torch.Tensor:

@@ -281,7 +281,7 @@ def test_bad_trajectory_grids_are_refused(teacher, tmp_path, over, match):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_a_grid_needs_the_trajectory_method_and_a_student_of_another_network_is_refused(
+def test_a_grid_needs_the_trajectory_method_and_a_student_that_acts_otherwise_is_refused(
     teacher, tmp_path
 ):
     with pytest.raises(ValueError, match="needs method 'trajectory'"):
@@ -292,9 +292,32 @@ def test_a_grid_needs_the_trajectory_method_and_a_student_of_another_network_is_
         n = len(ep.actions)
         writer.append_episode({"state": ep.obs}, ep.actions, np.zeros(n), np.zeros(n))
     pc, tc = make_configs("cpu-small", {"down_dims": (16, 32), "step_embed_dim": 16,
-                                        "pred_horizon": 8, "action_horizon": 4},
+                                        "pred_horizon": 8, "action_horizon": 2},
                           {"num_steps": 2, "batch_size": 8, "checkpoint_every": 10})  # fmt: skip
-    narrow = train(other, tmp_path / "narrow", pc, tc, json_progress=True)
-    cfg = small(method="trajectory", init_from=str(narrow), steps_per_round=5)
-    with pytest.raises(ValueError, match="not the teacher's"):
+    shorter = train(other, tmp_path / "shorter", pc, tc, json_progress=True)
+    cfg = small(method="trajectory", init_from=str(shorter), steps_per_round=5)
+    with pytest.raises(ValueError, match="field 'action_horizon' is 2, not the teacher's 4"):
         distill(teacher[0], tmp_path / "b", cfg, demos=teacher[1])
+    assert not (tmp_path / "b" / "final.safetensors").exists()
+
+
+def test_a_narrower_network_learns_the_teachers_paths_and_keeps_both_modes(teacher, tmp_path):
+    """``init_from`` a policy of another width, trained briefly on the teacher's demos: the
+    student keeps that network (a third of the teacher's weights) and, in one step, the
+    teacher's two modes."""
+    path, demos = teacher
+    pc, tc = make_configs("cpu-small", {"down_dims": (16, 32), "step_embed_dim": 16,
+                                        "pred_horizon": 8, "action_horizon": 4},
+                          {"num_steps": 100, "batch_size": 64, "lr": 3e-3, "warmup_steps": 20,
+                           "checkpoint_every": 10_000, "log_every": 100})  # fmt: skip
+    narrow = train(demos, tmp_path / "narrow", pc, tc, json_progress=True)
+    cfg = small(method="trajectory", teacher_steps=4, student_steps=1, steps_per_round=400,
+                init_from=str(narrow))  # fmt: skip
+    final = distill(path, tmp_path / "student", cfg, demos=demos, json_progress=True)
+    agent = DiffusionPolicyAgent.load(final, device="cpu")
+    assert agent.policy.config.down_dims == (16, 32)
+    n_teacher = sum(p.numel() for p in load_policy(path)[0].parameters())
+    assert sum(p.numel() for p in agent.policy.parameters()) < n_teacher / 2
+    up, down, between = mode_shares(agent.sample(np.zeros((2, 2), np.float32), 200, seed=0))
+    assert up >= 0.30 and down >= 0.30, (up, down)
+    assert between < 0.10, between
