@@ -2,7 +2,8 @@
 the chunk latency of ``DiffusionPolicyAgent.predict`` per sampler (DDPM-100, DDIM-10,
 DPM-Solver++-8) and the cost per environment step with the action queue.
 
-    python benchmarks/latency.py [--network cpu-small|gpu-standard|both] [--device cpu]
+    python benchmarks/latency.py [--network cpu-tiny|cpu-small|gpu-standard|both|all]
+        [--device cpu]
         [--threads 1] [--repeats 20] [--backends eager,folded,openvino,onnx]
         [--weights int8|float32] [--reference-src DIR]
 
@@ -64,6 +65,8 @@ from dp_agent.policy import DiffusionPolicy
 # DDIM of that step count: latency does not depend on the weights or on where the steps fall
 SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8), ("ddim", 3), ("ddim", 2)]
 BACKEND_NAMES = ["eager", "folded", "openvino", "onnx"]
+# cpu-tiny: the shipped PushT student's (32-64-128); cpu-small: its teacher's (64-128-256)
+NETWORKS = ["cpu-tiny", "cpu-small", "gpu-standard"]
 
 
 # ---- setup --------------------------------------------------------------------------------------
@@ -542,7 +545,12 @@ def reference_table(src, agent, repeats: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network", default="both", choices=["cpu-small", "gpu-standard", "both"])
+    parser.add_argument(
+        "--network",
+        default="all",
+        choices=[*NETWORKS, "both", "all"],
+        help="the U-Net's preset; both: cpu-small and gpu-standard; all: the three",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -567,7 +575,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    presets = ["cpu-small", "gpu-standard"] if args.network == "both" else [args.network]
+    presets = {"all": NETWORKS, "both": NETWORKS[1:]}.get(args.network, [args.network])
     requested = [b.strip() for b in args.backends.split(",") if b.strip()]
     print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(machine_line(args.device))

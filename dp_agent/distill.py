@@ -106,10 +106,14 @@ class DistillConfig:
         return out
 
     def validate(self) -> None:
-        if not 1 <= self.student_steps < self.teacher_steps:
+        # a trajectory student of another network (init_from) may take its teacher's steps: a
+        # few-step student moved into a narrower U-Net, its calls cheaper at the same count
+        same_ok = self.method == "trajectory" and self.init_from is not None
+        if self.student_steps < 1 or self.student_steps > self.teacher_steps - (not same_ok):
             raise ValueError(
-                f"student_steps must be at least 1 and fewer than teacher_steps, got "
-                f"{self.student_steps} and {self.teacher_steps}"
+                f"student_steps must be at least 1 and fewer than teacher_steps (as many, for "
+                f"a trajectory student with init_from), got {self.student_steps} and "
+                f"{self.teacher_steps}"
             )
         for name in ("steps_per_round", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:

@@ -146,6 +146,7 @@ def _spaces(header):
 @pytest.mark.parametrize(
     "over, match",
     [({"teacher_steps": 2, "student_steps": 2}, "fewer than teacher_steps"),
+     ({"method": "trajectory", "teacher_steps": 2, "student_steps": 2}, "as many, for"),
      ({"teacher_steps": 4, "student_steps": 0}, "at least 1"),
      ({"lr": 0.0}, "lr must be positive")],
 )  # fmt: skip
