@@ -502,19 +502,27 @@ def reference_chunk(src, agent, generator: torch.Generator):
     return reference, chunk
 
 
-def reference_table(src, agent, repeats: int) -> str:
-    """The original's DDPM-100 loop against our default chunk and our DDPM-100, interleaved."""
-    reference, ref_chunk = reference_chunk(src, agent, torch.Generator().manual_seed(0))
+def predict_chunk(agent, name: str, steps: int):
+    """A function that samples one chunk through ``agent.predict`` with sampler ``name``."""
     obs = np.full(agent.config.obs_dim, 200.0)
+
+    def run():
+        agent.set_sampler(name, steps)
+        agent.reset()
+        agent.predict(obs)
+
+    return run
+
+
+def reference_table(src, agent, repeats: int, narrower=None) -> str:
+    """The original's DDPM-100 loop against our default chunk and our DDPM-100, interleaved;
+    with ``narrower`` (an agent of a narrower network, the shipped student's), also its DDIM-3
+    chunk against the original on this network (its teacher's, whose score it keeps)."""
+    reference, ref_chunk = reference_chunk(src, agent, torch.Generator().manual_seed(0))
     default = (agent.config.sampler, agent.config.num_inference_steps)
 
     def ours(name, steps):
-        def run():
-            agent.set_sampler(name, steps)
-            agent.reset()
-            agent.predict(obs)
-
-        return run
+        return predict_chunk(agent, name, steps)
 
     candidates = {
         "original ConditionalUnet1D + diffusers DDPMScheduler, DDPM-100": ref_chunk,
@@ -523,6 +531,11 @@ def reference_table(src, agent, repeats: int) -> str:
         "ours, distilled student's ddim-3 (agent.predict)": ours("ddim", 3),
         "ours, distilled student's ddim-2 (agent.predict)": ours("ddim", 2),
     }
+    if narrower is not None:
+        dims = "-".join(map(str, narrower.config.down_dims))
+        candidates[f"ours, a {dims} student's ddim-3 (agent.predict)"] = predict_chunk(
+            narrower, "ddim", 3
+        )
     times = interleaved(candidates, max(3, repeats // 5))
     agent.set_sampler(*default)
     base = times[next(iter(candidates))]
@@ -581,8 +594,9 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_line(args.device))
     gflops = matmul_gflops()
     print(f"matmul rate: {gflops:.0f} GFLOP/s (fp32 512x512, {torch.get_num_threads()} threads)")
+    agents = {}
     for preset in presets:
-        agent = make_agent(preset, args.device, args.weights)
+        agent = agents[preset] = make_agent(preset, args.device, args.weights)
         print(f"\n{preset}, {args.weights} weights")
         print()
         table, per_call = per_call_table(agent, requested, max(3, args.repeats), gflops)
@@ -597,7 +611,8 @@ def main(argv: list[str] | None = None) -> None:
         print(chunk_table(agent, preset, backends, args.repeats))
         if args.reference_src:
             print()
-            print(reference_table(args.reference_src, agent, args.repeats))
+            narrower = agents.get("cpu-tiny") if preset == "cpu-small" else None
+            print(reference_table(args.reference_src, agent, args.repeats, narrower))
 
 
 if __name__ == "__main__":

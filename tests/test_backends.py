@@ -480,9 +480,12 @@ def test_reference_src_times_the_original_unet_with_our_shape(reference_src, tin
     }
     assert chunk().shape == (1, c.pred_horizon, c.action_dim)
     assert reference.calls == 100  # DDPM-100 through diffusers' scheduler
-    table = latency.reference_table(reference_src, tiny_agent, repeats=1)
+    narrower = copy.deepcopy(tiny_agent)
+    narrower.config.down_dims = (8, 16)  # only the label reads it
+    table = latency.reference_table(reference_src, tiny_agent, repeats=1, narrower=narrower)
     assert "original ConditionalUnet1D + diffusers DDPMScheduler, DDPM-100" in table
     assert f"ours, default {c.sampler}-{c.num_inference_steps}" in table
+    assert "| ours, a 8-16 student's ddim-3 (agent.predict) |" in table  # beside the original
 
 
 def test_reference_src_without_the_file_says_where_it_looked(tmp_path):
