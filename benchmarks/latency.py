@@ -2,7 +2,7 @@
 the chunk latency of ``DiffusionPolicyAgent.predict`` per sampler (DDPM-100, DDIM-10,
 DPM-Solver++-8) and the cost per environment step with the action queue.
 
-    python benchmarks/latency.py [--network cpu-tiny|cpu-small|gpu-standard|both|all]
+    python benchmarks/latency.py [--network all|both|cpu-tiny,cpu-small,...]
         [--device cpu]
         [--threads 1] [--repeats 20] [--backends eager,folded,openvino,onnx]
         [--weights int8|float32] [--reference-src DIR]
@@ -556,13 +556,23 @@ def reference_table(src, agent, repeats: int, narrower=None) -> str:
 # ---- main ---------------------------------------------------------------------------------------
 
 
+def networks_arg(text: str) -> list[str]:
+    """``--network``: "all", "both" or presets, comma-separated, in the order of NETWORKS."""
+    names = {"all": NETWORKS, "both": NETWORKS[1:]}.get(text) or text.split(",")
+    unknown = [n for n in names if n not in NETWORKS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown network {unknown[0]!r}; choose of {NETWORKS}")
+    return [n for n in NETWORKS if n in names]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--network",
         default="all",
-        choices=[*NETWORKS, "both", "all"],
-        help="the U-Net's preset; both: cpu-small and gpu-standard; all: the three",
+        type=networks_arg,
+        help=f"the U-Net presets, comma-separated, of {', '.join(NETWORKS)}; both: cpu-small "
+        "and gpu-standard; all: the three",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
@@ -588,7 +598,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    presets = {"all": NETWORKS, "both": NETWORKS[1:]}.get(args.network, [args.network])
+    presets = args.network
     requested = [b.strip() for b in args.backends.split(",") if b.strip()]
     print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(machine_line(args.device))

@@ -518,3 +518,13 @@ def test_the_benchmark_times_the_float32_graph_beside_the_int8_one(student, push
     assert labels(pusht) == ["eager", "openvino"]  # float16 weights: one graph, float32
     int8, f32 = (latency.step_weight_bytes(student.denoiser, b) for b in (True, False))
     assert f32 > 2 * int8  # 15.3 against 6.9 MB for the 4.55 M U-Net
+
+
+def test_the_benchmark_takes_networks_by_name_in_a_fixed_order():
+    import argparse
+
+    latency = load_latency_benchmark()
+    assert latency.networks_arg("cpu-small,cpu-tiny") == ["cpu-tiny", "cpu-small"]
+    assert latency.networks_arg("both") == ["cpu-small", "gpu-standard"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown network 'cpu-huge'"):
+        latency.networks_arg("cpu-tiny,cpu-huge")
