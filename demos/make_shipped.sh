@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demonstrations (seeded scripted experts: identical files every time) and
 # the pretrained policies (on 2 CPU cores: about 15 min for TreeDetour, 2 h for the PushT
-# keypoints teacher, 71 + 109 + 42 min for its 3-step student, 2 h 40 min + 2 h + 80 min + 95 min
-# for the PushT image policy; the time-to-score curves are benchmarks/time_to_score.py on the
-# snapshots).
+# keypoints teacher, 71 + 109 + 42 min for its 3-step student, 100 min for the fast student,
+# 2 h 40 min + 2 h + 80 min + 95 min for the PushT image policy; the time-to-score curves are
+# benchmarks/time_to_score.py on the snapshots).
 #   bash demos/make_shipped.sh            # everything
 #   bash demos/make_shipped.sh demos      # only the demonstration files
 set -euo pipefail
@@ -58,6 +58,19 @@ dp-agent distill demos/pretrained/pusht.safetensors --demos demos/pusht_keypoint
     --init-from demos/pretrained/pusht_distilled.safetensors --steps-per-round 1500 --lr 2e-4 \
     --threads 1 --resume
 dp-agent export runs/distill/traj3_g5/final.safetensors demos/pretrained/pusht_distilled.safetensors --int8
+# the fast student: a cpu-tiny diffusion policy (32-64-128, 1.4 M) trained on the keypoint demos
+# (38 min), then taught that student's three steps (trajectory distillation at the same step
+# count into the narrower network; 40 + 25 min)
+dp-agent train --preset cpu-tiny --demos demos/pusht_keypoints.hdf5 --steps 16000 --seed 0 \
+    --checkpoint-every 1000 --threads 1 --precision fp32 --out runs/tiny/kp16k --resume
+fast() { dp-agent distill demos/pretrained/pusht_distilled.safetensors --demos demos/pusht_keypoints.hdf5 \
+    --method trajectory --teacher-steps 3 --steps 3 --grid 99,49,5 --threads 1 --resume "$@"; }
+fast --out runs/tiny/from_student_b --init-from runs/tiny/kp16k/final.safetensors \
+    --steps-per-round 6000 --lr 5e-4
+fast --out runs/tiny/from_student_b2 --init-from runs/tiny/from_student_b/final.safetensors \
+    --steps-per-round 4000 --lr 2e-4 --seed 2
+dp-agent export runs/tiny/from_student_b2/final.safetensors \
+    demos/pretrained/pusht_distilled_fast.safetensors --int8
 # PushT from pixels (96x96 RGB + the agent's position; demos rendered as gym-pusht draws them)
 [ -f runs/pusht_pixels.hdf5 ] || dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels \
     --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5

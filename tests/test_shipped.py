@@ -16,6 +16,7 @@ def test_the_pretrained_folder_holds_the_documented_files():
     assert {
         "pusht.safetensors",
         "pusht_distilled.safetensors",
+        "pusht_distilled_fast.safetensors",
         "pusht_image.safetensors",
         "tree_detour.safetensors",
     } <= names
@@ -35,3 +36,17 @@ def test_a_shipped_checkpoint_acts_in_the_env_it_names(path):
     assert action.shape == env.action_space.shape
     assert np.all(np.isfinite(action))
     env.close()
+
+
+def test_the_fast_student_is_a_narrower_network_that_calls_it_three_times():
+    """What the README says of ``pusht_distilled_fast``: the cpu-tiny U-Net (a third of the
+    3-step student's weights), its own 3-step grid as the default sampler."""
+    from dp_agent.checkpoint import load_policy
+
+    pretrained = package_dir() / "pretrained"
+    fast = load_policy(pretrained / "pusht_distilled_fast.safetensors")[0]
+    student = load_policy(pretrained / "pusht_distilled.safetensors")[0]
+    assert fast.config.down_dims == (32, 64, 128)
+    assert fast.make_sampler().timesteps.tolist() == [99, 49, 5]
+    n_fast, n_student = (sum(p.numel() for p in q.parameters()) for q in (fast, student))
+    assert n_fast < n_student / 3
