@@ -275,32 +275,6 @@ def _live_planner_class():
     return LivePlanner
 
 
-def warm_up(agent) -> None:
-    """Build what the first plans would otherwise wait for, the default backend's compiled
-    graphs (OpenVINO: about 4 s for the 4.55 M U-Net on a 2-core CPU, once per batch shape), by
-    sampling a chunk of one row and one of ``WARM_UP_ROWS`` from a sample of the observation
-    space, as the app samples (step by step, with ``on_step``). Runs in the worker thread
-    after ``loaded``, so the window shows the policy at once; a request waits behind it. A
-    failure is left to the first real plan to report."""
-    if getattr(agent, "planner", None) is not None:
-        return  # the planner's graphs depend on the goal and zones drawn: nothing to build
-    space = agent.observation_space
-    to = agent.config.obs_horizon
-    try:
-        obs = space.sample()
-        if isinstance(obs, dict):
-            history = {k: np.repeat(np.asarray(v)[None], to, axis=0) for k, v in obs.items()}
-        else:
-            history = np.repeat(np.asarray(obs)[None], to, axis=0)
-        for rows in (1, WARM_UP_ROWS):
-            agent.sample(history, rows, seed=0, on_step=lambda step: None)
-    except Exception:  # noqa: BLE001  (the first plan reports it, with the observation it got)
-        pass
-
-
-WARM_UP_ROWS = 8  # the live view's default number of chunks (the rows of the batch graph)
-
-
 def steered_observation(obs, steering: Steering, goal_key: str | None):
     """The observation a planner plans from: the user's goal in place of the env's."""
     if steering.goal is None or not goal_key or not isinstance(obs, dict):
@@ -344,7 +318,6 @@ class PolicyWorker(QObject):
         self._steering: Steering | None = None  # what the planner's current plan was made with
         self._since = 0  # steps executed of the planner's current plan
         self.loaded.emit(info, load_id)
-        warm_up(agent)
 
     @pyqtSlot()
     def unload(self) -> None:

@@ -406,33 +406,3 @@ def test_an_image_policy_shows_its_network_input_in_the_corner(window, qtbot, tm
     np.testing.assert_array_equal(rows.reshape(84, 84, 3), expected)  # the centre crop
     window.tabs.setCurrentIndex(TAB_RECORD)
     assert not view.inset_shown  # only the Policy tab shows it
-
-
-def test_loading_a_policy_builds_its_graphs_so_that_the_first_plans_compile_nothing(
-    monkeypatch,
-):
-    """``warm_up`` (the worker runs it after ``loaded``) compiles the default backend's graphs
-    for one row and for the live view's rows; the plans after it compile nothing."""
-    ov = pytest.importorskip("openvino")
-    from dp_agent.gui.policy_worker import WARM_UP_ROWS, warm_up
-    from dp_agent.shipped import shipped_policy
-
-    compiled = []
-
-    class CountingCore(ov.Core):
-        def compile_model(self, *args, **kwargs):
-            compiled.append(args[0])
-            return super().compile_model(*args, **kwargs)
-
-    monkeypatch.setattr(ov, "Core", CountingCore)
-    agent = DiffusionPolicyAgent.load(shipped_policy("dp_agent/TreeDetour-v0"), device="cpu")
-    warm_up(agent)
-    assert agent.policy.denoiser_backend().chosen == "openvino"
-    built = len(compiled)
-    assert built >= 2  # the one-row graph and the batch graph
-    obs, _ = agent.make_env().reset(seed=0)
-    history = np.repeat(np.asarray(obs)[None], agent.config.obs_horizon, axis=0)
-    for rows in (1, WARM_UP_ROWS, 3):
-        chunks = agent.sample(history, rows, seed=1, on_step=lambda step: None)
-        assert chunks.shape[0] == rows and np.isfinite(chunks).all()
-    assert len(compiled) == built
