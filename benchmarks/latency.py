@@ -558,10 +558,12 @@ def reference_table(src, agent, repeats: int, narrower=None) -> str:
 
 def networks_arg(text: str) -> list[str]:
     """``--network``: "all", "both" or presets, comma-separated, in the order of NETWORKS."""
-    names = {"all": NETWORKS, "both": NETWORKS[1:]}.get(text) or text.split(",")
+    names = {"all": NETWORKS, "both": NETWORKS[1:]}.get(text) or [
+        n.strip() for n in text.split(",") if n.strip()
+    ]
     unknown = [n for n in names if n not in NETWORKS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown network {unknown[0]!r}; choose of {NETWORKS}")
+        raise argparse.ArgumentTypeError(f"unknown network {unknown[0]!r}; choose from {NETWORKS}")
     return [n for n in NETWORKS if n in names]
 
 

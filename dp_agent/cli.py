@@ -115,7 +115,8 @@ def _add_distill(sub) -> None:
         type=int,
         default=2,
         help="denoising steps of the student (not a halving of the teacher's: the last round "
-        "merges only the noisiest pairs, 16 -> 8 -> 4 -> 3)",
+        "merges only the noisiest pairs, 16 -> 8 -> 4 -> 3; as many as the teacher's for a "
+        "trajectory student with --init-from, e.g. into a narrower network)",
     )
     p.add_argument(
         "--method",

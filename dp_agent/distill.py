@@ -106,13 +106,15 @@ class DistillConfig:
         return out
 
     def validate(self) -> None:
-        # a trajectory student of another network (init_from) may take its teacher's steps: a
-        # few-step student moved into a narrower U-Net, its calls cheaper at the same count
-        same_ok = self.method == "trajectory" and self.init_from is not None
-        if self.student_steps < 1 or self.student_steps > self.teacher_steps - (not same_ok):
+        # a trajectory student with init_from (e.g. another network) may take its teacher's
+        # steps: a few-step student moved into a narrower U-Net, its calls cheaper
+        if self.method == "trajectory" and self.init_from is not None:
+            most, rule = self.teacher_steps, "at most teacher_steps (trajectory, init_from)"
+        else:
+            most, rule = self.teacher_steps - 1, "fewer than teacher_steps"
+        if not 1 <= self.student_steps <= most:
             raise ValueError(
-                f"student_steps must be at least 1 and fewer than teacher_steps (as many, for "
-                f"a trajectory student with init_from), got {self.student_steps} and "
+                f"student_steps must be at least 1 and {rule}, got {self.student_steps} and "
                 f"{self.teacher_steps}"
             )
         for name in ("steps_per_round", "batch_size", "checkpoint_every", "log_every"):
@@ -162,7 +164,9 @@ def trajectory_grid(teacher_grid: list[int], k: int, grid=None) -> list[int]:
     nearest points of ``teacher_grid``; every step must be one of the teacher's points (the
     student learns the teacher's path between them), decreasing, the first the teacher's first
     (where sampling starts from pure noise)."""
-    if grid is None:
+    if grid is None and k == len(teacher_grid):
+        grid = list(teacher_grid)  # a student of another network, on its teacher's own steps
+    elif grid is None:
         T = teacher_grid[0] + 1
         grid = [min(teacher_grid, key=lambda u: abs(u - t)) for t in _trailing_timesteps(T, k)]
     grid = [int(t) for t in grid]
@@ -249,7 +253,7 @@ class _Distillation:
     grids: _Grids
     generator: torch.Generator
     config: DistillConfig
-    n_params: int = 0  # the teacher's
+    n_params: int = 0  # the student's: the teacher's, or init_from's
     round_grids: list[list[int]] = dataclasses.field(default_factory=list)  # grids_of_rounds
     elapsed_before: float = 0.0  # seconds of distillation before a resume
     t0: float = 0.0  # perf_counter at this process's start
@@ -326,6 +330,10 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
         )
     gen = torch.Generator(device).manual_seed(cfg.seed)
     n_params = sum(p.numel() for p in teacher.parameters())
+    if cfg.init_from:  # refused before anything is written
+        init = load_policy(cfg.init_from, device)[0]
+        _check_interface(cfg.init_from, teacher_path, teacher, init, layout)
+        n_params = sum(p.numel() for p in init.parameters())  # the student's
     run = _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
                         gen, cfg, n_params)  # fmt: skip
     run.round_grids = run.grids_of_rounds(teacher)  # a bad --grid stops here, nothing written
@@ -334,20 +342,27 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
 
 
 # what a student must share with its teacher to learn the teacher's paths: the same windows, the
-# same observations and the same noise schedule (the network itself may differ: ``init_from``)
+# same observations and the same noise schedule; and what it takes from ``init_from``: the
+# network (the rest of its config, objective, clipping, sampler, is the teacher's)
 INTERFACE_FIELDS = ("obs_dim", "action_dim", "obs_horizon", "pred_horizon", "action_horizon",
-                    "obs_spec", "num_train_steps", "beta_schedule")  # fmt: skip
+                    "num_train_steps", "beta_schedule")  # fmt: skip
+NETWORK_FIELDS = (
+    "denoiser", "down_dims", "kernel_size", "n_groups", "step_embed_dim", "d_model", "n_heads",
+    "n_layers", "dropout", "obs_encoder", "obs_feature_dim", "vision_widths", "vision_crop",
+    "image_feature_dim", "shared_vision_encoder",
+)  # fmt: skip
 
 
 def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], first: bool):
     """(student, its EMA, optimiser) for a round, initialised from the teacher's weights (or,
     in the first round, from ``init_from``'s: a policy of the same interface, whose network may
-    be another, e.g. a narrower U-Net than the teacher's)."""
+    be another, e.g. a narrower U-Net than the teacher's; checked in ``_setup``)."""
     init = teacher
     if run.config.init_from and first:
         init = load_policy(run.config.init_from, run.device)[0]
-        _check_interface(run, teacher, init)
-    student = DiffusionPolicy(student_config(init.config, grid)).to(run.device)
+    network = {name: getattr(init.config, name) for name in NETWORK_FIELDS}
+    config = student_config(replace_fields(teacher.config, network), grid)
+    student = DiffusionPolicy(config).to(run.device)
     student.load_state_dict(init.state_dict())
     ema = DiffusionPolicy(student.config).to(run.device).requires_grad_(False).eval()
     ema.load_state_dict(student.state_dict())
@@ -357,23 +372,30 @@ def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], firs
     return student.train(), ema, opt
 
 
-def _check_interface(run: _Distillation, teacher: DiffusionPolicy, init: DiffusionPolicy) -> None:
+def _check_interface(init_path, teacher_path, teacher, init, layout) -> None:
     """Refuse an ``init_from`` policy that does not see and act as the teacher does: another
-    field of ``INTERFACE_FIELDS``, or another action normalisation (the student learns the
-    teacher's normalised actions)."""
+    field of ``INTERFACE_FIELDS``, other observation parts (``layout``), not a diffusion
+    policy, or another action range (the student learns the teacher's normalised actions)."""
     tc, ic = teacher.config, init.config
-    for name in INTERFACE_FIELDS:
-        if getattr(tc, name) != getattr(ic, name):
-            raise ValueError(
-                f"{run.config.init_from}: field '{name}' is {getattr(ic, name)!r}, not the "
-                f"teacher's {getattr(tc, name)!r} ({run.teacher_path}); a student sees and acts "
-                "as its teacher does (only its network may differ)"
-            )
+    differs = [(n, getattr(ic, n), getattr(tc, n)) for n in INTERFACE_FIELDS
+               if getattr(ic, n) != getattr(tc, n)]  # fmt: skip
+    if layout(init.obs_spec) != layout(teacher.obs_spec):
+        differs.append(("obs_spec", init.obs_spec.describe(), teacher.obs_spec.describe()))
+    if ic.objective != "diffusion":
+        differs.append(("objective", ic.objective, "diffusion"))
+    if differs:
+        name, theirs, ours = differs[0]
+        raise ValueError(
+            f"{init_path}: field '{name}' is {theirs!r}, not the teacher's {ours!r} "
+            f"({teacher_path}); a student sees and acts as its teacher does (only its network "
+            "may differ)"
+        )
     ta, ia = teacher.action_normalizer, init.action_normalizer
     if not (torch.allclose(ta.min, ia.min) and torch.allclose(ta.max, ia.max)):
         raise ValueError(
-            f"{run.config.init_from}: its action range is not the teacher's ({run.teacher_path}); "
-            "train it on the teacher's demonstrations"
+            f"{init_path}: its action range {ia.min.tolist()}-{ia.max.tolist()} is not the "
+            f"teacher's {ta.min.tolist()}-{ta.max.tolist()} ({teacher_path}); train it on the "
+            "teacher's demonstrations"
         )
 
 
@@ -513,6 +535,11 @@ def _resume_point(run: _Distillation) -> tuple[int, bool]:
         raise TrainingError(
             f"{last}: cannot resume, it is a {saved.method} distillation (grid {saved.grid}), "
             f"this run {c.method} (grid {c.grid})"
+        )
+    if saved.init_from != c.init_from:
+        raise TrainingError(
+            f"{last}: cannot resume, it started from init_from {saved.init_from!r}, this run "
+            f"from {c.init_from!r}; pass the same --init-from"
         )
     run.elapsed_before = float(training.get("seconds", 0.0))
     r = c.rounds().index(int(info["round_steps"]))
