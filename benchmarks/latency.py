@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import importlib
 import os
 import platform
@@ -520,10 +521,7 @@ def reference_table(src, agent, repeats: int, narrower=None) -> str:
     chunk against the original on this network (its teacher's, whose score it keeps)."""
     reference, ref_chunk = reference_chunk(src, agent, torch.Generator().manual_seed(0))
     default = (agent.config.sampler, agent.config.num_inference_steps)
-
-    def ours(name, steps):
-        return predict_chunk(agent, name, steps)
-
+    ours = functools.partial(predict_chunk, agent)
     candidates = {
         "original ConditionalUnet1D + diffusers DDPMScheduler, DDPM-100": ref_chunk,
         "ours, DDPM-100 (agent.predict, default backend)": ours("ddpm", 100),

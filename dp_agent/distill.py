@@ -254,6 +254,7 @@ class _Distillation:
     generator: torch.Generator
     config: DistillConfig
     n_params: int = 0  # the student's: the teacher's, or init_from's
+    init: DiffusionPolicy | None = None  # init_from's policy, loaded (and checked) in _setup
     round_grids: list[list[int]] = dataclasses.field(default_factory=list)  # grids_of_rounds
     elapsed_before: float = 0.0  # seconds of distillation before a resume
     t0: float = 0.0  # perf_counter at this process's start
@@ -330,12 +331,13 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
         )
     gen = torch.Generator(device).manual_seed(cfg.seed)
     n_params = sum(p.numel() for p in teacher.parameters())
+    init = None
     if cfg.init_from:  # refused before anything is written
         init = load_policy(cfg.init_from, device)[0]
         _check_interface(cfg.init_from, teacher_path, teacher, init, layout)
         n_params = sum(p.numel() for p in init.parameters())  # the student's
     run = _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
-                        gen, cfg, n_params)  # fmt: skip
+                        gen, cfg, n_params, init)  # fmt: skip
     run.round_grids = run.grids_of_rounds(teacher)  # a bad --grid stops here, nothing written
     out_dir.mkdir(parents=True, exist_ok=True)
     return run
@@ -357,9 +359,7 @@ def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], firs
     """(student, its EMA, optimiser) for a round, initialised from the teacher's weights (or,
     in the first round, from ``init_from``'s: a policy of the same interface, whose network may
     be another, e.g. a narrower U-Net than the teacher's; checked in ``_setup``)."""
-    init = teacher
-    if run.config.init_from and first:
-        init = load_policy(run.config.init_from, run.device)[0]
+    init = run.init if first and run.init is not None else teacher
     network = {name: getattr(init.config, name) for name in NETWORK_FIELDS}
     config = student_config(replace_fields(teacher.config, network), grid)
     student = DiffusionPolicy(config).to(run.device)

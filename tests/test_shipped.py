@@ -38,7 +38,7 @@ def test_a_shipped_checkpoint_acts_in_the_env_it_names(path):
     env.close()
 
 
-def test_the_fast_student_is_a_narrower_network_that_calls_it_three_times():
+def test_the_fast_student_is_a_narrower_network_whose_sampler_takes_three_steps():
     """What the README says of ``pusht_distilled_fast``: the cpu-tiny U-Net (a third of the
     3-step student's weights), its own 3-step grid as the default sampler."""
     from dp_agent.checkpoint import load_policy
