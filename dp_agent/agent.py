@@ -260,16 +260,18 @@ class DiffusionPolicyAgent:
         if episode_start is not None:
             for i in np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1)):
                 self.reset_env(int(i))
-        for i in np.flatnonzero(self._fresh):  # a new episode: a new deterministic stream
+        fresh = self._fresh.any()  # (the common step, none fresh: ~10 µs less per call)
+        for i in np.flatnonzero(self._fresh) if fresh else ():  # a new episode's noise stream
             self._episodes[i] += 1
             self._streams[i] = None
         # roll the histories, then fill fresh ones by repeating their first frame
         for key, hist in self._history.items():
             hist[:, :-1] = hist[:, 1:]
             hist[:, -1] = obs[key]
-            hist[self._fresh] = obs[key][self._fresh, None]
+            if fresh:
+                hist[self._fresh] = obs[key][self._fresh, None]
         self._fresh[:] = False
-        return [i for i in range(n) if not self._queues[i]]
+        return [i for i, q in enumerate(self._queues) if not q]
 
     def queue_plan(self, env_index: int, chunk: np.ndarray) -> None:
         """Make ``chunk`` (Tp, Da) env ``env_index``'s plan: queue its executed slice

@@ -87,6 +87,9 @@ def test_dict_history_gives_chunks_and_the_image_stays_uint8(pixels_policy):
     agent.predict(obs)
     hist = agent.obs_history(0)
     assert hist["pixels"].dtype == np.uint8 and hist["pixels"].shape == (2, 96, 96, 3)
+    assert len(hist) == len(obs) >= 2
+    for key, frames in hist.items():  # every part padded by repeating the first frame
+        np.testing.assert_array_equal(frames, np.stack([obs[key], obs[key]]), err_msg=key)
     assert agent.predict_chunk(hist).shape == (agent.config.action_horizon, 2)
     traj = agent.sample(hist, 3, seed=0, return_trajectory=True)
     assert traj.shape == (agent.num_inference_steps + 1, 3, agent.config.pred_horizon, 2)
