@@ -193,6 +193,21 @@ def test_int8_rows_recover_an_int8_checkpoint_and_refuse_other_weights():
     assert backends.int8_rows(trained["w"].half().float()) is None  # float16 checkpoints
 
 
+@pytest.mark.parametrize("c_in,c_out,t", [(8, 8, 4), (16, 8, 8), (32, 32, 1)])
+def test_the_graphs_upsample_by_a_convolution_of_even_and_odd_outputs(c_in, c_out, t):
+    torch.manual_seed(c_in + t)
+    up = torch.nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1)
+    x = torch.randn(3, c_in, t)
+    with torch.no_grad():
+        want, got = up(x), backends._UpsampleAsConv(up)(x)
+    assert got.shape == want.shape == (3, c_out, 2 * t)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert not backends._UpsampleAsConv.applies(torch.nn.ConvTranspose1d(4, 4, 3, 2, 1))
+    step = backends._FilmStep(ConditionalUnet1D(2, 10, (16, 32, 64), step_embed_dim=16))
+    kinds = {type(m) for m in step.modules()}
+    assert backends._UpsampleAsConv in kinds and torch.nn.ConvTranspose1d not in kinds
+
+
 @pytest.fixture(scope="module")
 def student(pusht):
     """An int8 checkpoint of the 4.55 M U-Net: the PushT teacher's weights stored as
