@@ -649,6 +649,20 @@ class _ChunkGraph(nn.Module):
         return self.policy.action_normalizer.unnormalize(x)
 
 
+def _openvino_model(module: nn.Module, example: tuple[torch.Tensor, ...], shapes):
+    """``module`` traced on zeros shaped like ``example`` and converted to an OpenVINO model
+    whose inputs have ``shapes`` (-1: dynamic)."""
+    import openvino as ov
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant sizes
+        example = tuple(torch.zeros_like(t) for t in example)
+        traced = torch.jit.trace(module, example, check_trace=False)  # faster to convert
+        return ov.convert_model(
+            traced, example_input=example, input=[ov.PartialShape(s) for s in shapes]
+        )
+
+
 def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shapes):
     """``module`` traced, converted by OpenVINO with ``shapes`` (-1: the batch, dynamic) and
     compiled for latency on as many threads as torch uses: a function of NumPy arrays, one per
@@ -659,13 +673,7 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
     batches share the dynamic graph."""
     import openvino as ov
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on constant sizes
-        example = tuple(torch.zeros_like(t) for t in example)
-        traced = torch.jit.trace(module, example, check_trace=False)  # faster to convert
-        model = ov.convert_model(
-            traced, example_input=example, input=[ov.PartialShape(s) for s in shapes]
-        )
+    model = _openvino_model(module, example, shapes)
     config = {
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         "NUM_STREAMS": 1,
