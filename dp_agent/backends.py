@@ -663,6 +663,25 @@ def _openvino_model(module: nn.Module, example: tuple[torch.Tensor, ...], shapes
         )
 
 
+def _openvino_config(core) -> dict[str, Any]:
+    """The CPU plugin's settings: float32 arithmetic, one stream for latency, as many threads as
+    torch uses. And no dynamic quantisation: where the CPU has VNNI (AVX-512 or AMX) OpenVINO
+    by default rounds the activations entering a layer of int8 weights to int8 in groups of
+    32, which moved a step of the shipped student by 2e-3 in the network's units (against 1e-6
+    without), for 13% less time a call (0.71 against 0.80 ms on an AVX-512 AMD EPYC,
+    2026-12-04): the graphs are to compute what the eager network does."""
+    config = {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,
+    }
+    if "DYNAMIC_QUANTIZATION_GROUP_SIZE" in core.get_property("CPU", "SUPPORTED_PROPERTIES"):
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = 0
+    return config
+
+
 def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shapes):
     """``module`` traced, converted by OpenVINO with ``shapes`` (-1: the batch, dynamic) and
     compiled for latency on as many threads as torch uses: a function of NumPy arrays, one per
@@ -674,14 +693,8 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
     import openvino as ov
 
     model = _openvino_model(module, example, shapes)
-    config = {
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        "NUM_STREAMS": 1,
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": "f32",
-        "ENABLE_CPU_PINNING": False,
-    }
     core = ov.Core()
+    config = _openvino_config(core)
     compiled = {None: core.compile_model(model, "CPU", config)}  # batch -> compiled graph
     batch_axis = list(shapes[0]).index(-1)  # where the first input has its batch
     lock = threading.Lock()
