@@ -255,6 +255,7 @@ class _Distillation:
     config: DistillConfig
     n_params: int = 0  # the student's: the teacher's, or init_from's
     init: DiffusionPolicy | None = None  # init_from's policy, loaded (and checked) in _setup
+    demos: str = ""  # the file the windows come from
     round_grids: list[list[int]] = dataclasses.field(default_factory=list)  # grids_of_rounds
     elapsed_before: float = 0.0  # seconds of distillation before a resume
     t0: float = 0.0  # perf_counter at this process's start
@@ -289,6 +290,8 @@ class _Distillation:
         training = {
             **h.get("training", {}), "step": step, "seconds": seconds,
             "total_steps": self.config.steps_per_round * len(self.config.rounds()),
+            "demos": self.demos, "num_episodes": self.data.num_episodes,
+            "num_samples": len(self.data),  # the student's data, not its teacher's
             "device": device_name(self.device),
             "distill": {"teacher": str(self.teacher_path), "round_steps": k,
                         "round_step": round_step, "config": dataclasses.asdict(self.config)},
@@ -337,7 +340,7 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
         _check_interface(cfg.init_from, teacher_path, teacher, init, layout)
         n_params = sum(p.numel() for p in init.parameters())  # the student's
     run = _Distillation(teacher_path, out_dir, header, data, device, _Grids(teacher, device),
-                        gen, cfg, n_params, init)  # fmt: skip
+                        gen, cfg, n_params, init, demos=str(demos))  # fmt: skip
     run.round_grids = run.grids_of_rounds(teacher)  # a bad --grid stops here, nothing written
     out_dir.mkdir(parents=True, exist_ok=True)
     return run

@@ -337,3 +337,20 @@ def test_a_student_of_another_network_may_keep_its_teachers_steps_and_grid():
         DistillConfig(
             method="trajectory", teacher_steps=3, student_steps=4, init_from="x"
         ).validate()
+
+
+def test_the_students_header_names_the_data_it_was_distilled_on(teacher, tmp_path):
+    """Not the teacher's: ``dp-agent info`` and a later ``distill`` without --demos read it."""
+    from dp_agent.checkpoint import read_checkpoint
+
+    subset = tmp_path / "subset.hdf5"
+    writer = DemoWriter(subset, {"env_name": "test/Bimodal", "type": 2, "env_kwargs": {}})
+    episodes = bimodal_episodes()[:6]
+    for ep in episodes:
+        n = len(ep.actions)
+        writer.append_episode({"state": ep.obs}, ep.actions, np.zeros(n), np.zeros(n))
+    final = distill(teacher[0], tmp_path / "s", small(steps_per_round=5), demos=subset)
+    training, taught = (read_checkpoint(p)[1]["training"] for p in (final, teacher[0]))
+    assert training["demos"] == str(subset) != taught["demos"]
+    assert (training["num_episodes"], taught["num_episodes"]) == (6, len(bimodal_episodes()))
+    assert 0 < training["num_samples"] < taught["num_samples"]
