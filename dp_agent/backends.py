@@ -334,7 +334,7 @@ class _PackedUnet:
     def _upsample(m: nn.ConvTranspose1d):
         """ConvTranspose1d(C, C', 4, stride=2, padding=1) as one GEMM over the columns
         [x[m-1], x[m], x[m+1]]: out[2m] = x[m] w1 + x[m-1] w3, out[2m+1] = x[m+1] w0 + x[m] w2."""
-        if m.kernel_size != (4,) or m.stride != (2,) or m.padding != (1,):
+        if not _plain_upsample(m):
             raise BackendUnavailable(f"folded backend: unsupported upsampling {m}")
         w = m.weight.detach()  # (Cin, Cout, 4)
         z = torch.zeros_like(w[:, :, 0])
@@ -412,6 +412,15 @@ class _GroupNormAsLayerNorm(nn.Module):
         return y.reshape(n, c, t) * self.weight[:, None] + self.bias[:, None]
 
 
+def _plain_upsample(m: nn.Module) -> bool:
+    """The U-Net's upsampling: ConvTranspose1d(C, C', 4, stride=2, padding=1) with a bias, no
+    groups, dilation or output padding (what the even/odd kernels below are exact for)."""
+    if not isinstance(m, nn.ConvTranspose1d) or m.bias is None or m.groups != 1:
+        return False
+    shape = (m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding)
+    return shape == ((4,), (2,), (1,), (1,), (0,))
+
+
 class _UpsampleAsConv(nn.Module):
     """ConvTranspose1d(C, C', 4, stride=2, padding=1) as a Conv1d(C, 2C', 3, padding=1) of the
     even and odd outputs (``_PackedUnet._upsample``'s kernels), then interleaved: the runtimes'
@@ -423,17 +432,13 @@ class _UpsampleAsConv(nn.Module):
         super().__init__()
         weight, bias = _PackedUnet._upsample(m)  # (2C', C*3), (2C',)
         self.out_ch = m.out_channels
-        self.conv = nn.Conv1d(m.in_channels, 2 * self.out_ch, 3, padding=1)
-        self.conv.weight.data = weight.view(2 * self.out_ch, m.in_channels, 3).clone()
-        self.conv.bias.data = bias.clone()
-
-    @staticmethod
-    def applies(m: nn.Module) -> bool:
-        shape = (m.kernel_size, m.stride, m.padding) if isinstance(m, nn.ConvTranspose1d) else 0
-        return shape == ((4,), (2,), (1,))
+        # buffers, not an nn.Conv1d: its random initialisation would draw from torch's global
+        # generator whenever a graph is built, and move what seeded code samples next
+        self.register_buffer("weight", weight.view(2 * self.out_ch, m.in_channels, 3).clone())
+        self.register_buffer("bias", bias.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # (B, [even | odd], T)
+        y = F.conv1d(x, self.weight, self.bias, padding=1)  # (B, [even | odd], T)
         n, _, t = y.shape
         return y.view(n, 2, self.out_ch, t).permute(0, 2, 3, 1).reshape(n, self.out_ch, 2 * t)
 
@@ -514,7 +519,7 @@ class _FilmStep(nn.Module):
             for name, child in list(module.named_children()):
                 if layer_norm_groups and isinstance(child, nn.GroupNorm):
                     setattr(module, name, _GroupNormAsLayerNorm(child))
-                elif _UpsampleAsConv.applies(child):
+                elif _plain_upsample(child):
                     setattr(module, name, _UpsampleAsConv(child))
         self.int8_convolutions = _int8_convolutions(self.net) if int8 else 0
 
@@ -729,7 +734,7 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
         # 2026-12-04)
         for i, a in enumerate(arrays):
             request.set_input_tensor(i, ov.Tensor(a, shared_memory=True))
-        request.infer()
+        request.infer(share_outputs=True)  # (by default it copies every output into a dict)
         return request.get_output_tensor(0).data.copy()
 
     return run

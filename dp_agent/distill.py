@@ -293,7 +293,7 @@ class _Distillation:
             "demos": self.demos, "num_episodes": self.data.num_episodes,
             "num_samples": len(self.data),  # the student's data, not its teacher's
             "device": device_name(self.device),
-            "distill": {"teacher": str(self.teacher_path), "round_steps": k,
+            "distill": {"teacher": str(self.teacher_path), "demos": self.demos, "round_steps": k,
                         "round_step": round_step, "config": dataclasses.asdict(self.config)},
         }  # fmt: skip
         return save_training_state(
@@ -301,6 +301,16 @@ class _Distillation:
             space_from_dict(h["action_space"]), h.get("env_id"), training,
             h.get("env_kwargs") or {}, state,
         )  # fmt: skip
+
+
+def _saved_demos(out_dir: Path) -> str | None:
+    """The data a run in ``out_dir`` was distilled on, where its last checkpoint says."""
+    last = out_dir / "last.safetensors"
+    return (
+        read_checkpoint(last)[1]["training"].get("distill", {}).get("demos")
+        if last.exists()
+        else None
+    )
 
 
 def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrite):
@@ -312,7 +322,7 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
     teacher, header = load_policy(teacher_path, device)
     if teacher.config.objective != "diffusion":
         raise ValueError(f"{teacher_path}: a {teacher.config.objective!r} policy has no sampler")
-    demos = demos or header.get("training", {}).get("demos")
+    demos = demos or (resume and _saved_demos(out_dir)) or header.get("training", {}).get("demos")
     if not demos or not Path(demos).exists():
         raise FileNotFoundError(
             f"{teacher_path}: its training data {demos!r} is not here; pass --demos FILE.hdf5"
@@ -543,6 +553,11 @@ def _resume_point(run: _Distillation) -> tuple[int, bool]:
         raise TrainingError(
             f"{last}: cannot resume, it started from init_from {saved.init_from!r}, this run "
             f"from {c.init_from!r}; pass the same --init-from"
+        )
+    if info.get("demos") and Path(info["demos"]).resolve() != Path(run.demos).resolve():
+        raise TrainingError(
+            f"{last}: cannot resume, it was distilled on {info['demos']}, this run on "
+            f"{run.demos}; pass --demos {info['demos']}"
         )
     run.elapsed_before = float(training.get("seconds", 0.0))
     r = c.rounds().index(int(info["round_steps"]))

@@ -202,10 +202,29 @@ def test_the_graphs_upsample_by_a_convolution_of_even_and_odd_outputs(c_in, c_ou
         want, got = up(x), backends._UpsampleAsConv(up)(x)
     assert got.shape == want.shape == (3, c_out, 2 * t)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-    assert not backends._UpsampleAsConv.applies(torch.nn.ConvTranspose1d(4, 4, 3, 2, 1))
-    step = backends._FilmStep(ConditionalUnet1D(2, 10, (16, 32, 64), step_embed_dim=16))
+    for other in (dict(kernel_size=3), dict(groups=2), dict(bias=False), dict(dilation=2),
+                  dict(output_padding=1)):  # fmt: skip
+        args = {"kernel_size": 4, "stride": 2, "padding": 1, **other}
+        assert not backends._plain_upsample(torch.nn.ConvTranspose1d(4, 4, **args)), other
+    net = ConditionalUnet1D(2, 10, (16, 32, 64), step_embed_dim=16)
+    torch.manual_seed(0)
+    step = backends._FilmStep(net)
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))  # building it drew nothing from the global RNG
     kinds = {type(m) for m in step.modules()}
     assert backends._UpsampleAsConv in kinds and torch.nn.ConvTranspose1d not in kinds
+
+
+def test_the_compiled_graphs_do_not_quantise_the_activations():
+    """OpenVINO's default on CPUs with VNNI rounds the activations entering an int8-weight
+    layer to int8: the graphs are to compute what the eager network does."""
+    skip_unless_installed("openvino")
+    import openvino as ov
+
+    core = ov.Core()
+    if "DYNAMIC_QUANTIZATION_GROUP_SIZE" in core.get_property("CPU", "SUPPORTED_PROPERTIES"):
+        assert backends._openvino_config(core)["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == 0
 
 
 @pytest.fixture(scope="module")

@@ -340,7 +340,8 @@ def test_a_student_of_another_network_may_keep_its_teachers_steps_and_grid():
 
 
 def test_the_students_header_names_the_data_it_was_distilled_on(teacher, tmp_path):
-    """Not the teacher's: ``dp-agent info`` and a later ``distill`` without --demos read it."""
+    """Not the teacher's: ``dp-agent info`` shows it, a resume without --demos goes on with it
+    and a resume on other data is refused."""
     from dp_agent.checkpoint import read_checkpoint
 
     subset = tmp_path / "subset.hdf5"
@@ -354,3 +355,7 @@ def test_the_students_header_names_the_data_it_was_distilled_on(teacher, tmp_pat
     assert training["demos"] == str(subset) != taught["demos"]
     assert (training["num_episodes"], taught["num_episodes"]) == (6, len(bimodal_episodes()))
     assert 0 < training["num_samples"] < taught["num_samples"]
+    with pytest.raises(TrainingError, match=f"pass --demos {subset}"):  # other data: refused
+        distill(teacher[0], tmp_path / "s", small(steps_per_round=5), demos=teacher[1], resume=True)
+    again = distill(teacher[0], tmp_path / "s", small(steps_per_round=5), resume=True)
+    assert read_checkpoint(again)[1]["training"]["demos"] == str(subset)  # no --demos: its own
