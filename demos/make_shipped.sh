@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demonstrations (seeded scripted experts: identical files every time) and
 # the pretrained policies (on 2 CPU cores: about 15 min for TreeDetour, 2 h for the PushT
-# keypoints teacher, 71 + 109 + 42 min for its 3-step student, 100 min for the fast student,
+# keypoints teacher, 71 + 109 + 42 min for its 3-step student, 100 + 35 min for the fast student,
 # 2 h 40 min + 2 h + 80 min + 95 min for the PushT image policy; the time-to-score curves are
 # benchmarks/time_to_score.py on the snapshots).
 #   bash demos/make_shipped.sh            # everything
@@ -69,8 +69,23 @@ fast --out runs/tiny/from_student_b --init-from runs/tiny/kp16k/final.safetensor
     --steps-per-round 6000 --lr 5e-4
 fast --out runs/tiny/from_student_b2 --init-from runs/tiny/from_student_b/final.safetensors \
     --steps-per-round 4000 --lr 2e-4 --seed 2
-dp-agent export runs/tiny/from_student_b2/final.safetensors \
-    demos/pretrained/pusht_distilled_fast.safetensors --int8
+dp-agent export runs/tiny/from_student_b2/final.safetensors runs/tiny/from_student_b2_int8.safetensors --int8
+# then two more cycles on six times the demos (1000 more expert keypoint episodes, seeds
+# 200-1199, appended to a copy of the file), from that int8 file (shipped until 2026-12-04
+# evening): 5000 updates at lr 2e-4, then twice 5000 at 1e-4 (11 min each on the AVX-512 machine)
+if [ ! -f runs/pusht_keypoints1200.hdf5 ]; then
+    cp demos/pusht_keypoints.hdf5 runs/pusht_keypoints1200.tmp.hdf5
+    dp-agent demos generate --task dp_agent/PushT-v0 --obs-type keypoints --episodes 1000 --seed 200 \
+        --append --out runs/pusht_keypoints1200.tmp.hdf5
+    mv runs/pusht_keypoints1200.tmp.hdf5 runs/pusht_keypoints1200.hdf5
+fi
+fast --demos runs/pusht_keypoints1200.hdf5 --out runs/tiny/d1200 \
+    --init-from runs/tiny/from_student_b2_int8.safetensors --steps-per-round 5000 --lr 2e-4 --seed 3
+fast --demos runs/pusht_keypoints1200.hdf5 --out runs/tiny/d1200b \
+    --init-from runs/tiny/d1200/final.safetensors --steps-per-round 5000 --lr 1e-4 --seed 4
+fast --demos runs/pusht_keypoints1200.hdf5 --out runs/tiny/d1200c \
+    --init-from runs/tiny/d1200b/final.safetensors --steps-per-round 5000 --lr 1e-4 --seed 5
+dp-agent export runs/tiny/d1200c/final.safetensors demos/pretrained/pusht_distilled_fast.safetensors --int8
 # PushT from pixels (96x96 RGB + the agent's position; demos rendered as gym-pusht draws them)
 [ -f runs/pusht_pixels.hdf5 ] || dp-agent demos generate --task dp_agent/PushT-v0 --obs-type pixels \
     --episodes 200 --seed 0 --out runs/pusht_pixels.hdf5
