@@ -24,11 +24,15 @@ from dp_agent.agent import DiffusionPolicyAgent
 
 def chunk_latency(agents, repeats: int) -> list[float]:
     """Median seconds of one chunk through ``predict`` for one env, per agent, interleaved over
-    the agents (each on an observation of its own env)."""
+    the agents (each on an observation of its own env). Each timed chunk follows an untimed one
+    of the same agent, as chunks follow each other in a control loop: the first after another
+    agent's reads weights evicted from the cache."""
     observations = [agent.make_env().reset(seed=0)[0] for agent in agents]
     times: list[list[float]] = [[] for _ in agents]
     for r in range(repeats + 1):
         for i, (agent, obs) in enumerate(zip(agents, observations, strict=True)):
+            agent.reset(1)
+            agent.predict(obs)  # untimed
             agent.reset(1)
             t0 = time.perf_counter()
             agent.predict(obs)

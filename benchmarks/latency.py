@@ -117,14 +117,16 @@ def synchronize(device: torch.device) -> None:
 
 def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, per_round: int = 1):
     """Median seconds per call of each candidate, timed in turns: A, B, ..., A, B, ...
-    (``per_round`` calls per turn, so the first call after another candidate, whose weights
-    the others evicted from the cache, is one of several)."""
+    (``per_round`` calls per turn). Each turn starts with an untimed call: the first call after
+    another candidate reads weights that the others evicted from the cache, where in a control
+    loop a chunk follows the last one with only the env's steps between them."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for fn in candidates.values():  # warm-up
         for _ in range(3):
             fn()
     for _ in range(rounds):
         for name, fn in candidates.items():
+            fn()  # this candidate's weights back in the cache
             for _ in range(per_round):
                 t0 = time.perf_counter()
                 fn()
@@ -396,6 +398,7 @@ def _time_backend(agent, backend: str, repeats: int) -> dict:
         for key, fn in candidates.items():
             if key[0] == "ddpm" and r >= max(3, repeats // 5):
                 continue  # DDPM-100 is 10x the others: fewer repeats
+            fn()  # untimed, as in ``interleaved``: its weights back in the cache
             t0 = time.perf_counter()
             out = fn()
             times[key].append(out if out is not None else time.perf_counter() - t0)
