@@ -8,7 +8,9 @@
 
 Rows: the teacher with DDPM-100, with its own default sampler, and with DDIM on the students'
 trailing grid at the fewest steps (what distillation fixes), then every student with its own
-default sampler. Scores: seeds 100000-100049, 95% intervals (bootstrap, Wilson). Latency: one
+default sampler. Scores: seeds 100000-100049, ``deterministic=True`` (each env's own noise
+stream from the agent's seed, so a row is what ``dp-agent eval --deterministic`` gives and does
+not depend on the rows before it), 95% intervals (bootstrap, Wilson). Latency: one
 chunk through ``agent.predict`` for one env (the default backend), interleaved over the rows,
 median, one torch thread. Routes: 100 rollouts from one start state, the agent right below the
 tree and the goal right above it (the state where the teacher's two routes are most even), each
@@ -100,7 +102,8 @@ def main() -> None:
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for (label, agent), t in zip(rows, latency, strict=True):
-        s = evaluate(agent, episodes=args.episodes, seed=START_SEED, n_envs=args.episodes).summary()
+        s = evaluate(agent, episodes=args.episodes, seed=START_SEED, n_envs=args.episodes,
+                     deterministic=True).summary()  # fmt: skip
         lo, hi = s["success_rate_ci"]
         cells = [label, str(agent.num_inference_steps)]
         if t is not None:
