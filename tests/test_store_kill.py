@@ -25,12 +25,16 @@ _spec.loader.exec_module(store_kill_writer)
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
-CALLS = {"churn": "deleting", "compact": "compacting", "images-compact": "compacting"}
+# mode -> what the writer prints when the call starts and when it has returned
+CALLS = {"churn": ("deleting", "deleted"), "compact": ("compacting", "compacted"),
+         "images-compact": ("compacting", "compacted")}  # fmt: skip
 
 
 def run_and_kill(path: Path, first_seed: int, mode: str, rng: random.Random) -> list[str]:
     """Start the writer, SIGKILL it at a random moment, return everything it printed. In the
-    churn and compact modes the kill lands part-way through a delete or a compaction."""
+    churn and compact modes the kill lands part-way through a delete or a compaction: the
+    writer's first such call is timed, and the second is killed within the first half of that
+    time (a fixed delay would outlast a compaction on a fast CPU)."""
     proc = subprocess.Popen(
         [sys.executable, str(WRITER), str(path), str(first_seed), mode],
         stdout=subprocess.PIPE,
@@ -38,11 +42,21 @@ def run_and_kill(path: Path, first_seed: int, mode: str, rng: random.Random) -> 
     )
     lines = [proc.stdout.readline()]
     assert lines[0] == "ready\n", "the writer failed to start"
-    if mode in CALLS:  # wait until the call has started, then kill it part-way
-        while not lines[-1].startswith(CALLS[mode]):
+
+    def read_until(verb: str) -> float:
+        while not lines[-1].startswith(verb):
             lines.append(proc.stdout.readline())
-            assert lines[-1], f"the writer stopped before {CALLS[mode]}"
-        time.sleep(rng.uniform(0.0, 0.02))
+            assert lines[-1], f"the writer stopped before {verb}"
+        return time.perf_counter()
+
+    if mode in CALLS:  # time one call, then kill the next part-way
+        start, end = CALLS[mode]
+        took = -read_until(start)
+        lines.append(proc.stdout.readline())
+        took += read_until(end)
+        lines.append(proc.stdout.readline())
+        read_until(start)
+        time.sleep(rng.uniform(0.0, 0.5 * took))
     else:
         time.sleep(rng.uniform(0.0, 0.2))
     proc.send_signal(signal.SIGKILL)
@@ -73,7 +87,17 @@ class Survivors:
         self.killed_in: Counter[str] = Counter()  # "deleting"/"compacting": killed part-way
 
     def kill_once(self, trial: int, mode: str) -> None:
-        lines = run_and_kill(self.path, 1000 * trial, mode, self.rng)
+        """One trial: in the churn and compact modes, writers are killed (each on seeds of its
+        own) until one kill lands part-way through the call (a kill that misses, the call
+        having returned first, still checks the file); at most five tries."""
+        for attempt in range(5 if mode in CALLS else 1):
+            if self.kill_writer(trial, mode, 1000 * trial + 100 * attempt):
+                return
+
+    def kill_writer(self, trial: int, mode: str, first_seed: int) -> bool:
+        """Run one writer, kill it, check the file; -> whether it died part-way through a
+        delete or a compaction."""
+        lines = run_and_kill(self.path, first_seed, mode, self.rng)
         deleting = None
         for line in lines[1:]:
             verb, *rest = line.split()
@@ -85,13 +109,15 @@ class Survivors:
             elif verb == "deleted":
                 del self.kept[rest[0]]
                 deleting = None
-        if lines[-1].split()[0] in ("deleting", "compacting"):
+        landed = lines[-1].split()[0] in ("deleting", "compacting")
+        if landed:
             self.killed_in[lines[-1].split()[0]] += 1
         if not self.path.exists():  # killed before the first episode was saved
             assert not self.kept
-            return
+            return landed
         with DemoReader(self.path) as reader:
             self.check(reader, trial, deleting)
+        return landed
 
     def check(self, reader: DemoReader, trial: int, deleting: str | None) -> None:
         present = set(reader.names)
