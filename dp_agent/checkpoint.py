@@ -70,20 +70,17 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header:
     return Path(path)
 
 
-def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """-> (tensors, header). Raises CheckpointError with the file name for anything unreadable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_header(path: str | Path) -> dict:
+    """The header of a checkpoint, read from its metadata without loading its tensors. Raises
+    CheckpointError with the file name for anything unreadable."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
     if metadata.get("format") != FORMAT:
@@ -98,6 +95,19 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     for field in REQUIRED_HEADER:
         if not isinstance(header.get(field), dict):
             raise CheckpointError(f"{path}: header field {field!r} is missing or not an object")
+    return header
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """-> (tensors, header). Raises CheckpointError with the file name for anything unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    header = read_header(path)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
     return dequantize_int8(tensors, path), header
 
 

@@ -50,7 +50,7 @@ from torch.nn import functional as F
 from dp_agent.checkpoint import (
     load_policy,
     load_training_state,
-    read_checkpoint,
+    read_header,
     save_training_state,
     space_from_dict,
 )
@@ -306,11 +306,7 @@ class _Distillation:
 def _saved_demos(out_dir: Path) -> str | None:
     """The data a run in ``out_dir`` was distilled on, where its last checkpoint says."""
     last = out_dir / "last.safetensors"
-    return (
-        read_checkpoint(last)[1]["training"].get("distill", {}).get("demos")
-        if last.exists()
-        else None
-    )
+    return read_header(last)["training"].get("distill", {}).get("demos") if last.exists() else None
 
 
 def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrite):
@@ -531,7 +527,7 @@ def _resume_point(run: _Distillation) -> tuple[int, bool]:
     last = run.out_dir / "last.safetensors"
     if not last.exists():
         return 0, False
-    training = read_checkpoint(last)[1]["training"]
+    training = read_header(last)["training"]
     info = training.get("distill")
     if not info:
         raise TrainingError(f"{last} is not a distillation checkpoint; choose another --out")
@@ -598,7 +594,7 @@ def distill(
     final = run.out_dir / "final.safetensors"
     with atomic_path(final) as tmp:
         shutil.copyfile(run.round_file(rounds[-1]), tmp)
-    seconds = read_checkpoint(final)[1]["training"]["seconds"]
+    seconds = read_header(final)["training"]["seconds"]
     progress.emit(TrainDone(total, str(final), round(seconds, 2), peak_memory_mb(run.device)))
     progress.close()
     return final
