@@ -19,8 +19,8 @@ import time
 import torch
 
 from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.data.shipped import shipped_policy
 from dp_agent.evaluate import evaluate
-from dp_agent.shipped import shipped_policy
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from dp_agent.agent import DiffusionPolicyAgent
+from dp_agent.data.shipped import SHIPPED_TASKS, shipped_demos
 from dp_agent.evaluate import evaluate
-from dp_agent.shipped import SHIPPED_TASKS, shipped_demos
 
 TASKS = {name: env_id for env_id, name in SHIPPED_TASKS.items()}
 

@@ -15,9 +15,9 @@ import torch
 from training import Quiet  # benchmarks/training.py: a Progress that keeps the events
 
 from dp_agent.config import PRESETS, make_configs
+from dp_agent.data.shipped import shipped_demos
 from dp_agent.devices import device_name, select_device
-from dp_agent.shipped import shipped_demos
-from dp_agent.train import train
+from dp_agent.training.train import train
 
 
 def run(preset: str, precision: str, steps: int, device: str) -> tuple[float, float]:

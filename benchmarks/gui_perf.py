@@ -30,7 +30,7 @@ def child_first_frame() -> None:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from dp_agent.gui.app import prepare_environment
+    from dp_agent.gui.sdl import prepare_environment
 
     prepare_environment()
     from dp_agent.gui.main_window import MainWindow
@@ -73,7 +73,7 @@ def quick_policy(tmp: Path) -> Path:
     from gui_screenshots import expert_demos
 
     from dp_agent.config import make_configs
-    from dp_agent.train import train
+    from dp_agent.training.train import train
 
     demos = expert_demos(tmp / "demos.hdf5", 10)
     pc, tc = make_configs("cpu-small", None, {"num_steps": 2, "batch_size": 16, "device": "cpu"})

@@ -45,8 +45,8 @@ def wait(app, seconds: float = 0.0, until=None, timeout: float = 600.0) -> None:
 def expert_demos(path: Path, episodes: int) -> Path:
     import gymnasium as gym
 
-    from dp_agent.demos import DemoWriter
-    from dp_agent.demos.cli import rollout_expert
+    from dp_agent.cli.demos import rollout_expert
+    from dp_agent.data import DemoWriter
     from dp_agent.envs.experts import make_expert
 
     env = gym.make(TREE)

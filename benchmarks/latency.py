@@ -48,7 +48,9 @@ import torch
 from torch import nn
 
 from dp_agent.agent import DiffusionPolicyAgent
-from dp_agent.backends import (
+from dp_agent.checkpoint import dequantize_int8, quantize_int8
+from dp_agent.config import make_configs
+from dp_agent.fast.backends import (
     WHOLE_CHUNK_MAX_STEPS,
     BackendUnavailable,
     OpenVINOBackend,
@@ -56,9 +58,7 @@ from dp_agent.backends import (
     make_backend,
     resolve_backend,
 )
-from dp_agent.checkpoint import dequantize_int8, quantize_int8
-from dp_agent.config import make_configs
-from dp_agent.networks import ConditionalUnet1D
+from dp_agent.nets.unet import ConditionalUnet1D
 from dp_agent.policy import DiffusionPolicy
 
 # DDIM-2 and DDIM-3 are what the students of `dp-agent distill` run by default (the shipped

@@ -32,8 +32,8 @@ import torch
 import dp_agent  # noqa: F401  (registers the envs)
 from dp_agent.envs.maze2d import GOAL_RADIUS
 from dp_agent.guides import GoalDistance, KeepOut, PerEnv
-from dp_agent.planner_agent import DiffuserAgent
-from dp_agent.planning import Planner
+from dp_agent.planning.agent import DiffuserAgent
+from dp_agent.planning.planner import Planner
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 100_000

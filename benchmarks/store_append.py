@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dp_agent.demos import DemoWriter, Episode
+from dp_agent.data import DemoWriter, Episode
 
 ENV_ARGS = {"env_name": "dp_agent/PushT-v0", "env_kwargs": {"obs_type": "pixels"}}
 FRAMES, SIDE = 150, 96

@@ -37,11 +37,11 @@ import time
 import torch
 
 from dp_agent.config import PRESETS, make_configs
+from dp_agent.data.shipped import shipped_demos
 from dp_agent.devices import device_name, select_device, use_bf16
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress
-from dp_agent.shipped import shipped_demos
-from dp_agent.train import _adamw, ema_decay, ema_update, train
+from dp_agent.training.train import _adamw, ema_decay, ema_update, train
 
 
 class Quiet(Progress):

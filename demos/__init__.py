@@ -1,10 +1,3 @@
-"""Demonstration files: the HDF5 store (robomimic layout) and the shipped demo files.
-
-``from dp_agent.demos import DemoWriter, DemoReader, DemoError, Episode``; light to import (h5py,
-numpy and ``dp_agent.files``; no torch). A damaged or invalid file raises DemoError (a ValueError)
-naming the file and the group or dataset concerned.
-"""
-
-from .store import GYM_ENV_TYPE, DemoError, DemoReader, DemoWriter, Episode, stack_obs
-
-__all__ = ["GYM_ENV_TYPE", "DemoError", "DemoReader", "DemoWriter", "Episode", "stack_obs"]
+"""The shipped data: demonstration files (*.hdf5), pretrained policies and planners
+(pretrained/*.safetensors) and the scripts that remake them. Installed as the data package
+``dp_agent.demos``; the code that reads and writes these files is ``dp_agent.data``."""

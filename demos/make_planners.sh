@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped Maze2D planners: seeded expert demos (identical files every time), a
-# Diffuser-style trajectory planner per layout (dp_agent.planning, about 30 min each on one CPU
+# Diffuser-style trajectory planner per layout (dp_agent.planning.planner, about 30 min each on one CPU
 # core; both run side by side), a learned value network each, and the fp16 planner files.
 #   bash demos/make_planners.sh            # everything
 #   bash demos/make_planners.sh demos      # only the demonstration files

@@ -13,7 +13,7 @@ __all__ = ["DiffusionPolicyAgent", "DiffuserAgent", "ChunkedActionWrapper", "__v
 
 if TYPE_CHECKING:  # pragma: no cover
     from dp_agent.agent import DiffusionPolicyAgent
-    from dp_agent.planner_agent import DiffuserAgent
+    from dp_agent.planning.agent import DiffuserAgent
     from dp_agent.wrappers import ChunkedActionWrapper
 
 
@@ -23,7 +23,7 @@ def __getattr__(name: str):
 
         return DiffusionPolicyAgent
     if name == "DiffuserAgent":
-        from dp_agent.planner_agent import DiffuserAgent
+        from dp_agent.planning.agent import DiffuserAgent
 
         return DiffuserAgent
     if name == "ChunkedActionWrapper":

@@ -6,9 +6,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# The samplers, by the name used everywhere (CLI, checkpoints, the app) -> the name people read.
-SAMPLERS: dict[str, str] = {"ddim": "DDIM", "dpmsolver++": "DPM-Solver++", "ddpm": "DDPM"}
-
 
 @dataclass
 class PolicyConfig:
@@ -95,7 +92,7 @@ class PolicyConfig:
                 )
         elif self.denoiser != "transformer":
             raise ValueError(f"denoiser must be 'unet' or 'transformer', got {self.denoiser!r}")
-        from dp_agent.schedulers import PREDICTION_TYPES, NoiseSchedule, make_sampler
+        from dp_agent.diffusion.samplers import PREDICTION_TYPES, NoiseSchedule, make_sampler
 
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dp_agent.networks import Mish, SinusoidalStepEmbedding
+from dp_agent.nets.layers import SinusoidalStepEmbedding
 
 
 class Guide(Protocol):
@@ -171,13 +171,13 @@ class ValueNet(nn.Module):
     def __init__(self, dim: int, width: int = 64, step_embed_dim: int = 32):
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv1d(dim, width, 5, padding=2), Mish(),
-            nn.Conv1d(width, width, 5, stride=2, padding=2), Mish(),
-            nn.Conv1d(width, 2 * width, 5, stride=2, padding=2), Mish(),
+            nn.Conv1d(dim, width, 5, padding=2), nn.Mish(),
+            nn.Conv1d(width, width, 5, stride=2, padding=2), nn.Mish(),
+            nn.Conv1d(width, 2 * width, 5, stride=2, padding=2), nn.Mish(),
         )  # fmt: skip
         self.step = SinusoidalStepEmbedding(step_embed_dim)
         self.head = nn.Sequential(
-            nn.Linear(2 * width + step_embed_dim, width), Mish(), nn.Linear(width, 1)
+            nn.Linear(2 * width + step_embed_dim, width), nn.Mish(), nn.Linear(width, 1)
         )
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:

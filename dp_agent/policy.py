@@ -16,10 +16,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from dp_agent.config import PolicyConfig
-from dp_agent.denoise import DenoiseStep
-from dp_agent.networks import ConditionalUnet1D, MLPObsEncoder, TransformerDenoiser
+from dp_agent.diffusion.samplers import NoiseSchedule, make_sampler
+from dp_agent.diffusion.step import DenoiseStep
+from dp_agent.nets.layers import MLPObsEncoder
+from dp_agent.nets.transformer import TransformerDenoiser
+from dp_agent.nets.unet import ConditionalUnet1D
 from dp_agent.normalizer import MinMaxNormalizer
-from dp_agent.schedulers import NoiseSchedule, make_sampler
 
 if TYPE_CHECKING:
     from dp_agent.guides import Guidance
@@ -67,7 +69,7 @@ class DiffusionPolicy(nn.Module):
             per_frame += c.obs_feature_dim if c.obs_encoder == "mlp" else c.obs_dim
         images = spec.image_parts
         if images:
-            from dp_agent.vision import ResNetImageEncoder, feature_map_size
+            from dp_agent.nets.vision import ResNetImageEncoder, feature_map_size
 
             def encoder(part):
                 crop = c.vision_crop or None
@@ -156,7 +158,7 @@ class DiffusionPolicy(nn.Module):
     def conditioned_mask(self, device: torch.device | str = "cpu") -> torch.Tensor | None:
         """(Tp, Da) bool: the entries this model was trained to take as known (clean inside a
         noisy chunk, as Diffuser trains), from the config's ``conditioned_entries`` ((step,
-        dims) pairs, set by ``dp_agent.planning.TrajectoryConfig``); None for a policy."""
+        dims) pairs, set by ``dp_agent.planning.planner.TrajectoryConfig``); None for a policy."""
         entries = getattr(self.config, "conditioned_entries", None)
         if not entries:
             return None
@@ -266,7 +268,7 @@ class DiffusionPolicy(nn.Module):
     def _whole_chunk(self, obs, num_samples, sampler, num_inference_steps, generator):
         """(chunk, noise) of a plain chunk run as one call of the backend's graph of a whole
         chunk, where the backend has one and it applies (a vector observation, at most
-        ``dp_agent.backends.WHOLE_CHUNK_MAX_STEPS`` steps); else (None, the noise drawn for
+        ``dp_agent.fast.backends.WHOLE_CHUNK_MAX_STEPS`` steps); else (None, the noise drawn for
         it, or None), for the step loop to use the same draws."""
         on = self.__dict__.get("_whole_chunks_on", True)
         if not on or self.config.objective == "mse" or not isinstance(obs, torch.Tensor):
@@ -338,12 +340,12 @@ class DiffusionPolicy(nn.Module):
         """How ``sample`` runs the denoiser: "auto" (the default: the fastest that applies),
         "eager" (the network's own forward at every step, the reference), "folded" (FiLM once
         per chunk, each step as matmuls), "openvino" or "onnx" (the per-step graph compiled by
-        that runtime); see ``dp_agent.backends``. Raises ``BackendUnavailable`` when ``name``
+        that runtime); see ``dp_agent.fast.backends``. Raises ``BackendUnavailable`` when ``name``
         cannot run this network here. Backends follow weight changes by themselves, except
         writes behind autograd's back (``p.data.mul_()``): ``rebuild=True`` after those.
         ``whole_chunk=False`` keeps every chunk step by step where the backend (openvino)
         would run a short one as one graph."""
-        from dp_agent.backends import BACKENDS, BackendUnavailable, resolve_backend
+        from dp_agent.fast.backends import BACKENDS, BackendUnavailable, resolve_backend
 
         if rebuild:
             self.__dict__.pop("_backend_cache", None)
@@ -366,7 +368,7 @@ class DiffusionPolicy(nn.Module):
     def denoiser_backend(self, like: torch.Tensor | None = None):
         """The backend object ``sample`` uses for tensors like ``like`` (default: the
         denoiser's device and dtype), built once and cached on the policy."""
-        from dp_agent.backends import BackendCache
+        from dp_agent.fast.backends import BackendCache
 
         cache = self.__dict__.get("_backend_cache")
         if cache is None:

@@ -70,7 +70,8 @@ class SilentProgress(Progress):
 
 
 # ----------------------------------------------------------------------------------------------
-# Training events: written by dp_agent.train (``--json-progress``), read by the app's Train tab.
+# Training events: written by dp_agent.training.train (``--json-progress``), read by the app's
+# Train tab.
 
 
 @dataclass

@@ -7,9 +7,10 @@ run is stopped, nothing is asked) and end the app with the conventional code 128
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
+
+from .sdl import prepare_environment
 
 DESCRIPTION = (
     "Record demonstrations with mouse or gamepad, train, and watch the policy denoise. "
@@ -30,18 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     return add_arguments(argparse.ArgumentParser(prog="dp-agent gui", description=DESCRIPTION))
-
-
-def prepare_environment() -> None:
-    """SDL settings for reading gamepads without a pygame window (before pygame is imported).
-
-    SDL would otherwise install SIGINT/SIGTERM handlers of its own that only queue an SDL quit
-    event nobody reads: the app would ignore ``kill`` and Ctrl+C.
-    """
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")
-    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    os.environ["SDL_NO_SIGNAL_HANDLERS"] = "1"
 
 
 def install_signal_handlers(app, window) -> None:

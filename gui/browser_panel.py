@@ -28,7 +28,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from dp_agent.demos import DemoError, DemoWriter
+from dp_agent.data import DemoError, DemoWriter
 
 from . import resources, widgets
 from .demo_files import read_contents, read_episode

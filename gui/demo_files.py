@@ -1,4 +1,4 @@
-"""Reading demo files for the app, through ``dp_agent.demos.DemoReader`` only. A file that cannot
+"""Reading demo files for the app, through ``dp_agent.data.DemoReader`` only. A file that cannot
 be read, for whatever reason, raises one ``DemoError`` whose message names the file and says
 what is wrong: the panels show that message, never a traceback."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dp_agent.demos import DemoError, DemoReader, Episode
+from dp_agent.data import DemoError, DemoReader, Episode
 
 
 @contextmanager

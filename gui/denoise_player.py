@@ -12,7 +12,7 @@ from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QLinearGradient, QPainter
 from PyQt6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from dp_agent.denoise import DenoiseStep
+from dp_agent.diffusion.step import DenoiseStep
 
 from .policy_worker import EXECUTED_SAMPLE
 from .task_view import denoise_color

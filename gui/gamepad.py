@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from .app import prepare_environment
+from .sdl import prepare_environment
 
 BUTTONS: dict[int, str] = {0: "A", 1: "B", 2: "X", 3: "Y"}
 BUTTON_ACTIONS: dict[str, str] = {"A": "start/stop", "B": "discard", "X": "save", "Y": "reset"}

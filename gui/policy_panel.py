@@ -35,7 +35,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from dp_agent.config import SAMPLERS, PolicyConfig
+from dp_agent.config import PolicyConfig
+from dp_agent.diffusion import SAMPLERS
 from dp_agent.observations import ObservationError
 
 from . import resources

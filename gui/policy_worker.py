@@ -31,7 +31,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal, pyqtSlot
 
 from dp_agent.config import PolicyConfig
-from dp_agent.denoise import DenoiseStep
+from dp_agent.diffusion.step import DenoiseStep
 from dp_agent.observations import ObsSpec
 
 EXECUTED_SAMPLE = 0  # which of a re-plan's N samples is executed (and highlighted)
@@ -194,11 +194,11 @@ def _planner_info(agent, planner, path: str | Path) -> PolicyInfo:
 def network_input_image(info: PolicyInfo, obs: Any) -> np.ndarray | None:
     """The newest frame of the policy's first image part as its network sees it at inference,
     after the centre crop: (h, w, 3) uint8 (None when the policy takes no images or ``obs``
-    lacks the part). The crop is ``dp_agent.vision.crop_images``' own, so what is shown is
+    lacks the part). The crop is ``dp_agent.nets.vision.crop_images``' own, so what is shown is
     what is encoded."""
     import torch
 
-    from dp_agent.vision import crop_images
+    from dp_agent.nets.vision import crop_images
 
     parts = info.obs_spec.image_parts if info.obs_spec is not None else ()
     if not parts or not isinstance(obs, dict) or parts[0].key not in obs:
@@ -233,8 +233,8 @@ def load_agent(path: str | Path):
     (``auto``: OpenVINO for the U-Nets when it is installed), as ``predict`` and the
     evaluation run it."""
     if is_planner_file(path):
-        from dp_agent.planner_agent import DiffuserAgent
-        from dp_agent.planning import Planner
+        from dp_agent.planning.agent import DiffuserAgent
+        from dp_agent.planning.planner import Planner
 
         return DiffuserAgent(_live_planner_class().wrap(Planner.load(path, "auto")))
     from dp_agent.agent import DiffusionPolicyAgent
@@ -245,7 +245,7 @@ def load_agent(path: str | Path):
 @functools.cache
 def _live_planner_class():
     """``LivePlanner``, made on first use: importing this module must not load torch."""
-    from dp_agent.planning import Planner
+    from dp_agent.planning.planner import Planner
 
     class LivePlanner(Planner):
         """A ``Planner`` whose sampling loop also reports each iterate to ``listener`` (set

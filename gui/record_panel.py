@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from dp_agent.demos import DemoError
+from dp_agent.data import DemoError
 
 from . import resources
 from .demo_files import check_demo_file, episode_count
@@ -77,7 +77,7 @@ class EpisodeSaver:
         self._thread.shutdown(wait=True)
 
     def _append(self, path: Path, env_args: dict, episode: dict[str, Any]) -> SaveResult:
-        from dp_agent.demos import DemoWriter
+        from dp_agent.data import DemoWriter
 
         if self._forget or self._writer is None or self._writer.path != path:
             self._forget = False
@@ -389,7 +389,7 @@ class RecordPanel(Panel):
         if self.path is None:
             self.show_error("Choose a demo file to record into first.")
             return None
-        from dp_agent.demos import stack_obs
+        from dp_agent.data import stack_obs
 
         dones = np.asarray(self._dones, bool)
         dones[-1] = True

@@ -1,7 +1,7 @@
 """Where the app finds the shipped files (demos, pretrained policies) and keeps the user's own.
 
 The user's files live under ``$DP_AGENT_HOME`` (default ``~/.dp_agent``); the shipped files in the
-``dp_agent.demos`` package are only ever read.
+``dp_agent.data`` package are only ever read.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dp_agent.data.shipped import SHIPPED_TASKS, package_dir, shipped_demos, shipped_policy
 from dp_agent.files import write_text_atomic
-from dp_agent.shipped import SHIPPED_TASKS, package_dir, shipped_demos, shipped_policy
 
 __all__ = [
     "DEFAULT_TASK",
@@ -56,7 +56,7 @@ def _inside(path: str | os.PathLike, folder) -> bool:
 
 
 def is_shipped(path: str | os.PathLike) -> bool:
-    """True when ``path`` lies inside the installed ``dp_agent.demos`` package (read-only data)."""
+    """True when ``path`` lies inside the installed ``dp_agent.data`` package (read-only data)."""
     return _inside(path, package_dir)
 
 

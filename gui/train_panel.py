@@ -30,7 +30,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from dp_agent.demos import DemoError
+from dp_agent.data import DemoError
 from dp_agent.progress import (
     TrainCheckpoint,
     TrainDone,

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from dp_agent.demos import DemoReader, DemoWriter
+from dp_agent.data import DemoReader, DemoWriter
 
 ENV_ARGS = {"env_name": "dp_agent/PushT-v0", "env_kwargs": {"obs_type": "state"}}
 MODES = ("append", "churn", "compact", "images", "images-compact")

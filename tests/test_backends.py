@@ -18,9 +18,9 @@ import torch
 from support import tiny_policy
 
 from dp_agent import backends
-from dp_agent.backends import TOLERANCE, BackendUnavailable, resolve_backend
-from dp_agent.networks import ConditionalUnet1D
-from dp_agent.shipped import shipped_policy
+from dp_agent.data.shipped import shipped_policy
+from dp_agent.fast.backends import TOLERANCE, BackendUnavailable, resolve_backend
+from dp_agent.nets.unet import ConditionalUnet1D
 
 FAST = ["folded", "openvino", "onnx"]
 SAMPLERS = [("ddpm", 100), ("ddim", 10), ("dpmsolver++", 8)]

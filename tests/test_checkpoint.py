@@ -98,7 +98,7 @@ def test_env_kwargs_travel_with_the_checkpoint(tmp_path):
 
 
 def test_export_writes_half_precision_weights_with_a_default_sampler(tiny_agent, tmp_path):
-    from dp_agent.cli import main
+    from dp_agent.cli.main import main
 
     src = tiny_agent.save(tmp_path / "full.safetensors")
     out = tmp_path / "small.safetensors"
@@ -120,7 +120,7 @@ def test_int8_export_is_a_quarter_of_fp32_and_predicts_what_the_full_weights_pre
 ):
     from safetensors import safe_open
 
-    from dp_agent.cli import main
+    from dp_agent.cli.main import main
 
     src = tiny_agent.save(tmp_path / "full.safetensors")
     out = tmp_path / "int8.safetensors"

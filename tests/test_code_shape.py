@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 import dp_agent
-import dp_agent.demos
+import dp_agent.data
 import dp_agent.envs
 import dp_agent.gui
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = [Path(m.__file__).parent for m in (dp_agent, dp_agent.envs, dp_agent.demos, dp_agent.gui)]
+PARTS = [Path(m.__file__).parent for m in (dp_agent, dp_agent.envs, dp_agent.data, dp_agent.gui)]
 MAX_LINES = 60
 
 

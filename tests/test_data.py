@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dp_agent.data import EpisodeArrays, WindowDataset, window_indices
 from dp_agent.normalizer import MinMaxNormalizer
+from dp_agent.training.windows import EpisodeArrays, WindowDataset, window_indices
 
 
 def reference_windows(lengths, to, tp, ta):

@@ -10,10 +10,16 @@ from test_learning import bimodal_episodes, mode_shares
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import load_policy, save_policy
 from dp_agent.config import make_configs
-from dp_agent.demos import DemoWriter
-from dp_agent.distill import DistillConfig, _ddim_step, _Grids, distill, distillation_target
+from dp_agent.data import DemoWriter
 from dp_agent.progress import TrainStep
-from dp_agent.train import TrainingError, train
+from dp_agent.training.distill import (
+    DistillConfig,
+    _ddim_step,
+    _Grids,
+    distill,
+    distillation_target,
+)
+from dp_agent.training.train import TrainingError, train
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +169,7 @@ def test_missing_training_data_is_named(teacher, tmp_path):
 def test_three_of_four_steps_merges_the_noisiest_pair_and_keeps_the_rest(teacher, tmp_path):
     """A step count that does not halve the teacher's: 4 -> 3 merges (99, 74) into one step and
     keeps 49 and 24; the kept steps' target is the teacher's own single step."""
-    from dp_agent.distill import merged_grid
+    from dp_agent.training.distill import merged_grid
 
     assert DistillConfig(teacher_steps=16, student_steps=3).rounds() == [8, 4, 3]
     assert merged_grid([99, 74, 49, 24], 3) == [99, 49, 24]
@@ -201,7 +207,7 @@ def test_three_of_four_steps_merges_the_noisiest_pair_and_keeps_the_rest(teacher
 def test_trajectory_targets_follow_the_teachers_own_sampler(teacher):
     """The trajectory method's path is the one the teacher's DDIM sampler takes from the same
     noise, and a student that outputs its targets lands, one step per segment, on that path."""
-    from dp_agent.distill import teacher_path, trajectory_grid
+    from dp_agent.training.distill import teacher_path, trajectory_grid
 
     policy = load_policy(teacher[0])[0]
     policy.config.timestep_spacing = "trailing"
@@ -328,7 +334,7 @@ def test_a_narrower_network_learns_the_teachers_paths_and_keeps_both_modes(teach
 
 
 def test_a_student_of_another_network_may_keep_its_teachers_steps_and_grid():
-    from dp_agent.distill import trajectory_grid
+    from dp_agent.training.distill import trajectory_grid
 
     same = DistillConfig(method="trajectory", teacher_steps=3, student_steps=3, init_from="x")
     same.validate()  # a 3-step student moved into another network

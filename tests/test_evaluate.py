@@ -88,8 +88,8 @@ def test_worker_processes_give_the_same_results_as_stepping_in_process():
 
 
 def test_eval_noise_seed_draws_other_rollouts_of_the_same_episodes(capsys):
-    from dp_agent.cli import main
-    from dp_agent.shipped import shipped_policy
+    from dp_agent.cli.main import main
+    from dp_agent.data.shipped import shipped_policy
 
     path = str(shipped_policy("dp_agent/TreeDetour-v0"))
     args = ["eval", path, "--episodes", "6", "--n-envs", "6", "--deterministic", "--in-process"]

@@ -8,8 +8,8 @@ import pytest
 import torch
 from support import PointEnv, tiny_policy
 
+from dp_agent.diffusion.samplers import make_sampler
 from dp_agent.guides import GoalDistance, Guidance, KeepOut, ValueNet, best_of
-from dp_agent.schedulers import make_sampler
 
 MEAN, STD = 0.2, 0.5  # the Gaussian data, per entry, in the policy's normalised units
 H, D = 4, 2
@@ -131,7 +131,7 @@ def test_no_guidance_in_the_last_t_stopgrad_steps():
 
 
 def test_step_variance_is_ddpm_posterior_variance_between_visited_timesteps():
-    from dp_agent.schedulers import NoiseSchedule
+    from dp_agent.diffusion.samplers import NoiseSchedule
 
     schedule = NoiseSchedule(100)
     ddim, ddpm = make_sampler("ddim", schedule, 10), make_sampler("ddpm", schedule, 10)

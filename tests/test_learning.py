@@ -10,8 +10,8 @@ import pytest
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.config import make_configs
-from dp_agent.data import EpisodeArrays
-from dp_agent.train import train
+from dp_agent.training.train import train
+from dp_agent.training.windows import EpisodeArrays
 
 
 def bimodal_episodes(n=64, length=24):

@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from dp_agent.cli import main
-from dp_agent.demos import DemoReader, DemoWriter
+from dp_agent.cli.main import main
+from dp_agent.data import DemoReader, DemoWriter
 
 MAX_IMAGE_MAE = 2.0
 MAX_PUSHT_MAE = 1.0
@@ -155,7 +155,7 @@ def test_pusht_pixel_frames_survive_the_video_codec(tmp_path):
     import gymnasium as gym
 
     import dp_agent  # noqa: F401  (registers the envs)
-    from dp_agent.demos.cli import rollout_expert
+    from dp_agent.cli.demos import rollout_expert
     from dp_agent.envs.experts import make_expert
 
     env = gym.make("dp_agent/PushT-v0", obs_type="pixels")

@@ -2,7 +2,9 @@
 
 import torch
 
-from dp_agent.networks import ConditionalUnet1D, MLPObsEncoder, TransformerDenoiser
+from dp_agent.nets.layers import MLPObsEncoder
+from dp_agent.nets.transformer import TransformerDenoiser
+from dp_agent.nets.unet import ConditionalUnet1D
 
 
 def test_unet_maps_action_sequences_to_same_shape_and_uses_the_condition():
@@ -40,7 +42,8 @@ def test_mlp_encoder_flattens_per_frame_features():
 def test_training_mish_equals_torch_mish_in_value_and_gradient():
     from torch.nn import functional as F
 
-    from dp_agent.networks import Mish, _SigmoidMish
+    from dp_agent.fast.kernels import FastMish as Mish
+    from dp_agent.fast.kernels import _SigmoidMish
 
     x64 = (torch.randn(400, dtype=torch.float64) * 6).requires_grad_()
     assert torch.autograd.gradcheck(_SigmoidMish.apply, (x64,))
@@ -65,7 +68,7 @@ def test_training_mish_equals_torch_mish_in_value_and_gradient():
 def _conv_both_ways(c_in, c_out, k, t, *, bf16: bool):
     """(our Conv1d's, torch's own) (output, input grad, weight grad, bias grad) for one random
     input and output gradient, and the name of our forward's grad_fn."""
-    from dp_agent.networks import Conv1d
+    from dp_agent.fast.kernels import FastConv1d as Conv1d
 
     conv = Conv1d(c_in, c_out, k, padding=k // 2)
     x = torch.randn(6, c_in, t, requires_grad=True)
@@ -83,7 +86,7 @@ def _conv_both_ways(c_in, c_out, k, t, *, bf16: bool):
 
 
 def test_conv_weight_gradient_by_matrix_product_equals_onednns():
-    from dp_agent.networks import _ConvGemmWeightGrad
+    from dp_agent.fast.kernels import _ConvGemmWeightGrad
 
     torch.manual_seed(0)
     for c_in, c_out, k, t in [(8, 16, 5, 4), (32, 32, 5, 16), (24, 8, 1, 8)]:
@@ -102,7 +105,8 @@ def test_conv_weight_gradient_by_matrix_product_equals_onednns():
 
 
 def test_float32_training_convolution_by_one_product_per_step_equals_onednns():
-    from dp_agent.networks import Conv1d, _TapGemmConv1d
+    from dp_agent.fast.kernels import FastConv1d as Conv1d
+    from dp_agent.fast.kernels import _TapGemmConv1d
 
     torch.manual_seed(0)
     # (c_in, c_out, kernel, T): the short inner levels, a wide one at T = 16, kernel 3

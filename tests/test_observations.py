@@ -12,13 +12,13 @@ from test_agent import count_calls
 import dp_agent  # noqa: F401  (registers the tasks)
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import CheckpointError
+from dp_agent.cli.demos import rollout_expert
 from dp_agent.config import make_configs
-from dp_agent.data import EpisodeArrays
-from dp_agent.demos import DemoWriter
-from dp_agent.demos.cli import rollout_expert
+from dp_agent.data import DemoWriter
 from dp_agent.envs.experts import make_expert
 from dp_agent.observations import IMAGE, VECTOR, ObservationError, ObsSpec
-from dp_agent.train import train
+from dp_agent.training.train import train
+from dp_agent.training.windows import EpisodeArrays
 
 PUSHT = "dp_agent/PushT-v0"
 TINY_IMAGE = {"down_dims": (16, 32), "step_embed_dim": 16, "pred_horizon": 8,

@@ -30,7 +30,7 @@ def test_the_cli_and_the_app_window_load_without_torch(tmp_path):
 
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     out = run_python(
-        "import sys, dp_agent.cli, dp_agent.gui.app, dp_agent.gui.main_window;"
+        "import sys, dp_agent.cli.main, dp_agent.gui.app, dp_agent.gui.main_window;"
         "print('torch' in sys.modules)",
         cwd=tmp_path,
         env=env,
@@ -73,8 +73,8 @@ def test_wheel_installs_envs_gui_demos_and_data_under_dp_agent(tmp_path):
     for needed in (
         "dp_agent/envs/__init__.py",
         "dp_agent/gui/__init__.py",
-        "dp_agent/demos/store.py",
-        "dp_agent/cli.py",
+        "dp_agent/data/store.py",
+        "dp_agent/cli/main.py",
     ):
         assert needed in names
     target = tmp_path / "site"

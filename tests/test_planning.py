@@ -12,7 +12,7 @@ from support import tiny_policy
 
 import dp_agent  # noqa: F401  (registers the envs)
 from dp_agent.config import TrainConfig
-from dp_agent.planning import (
+from dp_agent.planning.planner import (
     Planner,
     PlannerConfig,
     TrajectoryConfig,
@@ -141,7 +141,7 @@ def test_a_trajectory_model_samples_both_routes_and_the_inpainted_goal_picks_one
 
 
 def test_planner_file_records_the_columns_and_loads_in_one_call(two_route_planner, tmp_path):
-    from dp_agent.planning import export_planner
+    from dp_agent.planning.planner import export_planner
 
     info = two_route_planner.info
     assert info["state_dims"] == [0, 2] and info["action_dims"] == [2, 4]

@@ -10,8 +10,8 @@ import pygame
 def test_quickstart_trains_evaluates_and_draws_the_denoising(tmp_path):
     out = tmp_path / "qs"
     proc = subprocess.run(
-        [sys.executable, "-m", "dp_agent.cli", "quickstart", "--steps", "10", "--episodes", "2",
-         "--out", str(out)],
+        [sys.executable, "-m", "dp_agent.cli", "quickstart", "--steps", "10",
+         "--episodes", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

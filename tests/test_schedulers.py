@@ -1,13 +1,14 @@
-"""Specification of dp_agent.schedulers: the forward process, the posterior, and three samplers
-checked step by step against diffusers' reference schedulers and end to end on Gaussian data."""
+"""Specification of dp_agent.diffusion.samplers: the forward process, the posterior, and three
+samplers checked step by step against diffusers' reference schedulers and end to end on Gaussian
+data."""
 
 import math
 
 import pytest
 import torch
 
-from dp_agent.config import SAMPLERS
-from dp_agent.schedulers import NoiseSchedule, make_sampler, sampler_names
+from dp_agent.diffusion import SAMPLERS
+from dp_agent.diffusion.samplers import NoiseSchedule, make_sampler, sampler_names
 
 
 @pytest.fixture

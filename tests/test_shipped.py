@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dp_agent.checkpoint import read_checkpoint
-from dp_agent.shipped import package_dir
+from dp_agent.data.shipped import package_dir
 
 SHIPPED = sorted((package_dir() / "pretrained").glob("*.safetensors"))
 
@@ -25,7 +25,7 @@ def test_the_pretrained_folder_holds_the_documented_files():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: Path(p).name)
 def test_a_shipped_checkpoint_acts_in_the_env_it_names(path):
     from dp_agent.agent import DiffusionPolicyAgent
-    from dp_agent.planner_agent import DiffuserAgent
+    from dp_agent.planning.agent import DiffuserAgent
 
     _, header = read_checkpoint(path)
     cls = DiffuserAgent if "planner" in header else DiffusionPolicyAgent

@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from dp_agent.cli import main
-from dp_agent.demos import DemoError, DemoReader, DemoWriter, Episode, stack_obs
-from dp_agent.demos.store import journal_dir
+from dp_agent.cli.main import main
+from dp_agent.data import DemoError, DemoReader, DemoWriter, Episode, stack_obs
+from dp_agent.data.store import journal_dir
 
 PUSHT = {"env_name": "dp_agent/PushT-v0", "env_kwargs": {"obs_type": "state"}}
 
@@ -789,7 +789,8 @@ def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path):
     path = tmp_path / "demos.hdf5"
     write_file(path, 4)
     code = (
-        f"from dp_agent.cli import main; raise SystemExit(main(['demos', 'info', {str(path)!r}]))"
+        "from dp_agent.cli.main import main; "
+        f"raise SystemExit(main(['demos', 'info', {str(path)!r}]))"
     )
     read_end, write_end = os.pipe()
     os.close(read_end)  # no reader at all, before the child writes anything
@@ -884,7 +885,7 @@ def test_cli_generate_records_successful_expert_episodes(tmp_path, capsys):
 def scripted_rollouts(monkeypatch, outcome):
     """Replace the expert's rollouts with canned episodes: ``outcome(seed)`` says whether the one
     of ``seed`` succeeded (or raises, like Ctrl+C would)."""
-    from dp_agent.demos import cli as demos_cli
+    from dp_agent.data import cli as demos_cli
 
     def rollout(env, expert, seed, obs_type):
         success = outcome(seed)

@@ -20,12 +20,12 @@ import h5py
 import numpy as np
 import pytest
 
-import dp_agent.demos
-from dp_agent.cli import main
-from dp_agent.demos import DemoError, DemoReader, DemoWriter, Episode
-from dp_agent.demos.store import journal_dir
+import dp_agent.data
+from dp_agent.cli.main import main
+from dp_agent.data import DemoError, DemoReader, DemoWriter, Episode
+from dp_agent.data.store import journal_dir
 
-SHIPPED = Path(dp_agent.demos.__file__).with_name("tree_detour.hdf5")  # the smaller one
+SHIPPED = Path(dp_agent.data.__file__).with_name("tree_detour.hdf5")  # the smaller one
 SEED = 20240612
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dp_agent.demos import DemoReader, DemoWriter
+from dp_agent.data import DemoReader, DemoWriter
 
 WRITER = Path(__file__).with_name("store_kill_writer.py")
 _spec = importlib.util.spec_from_file_location("store_kill_writer", WRITER)

@@ -13,11 +13,11 @@ import torch
 
 from dp_agent.checkpoint import read_checkpoint
 from dp_agent.config import make_configs
-from dp_agent.data import EpisodeArrays
-from dp_agent.demos import DemoWriter
+from dp_agent.data import DemoWriter
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress, TrainCheckpoint
-from dp_agent.train import TrainingError, cosine_with_warmup, ema_decay, train
+from dp_agent.training.train import TrainingError, cosine_with_warmup, ema_decay, train
+from dp_agent.training.windows import EpisodeArrays
 
 
 def write_demos(path, n=8, length=30):

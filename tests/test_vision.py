@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dp_agent.config import make_configs
-from dp_agent.vision import ResNetImageEncoder, SpatialSoftmax, crop_images
+from dp_agent.nets.vision import ResNetImageEncoder, SpatialSoftmax, crop_images
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ def app_home(tmp_path, monkeypatch) -> Path:
 def write_expert_demos(path: Path, num_episodes: int, first_seed: int = 0) -> list[int]:
     """Record ``num_episodes`` TreeDetour expert episodes with DemoWriter; returns their lengths."""
     import dp_agent  # noqa: F401  (registers the envs)
-    from dp_agent.demos import DemoWriter
-    from dp_agent.demos.cli import rollout_expert
+    from dp_agent.cli.demos import rollout_expert
+    from dp_agent.data import DemoWriter
     from dp_agent.envs.experts import make_expert
 
     env = gym.make(TREE)
@@ -56,7 +56,7 @@ def tiny_checkpoint(tiny_demos, tmp_path_factory) -> Path:
     import torch
 
     from dp_agent.config import make_configs
-    from dp_agent.train import train
+    from dp_agent.training.train import train
 
     torch.set_num_threads(1)
     pc, tc = make_configs(

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 import pytest
 from PyQt6.QtCore import Qt
 
-from dp_agent.demos import DemoReader
+from dp_agent.data import DemoReader
 from dp_agent.gui import resources, widgets
 from dp_agent.gui.main_window import TAB_DEMOS, TAB_TRAIN, MainWindow
 

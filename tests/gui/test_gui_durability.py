@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from dp_agent.demos import DemoReader
+from dp_agent.data import DemoReader
 
 CHILD = textwrap.dedent(
     """

@@ -36,7 +36,7 @@ def tiny_planner(tmp_path_factory):
 
     from dp_agent.config import TrainConfig
     from dp_agent.envs.experts import MazeExpert
-    from dp_agent.planning import PlannerConfig, train_planner
+    from dp_agent.planning.planner import PlannerConfig, train_planner
     from dp_agent.progress import SilentProgress
 
     torch.set_num_threads(1)
@@ -191,8 +191,8 @@ def test_a_drawn_keep_out_zone_steers_the_next_plans_out_of_it(window, qtbot, ti
 
 
 def test_the_gui_thread_never_touches_the_planner_agent(window, qtbot, tiny_planner, monkeypatch):
-    from dp_agent.planner_agent import DiffuserAgent
-    from dp_agent.planning import Planner
+    from dp_agent.planning.agent import DiffuserAgent
+    from dp_agent.planning.planner import Planner
 
     panel = _load(window, qtbot, tiny_planner)
     threads: set[int] = set()

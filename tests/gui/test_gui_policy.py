@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dp_agent.agent import DiffusionPolicyAgent
-from dp_agent.config import SAMPLERS, PolicyConfig
+from dp_agent.config import PolicyConfig
+from dp_agent.diffusion import SAMPLERS
 from dp_agent.gui.main_window import TAB_POLICY, TAB_RECORD
 from dp_agent.gui.policy_worker import PolicyInfo
 from dp_agent.policy import DenoiseStep
@@ -364,7 +365,7 @@ def test_the_shipped_policy_plans_in_the_app_on_the_default_backend(window, qtbo
     app (segfault or double free, every run, within the first plans)."""
     import importlib.util
 
-    from dp_agent.shipped import shipped_policy
+    from dp_agent.data.shipped import shipped_policy
 
     panel = _load(window, qtbot, shipped_policy("dp_agent/TreeDetour-v0"))
     policy = panel.worker.agent.policy
@@ -382,8 +383,8 @@ def test_an_image_policy_shows_its_network_input_in_the_corner(window, qtbot, tm
     import gymnasium as gym
     from support import tiny_policy
 
+    from dp_agent.nets.vision import crop_images
     from dp_agent.observations import ObsSpec
-    from dp_agent.vision import crop_images
 
     env = gym.make("dp_agent/PushT-v0", obs_type="pixels")
     spec = ObsSpec.from_space(env.observation_space)

@@ -9,7 +9,7 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 from PyQt6.QtTest import QTest
 
-from dp_agent.demos import DemoReader
+from dp_agent.data import DemoReader
 from dp_agent.gui import resources
 from dp_agent.gui.gamepad import GamepadManager, GamepadReader, apply_deadzone
 from dp_agent.gui.main_window import TAB_RECORD

@@ -14,7 +14,7 @@ import pytest
 from PyQt6.QtCore import QTimer
 
 from dp_agent import files
-from dp_agent.demos import DemoReader
+from dp_agent.data import DemoReader
 from dp_agent.gui.main_window import MainWindow
 
 TREE = "dp_agent/TreeDetour-v0"

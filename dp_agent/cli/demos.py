@@ -2,8 +2,8 @@
 combine, split, compact and generate demonstration files from the command line, and convert
 LeRobot datasets.
 
-Bad input raises DemoError (a ValueError); ``dp_agent.cli.main`` prints it as one ``error: ...``
-line (and an ``error`` event with ``--json-progress``) and exits with code 2.
+Bad input raises DemoError (a ValueError); ``dp_agent.cli.main.main`` prints it as one
+``error: ...`` line (and an ``error`` event with ``--json-progress``) and exits with code 2.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dp_agent.files import atomic_path
-from dp_agent.observations import is_image
-
-from .store import (
+from dp_agent.data.store import (
     GYM_ENV_TYPE,
     DemoError,
     DemoReader,
@@ -32,6 +29,8 @@ from .store import (
     journal_dir,
     stack_obs,
 )
+from dp_agent.files import atomic_path
+from dp_agent.observations import is_image
 
 # ----------------------------------------------------------------------------------------------
 # info
@@ -328,7 +327,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if tally.saved < args.episodes:
-        # Not bad input (exit 1, not dp_agent.cli's 2), so reported here in the CLI's form.
+        # Not bad input (exit 1, not dp_agent.cli.main's 2), so reported here in the CLI's form.
         message = (
             f"only {tally.saved} of {args.episodes} episodes succeeded in {tally.attempts} "
             "attempts; pass --keep-failures to keep failed ones"
@@ -364,7 +363,7 @@ def _with_progress(
 
 
 def cmd_import_lerobot(args: argparse.Namespace) -> int:
-    from .lerobot import LeRobotSource
+    from dp_agent.data.lerobot import LeRobotSource
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -388,7 +387,7 @@ def cmd_import_lerobot(args: argparse.Namespace) -> int:
 
 
 def cmd_export_lerobot(args: argparse.Namespace) -> int:
-    from .lerobot import export_lerobot, lerobot_libs
+    from dp_agent.data.lerobot import export_lerobot, lerobot_libs
 
     lerobot_libs()  # a missing extra is said before anything is read
     with DemoReader(args.file) as reader:

@@ -55,19 +55,20 @@ from dp_agent.checkpoint import (
     space_from_dict,
 )
 from dp_agent.config import replace_fields
-from dp_agent.data import WindowDataset, load_episodes
 from dp_agent.devices import device_name, peak_memory_mb, select_device, use_bf16
+from dp_agent.diffusion.samplers import _split_prediction, _trailing_timesteps
+from dp_agent.fast.kernels import use_training_kernels
 from dp_agent.files import atomic_path
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress, TrainCheckpoint, TrainDone, TrainStart, TrainStep
-from dp_agent.schedulers import _split_prediction, _trailing_timesteps
-from dp_agent.train import (
+from dp_agent.training.train import (
     TrainingError,
     cosine_with_warmup,
     ema_decay,
     ema_update,
     refuse_existing_run,
 )
+from dp_agent.training.windows import WindowDataset, load_episodes
 
 
 @dataclass
@@ -323,7 +324,7 @@ def _setup(teacher_path, out_dir, demos, cfg: DistillConfig, *, resume, overwrit
         raise FileNotFoundError(
             f"{teacher_path}: its training data {demos!r} is not here; pass --demos FILE.hdf5"
         )
-    from dp_agent.demos import DemoReader
+    from dp_agent.data import DemoReader
 
     spec = teacher.obs_spec
     episodes = load_episodes(DemoReader(demos), None if spec.single else spec.keys)
@@ -371,7 +372,7 @@ def _student(run: _Distillation, teacher: DiffusionPolicy, grid: list[int], firs
     init = run.init if first and run.init is not None else teacher
     network = {name: getattr(init.config, name) for name in NETWORK_FIELDS}
     config = student_config(replace_fields(teacher.config, network), grid)
-    student = DiffusionPolicy(config).to(run.device)
+    student = use_training_kernels(DiffusionPolicy(config)).to(run.device)
     student.load_state_dict(init.state_dict())
     ema = DiffusionPolicy(student.config).to(run.device).requires_grad_(False).eval()
     ema.load_state_dict(student.state_dict())

@@ -17,7 +17,7 @@ import torch
 
 from dp_agent.agent import noise_stream
 from dp_agent.checkpoint import space_from_dict
-from dp_agent.planning import Plan, Planner
+from dp_agent.planning.planner import Plan, Planner
 
 
 class DiffuserAgent:

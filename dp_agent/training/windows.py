@@ -75,7 +75,7 @@ def load_episodes(source, obs_keys: Sequence[str] | None = None) -> list[Episode
     """Episodes from a demonstration file path, a DemoReader, or an iterable of episode-likes;
     observations keep their parts (``obs_keys`` selects some)."""
     if isinstance(source, (str, Path)):
-        from dp_agent.demos import DemoReader
+        from dp_agent.data import DemoReader
 
         source = DemoReader(source)
     return [

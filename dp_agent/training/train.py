@@ -21,8 +21,8 @@ from dp_agent.checkpoint import (
     save_training_state,
 )
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
-from dp_agent.data import WindowDataset, load_episodes
 from dp_agent.devices import device_name, peak_memory_mb, select_device, use_bf16
+from dp_agent.fast.kernels import use_training_kernels
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import (
     Progress,
@@ -32,6 +32,7 @@ from dp_agent.progress import (
     TrainStart,
     TrainStep,
 )
+from dp_agent.training.windows import WindowDataset, load_episodes
 
 
 class TrainingError(RuntimeError):
@@ -175,7 +176,7 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
             f"processes ({world_size})"
         )
     if isinstance(demos, (str, Path)):
-        from dp_agent.demos import DemoReader
+        from dp_agent.data import DemoReader
 
         demos = DemoReader(demos)
     source = str(getattr(demos, "path", "in-memory episodes"))
@@ -190,7 +191,7 @@ def setup(demos, out_dir, policy_config, tc, *, resume, overwrite, obs_keys) -> 
     pc = replace_fields(pc, from_data)
     env_id = getattr(demos, "env_id", None)
     env_kwargs = dict(getattr(demos, "env_args", {}).get("env_kwargs") or {})
-    model = DiffusionPolicy(pc)
+    model = use_training_kernels(DiffusionPolicy(pc))
     model.fit_normalizers(data.obs, data.actions)
     resuming = resume and (out_dir / "last.safetensors").exists()
     if tc.init_from and not resuming:

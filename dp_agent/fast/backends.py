@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dp_agent.networks import ConditionalUnet1D
+from dp_agent.nets.unet import ConditionalUnet1D
 
 BACKENDS = ("eager", "folded", "openvino", "onnx")
 AUTO_ORDER = ("openvino", "folded")  # tried in this order for a U-Net on the CPU

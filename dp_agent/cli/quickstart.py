@@ -11,11 +11,11 @@ import numpy as np
 
 def run(env_id: str, steps: int, episodes: int, out: Path, samples: int = 16) -> int:
     from dp_agent.agent import DiffusionPolicyAgent
+    from dp_agent.cli.picture import denoising_strip, save_png
     from dp_agent.config import make_configs
+    from dp_agent.data.shipped import shipped_demos, shipped_policy
     from dp_agent.evaluate import evaluate
-    from dp_agent.picture import denoising_strip, save_png
-    from dp_agent.shipped import shipped_demos, shipped_policy
-    from dp_agent.train import train
+    from dp_agent.training.train import train
 
     demos = shipped_demos(env_id)
     if demos is None:

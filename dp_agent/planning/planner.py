@@ -1,8 +1,8 @@
 """Diffuser-style trajectory planning with the policy's own parts: a ``DiffusionPolicy`` whose
 "action" is the (state, action) vector of each of H steps (pred_horizon = H) and whose
-observation is the goal (obs_horizon 1), trained by ``dp_agent.train.train`` on episodes this
-module cuts from a demonstration file; plans are conditioned by inpainting (the start state at
-step 0, the goal position at step H-1) and steered by guides (``dp_agent.guides``).
+observation is the goal (obs_horizon 1), trained by ``dp_agent.training.train.train`` on
+episodes this module cuts from a demonstration file; plans are conditioned by inpainting (the
+start state at step 0, the goal position at step H-1) and steered by guides (``dp_agent.guides``).
 
 A planner checkpoint is a policy checkpoint with a ``planner`` header field (which columns are
 the state, the position and the action; the env's spaces) and, optionally, a learned value
@@ -29,9 +29,9 @@ from dp_agent.checkpoint import (
     space_to_dict,
 )
 from dp_agent.config import PolicyConfig, TrainConfig, replace_fields
-from dp_agent.data import EpisodeArrays
 from dp_agent.guides import Guidance, ValueGuide, ValueNet, best_of
 from dp_agent.policy import DiffusionPolicy
+from dp_agent.training.windows import EpisodeArrays
 
 
 @dataclass
@@ -115,10 +115,10 @@ def make_planner_configs(
 
 
 class TrajectoryEpisodes(list):
-    """Episodes for ``dp_agent.train.train``: ``obs`` the goal (T, Dg) (zeros (T, 1) without a
-    goal), ``actions`` the trajectory (T, Ds+Da) = (state, action) per step. Carries the source
-    file's ``path``, ``env_id`` and ``env_args`` as a ``DemoReader`` does, and the per-step
-    ``rewards`` (T,) of each episode (for a value guide)."""
+    """Episodes for ``dp_agent.training.train.train``: ``obs`` the goal (T, Dg) (zeros (T, 1)
+    without a goal), ``actions`` the trajectory (T, Ds+Da) = (state, action) per step. Carries
+    the source file's ``path``, ``env_id`` and ``env_args`` as a ``DemoReader`` does, and the
+    per-step ``rewards`` (T,) of each episode (for a value guide)."""
 
     path: str = "in-memory episodes"
     env_id: str | None = None
@@ -135,7 +135,7 @@ def trajectory_episodes(demos, config: PlannerConfig) -> TrajectoryEpisodes:
     more frames holding its final state (velocity zero, action zero, reward repeated), so that
     windows near the end show an arrival and a rest, as a plan to a goal ends."""
     if isinstance(demos, (str, Path)):
-        from dp_agent.demos import DemoReader
+        from dp_agent.data import DemoReader
 
         demos = DemoReader(demos)
     out = TrajectoryEpisodes()
@@ -189,10 +189,10 @@ def train_planner(
     demos, out_dir: str | Path, config: PlannerConfig, train_config: TrainConfig, **train_kwargs
 ) -> Path:
     """Train a planner on ``demos`` -> ``out_dir/final.safetensors``, a planner checkpoint
-    (loadable with ``Planner.load``). ``train_kwargs`` go to ``dp_agent.train.train``
+    (loadable with ``Planner.load``). ``train_kwargs`` go to ``dp_agent.training.train.train``
     (resume, overwrite, progress, json_progress). ``out_dir/planner.json`` holds the planner
     fields, so that ``export_planner`` makes a planner of any ``last.safetensors`` too."""
-    from dp_agent.train import train
+    from dp_agent.training.train import train
 
     data = trajectory_episodes(demos, config)
     info = planner_info(data, config)
@@ -241,7 +241,7 @@ def _planner_info(path, header: dict) -> dict:
     if not beside.is_file():
         raise CheckpointError(
             f"{path}: not a planner (no 'planner' header field, and no {beside.name} beside it); "
-            "train one with dp_agent.planning.train_planner (dp-agent plan-train)"
+            "train one with dp_agent.planning.planner.train_planner (dp-agent plan-train)"
         )
     return json.loads(beside.read_text())
 
@@ -276,7 +276,7 @@ def _value_tensors(value: ValueNet | None):
 def trajectory_windows(data: TrajectoryEpisodes, horizon: int, discount: float):
     """Every H-step window of the episodes: trajectories (N, H, D) and their discounted returns
     Σ_t γ^t r_t (N,), the targets of a value network."""
-    from dp_agent.data import window_indices
+    from dp_agent.training.windows import window_indices
 
     lengths = [len(ep.actions) for ep in data]
     index = window_indices(lengths, 1, horizon, 1)  # (N, H)
@@ -393,7 +393,8 @@ class Planner:
     def value_guide(self, weight: float = 1.0) -> ValueGuide:
         if self.value_net is None:
             raise ValueError(
-                "this planner has no value network; train one with dp_agent.planning.train_value"
+                "this planner has no value network; train one with "
+                "dp_agent.planning.planner.train_value"
             )
         return ValueGuide(self.value_net, self.policy.action_normalizer.normalize, weight)
 
@@ -534,10 +535,11 @@ def _cmd_plan_export(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dp_agent.planning plan-train ...``: the subcommands without the dp-agent CLI."""
+    """``python -m dp_agent.planning.planner plan-train ...``: the subcommands without the
+    dp-agent CLI."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m dp_agent.planning")
+    parser = argparse.ArgumentParser(prog="python -m dp_agent.planning.planner")
     add_subcommand(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dp_agent.config import SAMPLERS
+from dp_agent.diffusion import SAMPLERS
 
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -419,7 +419,7 @@ class DPMSolverPPSampler(Sampler):
 
 
 def sampler_names() -> list[str]:
-    """Names accepted by `make_sampler` (the table is `dp_agent.config.SAMPLERS`)."""
+    """Names accepted by `make_sampler` (the table is `dp_agent.diffusion.SAMPLERS`)."""
     return list(SAMPLERS)
 
 
@@ -473,7 +473,8 @@ def make_sampler(
     is what few-step distilled students use); DPM-Solver++ always uses "linspace".
     ``timesteps`` gives "ddpm" or "ddim" an explicit grid instead (strictly descending, in
     [0, T-1], as many as `num_inference_steps`): a student distilled to a step count that does
-    not halve its teacher's samples on the grid it was trained on (``dp_agent.distill``)."""
+    not halve its teacher's samples on the grid it was trained on
+    (``dp_agent.training.distill``)."""
     if name not in sampler_names():
         raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}")
     if prediction_type not in PREDICTION_TYPES:

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import dp_agent
-from dp_agent.config import SAMPLERS
-from dp_agent.demos.cli import add_subcommands as add_demos_subcommands
+from dp_agent.cli.demos import add_subcommands as add_demos_subcommands
+from dp_agent.diffusion import SAMPLERS
 
 
 def _add_train(sub) -> None:
@@ -52,7 +52,7 @@ def _add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from dp_agent.config import make_configs
-    from dp_agent.train import train
+    from dp_agent.training.train import train
 
     def given(**fields):  # the options set on the command line override the preset
         return {k: v for k, v in fields.items() if v is not None}
@@ -151,7 +151,7 @@ def _add_distill(sub) -> None:
 
 
 def cmd_distill(args) -> int:
-    from dp_agent.distill import DistillConfig, distill
+    from dp_agent.training.distill import DistillConfig, distill
 
     config = DistillConfig(
         teacher_steps=args.teacher_steps,
@@ -355,10 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     add_demos_subcommands(sub)
     _add_gui(sub)
-    from dp_agent.quickstart import add_subcommand as add_quickstart
+    from dp_agent.cli.quickstart import add_subcommand as add_quickstart
 
     add_quickstart(sub)
-    from dp_agent.planning import add_subcommand as add_planning
+    from dp_agent.planning.planner import add_subcommand as add_planning
 
     add_planning(sub)
     return parser

@@ -1,0 +1,1 @@
+"""The ``dp-agent`` command line: one module per group of subcommands."""
