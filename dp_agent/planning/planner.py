@@ -349,7 +349,9 @@ class Planner:
     """A trained trajectory model with its column layout: ``plan(start, goal)`` -> ``Plan``."""
 
     def __init__(self, policy: DiffusionPolicy, header: dict, device: torch.device):
-        self.policy, self.header, self.device = policy.eval(), header, device
+        from dp_agent.fast import accelerate
+
+        self.policy, self.header, self.device = accelerate(policy.eval()), header, device
         self.info = header["planner"]
         s0, s1 = self.info["state_dims"]
         a0, a1 = self.info["action_dims"]
