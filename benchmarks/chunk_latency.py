@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from report import add_results_option, write_result  # benchmarks/report.py
 
 from dp_agent.agent import DiffusionPolicyAgent
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=["ddpm:100", "ddim:10", "dpmsolver++:8"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     samplers = [(s.split(":")[0], int(s.split(":")[1])) for s in args.samplers]
@@ -59,15 +61,32 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     agent = agents[0]
     n_params = sum(p.numel() for p in agent.policy.parameters())
-    print(f"{datetime.datetime.now().isoformat(timespec='minutes')}; {os.cpu_count()} cores; "
-          f"{args.threads} torch thread(s); load average {load:.1f}; {args.checkpoint} "
-          f"({n_params / 1e6:.2f} M parameters; {agent.obs_spec.describe()})\n")  # fmt: skip
-    print("| sampler | chunk (ms) | per env step (ms) |")
-    print("|---|---|---|")
+    about = (
+        f"{os.path.basename(args.checkpoint)} ({n_params / 1e6:.2f} M parameters; "
+        f"{agent.obs_spec.describe()})"
+    )
+    print(
+        f"{datetime.datetime.now().isoformat(timespec='minutes')}; {os.cpu_count()} cores; "
+        f"{args.threads} torch thread(s); load average {load:.1f}; {about}\n"
+    )
+    lines = ["| sampler | chunk (ms) | per env step (ms) |", "|---|---|---|"]
     ta = agent.config.action_horizon
     for (name, steps), t in zip(samplers, latency, strict=True):
         ms = t * 1e3
-        print(f"| {name}-{steps} | {ms:.1f} | {ms / ta:.2f} |")
+        lines.append(f"| {name}-{steps} | {ms:.1f} | {ms / ta:.2f} |")
+    print("\n".join(lines))
+    notes = (
+        f"{about}; {args.threads} torch thread(s), the default backend, median of "
+        f"{args.repeats} chunks per sampler, interleaved; per env step: the chunk over its "
+        f"Ta = {ta} queued actions."
+    )
+    write_result(
+        "chunk_latency",
+        f"{os.path.basename(args.checkpoint)}: one chunk per sampler",
+        "\n".join(lines),
+        notes,
+        args=args,
+    )
 
 
 if __name__ == "__main__":

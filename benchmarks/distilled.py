@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from chunk_latency import chunk_latency  # benchmarks/chunk_latency.py
+from report import add_results_option, write_result  # benchmarks/report.py
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.evaluate import evaluate
@@ -76,20 +77,51 @@ def same_start_routes(agent, n: int) -> tuple[float, float, float]:
     return side.count("left") / n, side.count("right") / n, float(success.mean())
 
 
+def row_cells(agent, label: str, t: float | None, tree: bool, episodes: int) -> list[str]:
+    """One row's cells: the label, network calls, latency (if timed), then the scores."""
+    s = evaluate(
+        agent, episodes=episodes, seed=START_SEED, n_envs=episodes, deterministic=True
+    ).summary()
+    lo, hi = s["success_rate_ci"]
+    cells = [label, str(agent.num_inference_steps)]
+    if t is not None:
+        cells += [f"{t * 1e3:.1f}", f"{t * 1e3 / agent.config.action_horizon:.2f}"]
+    success = f"{s['success_rate']:.0%} ({lo:.0%}-{hi:.0%})"
+    if tree:
+        left, right, _ = same_start_routes(agent, 100)
+        return cells + [
+            success,
+            f"{s.get('left_share', 0):.0%}",
+            f"{s.get('right_share', 0):.0%}",
+            f"{left:.0%} / {right:.0%}",
+        ]
+    r_lo, r_hi = s["mean_max_reward_ci"]
+    return cells + [
+        f"{s['mean_max_reward']:.3f} ({r_lo:.3f}-{r_hi:.3f})",
+        success,
+        f"{s.get('mean_max_coverage', float('nan')):.3f}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=["pusht", "tree_detour"], required=True)
     parser.add_argument("--teacher", required=True)
     parser.add_argument("--students", nargs="+", required=True)
     parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=20,
-                        help="chunks timed per row (0: no latency columns)")  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="chunks timed per row (0: no latency columns)"
+    )
+    add_results_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = rows_for(args.teacher, [s for s in args.students if "last" not in s])
+    students = [s for s in args.students if "last" not in s]
+    rows = rows_for(args.teacher, students)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{datetime.date.today()}; {os.cpu_count()} cores; one torch thread; {args.episodes} "
-          f"episodes from seed {START_SEED}; load average {load:.1f}\n")  # fmt: skip
+    print(
+        f"{datetime.date.today()}; {os.cpu_count()} cores; one torch thread; {args.episodes} "
+        f"episodes from seed {START_SEED}; load average {load:.1f}\n"
+    )
     latency = (
         chunk_latency([a for _, a in rows], args.repeats) if args.repeats else [None] * len(rows)
     )
@@ -97,27 +129,29 @@ def main() -> None:
     head = "| policy | network calls | " + (
         "chunk (ms) | per env step (ms) | " * bool(args.repeats)
     )
-    head += "success | left | right | same start: left / right (100) |" if tree else (
-        "score (mean max reward) | success | mean max coverage |")  # fmt: skip
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+    head += (
+        "success | left | right | same start: left / right (100) |"
+        if tree
+        else ("score (mean max reward) | success | mean max coverage |")
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    print("\n".join(lines))
     for (label, agent), t in zip(rows, latency, strict=True):
-        s = evaluate(agent, episodes=args.episodes, seed=START_SEED, n_envs=args.episodes,
-                     deterministic=True).summary()  # fmt: skip
-        lo, hi = s["success_rate_ci"]
-        cells = [label, str(agent.num_inference_steps)]
-        if t is not None:
-            cells += [f"{t * 1e3:.1f}", f"{t * 1e3 / agent.config.action_horizon:.2f}"]
-        success = f"{s['success_rate']:.0%} ({lo:.0%}-{hi:.0%})"
-        if tree:
-            left, right, _ = same_start_routes(agent, 100)
-            cells += [success, f"{s.get('left_share', 0):.0%}", f"{s.get('right_share', 0):.0%}",
-                      f"{left:.0%} / {right:.0%}"]  # fmt: skip
-        else:
-            r_lo, r_hi = s["mean_max_reward_ci"]
-            cells += [f"{s['mean_max_reward']:.3f} ({r_lo:.3f}-{r_hi:.3f})", success,
-                      f"{s.get('mean_max_coverage', float('nan')):.3f}"]  # fmt: skip
-        print("| " + " | ".join(cells) + " |", flush=True)
+        lines.append("| " + " | ".join(row_cells(agent, label, t, tree, args.episodes)) + " |")
+        print(lines[-1], flush=True)
+    title = (
+        f"{'TreeDetour' if tree else 'PushT'}: {os.path.basename(args.teacher)} against "
+        f"{', '.join(os.path.basename(s) for s in students)}"
+    )
+    notes = (
+        f"Seeds {START_SEED}-{START_SEED + args.episodes - 1}, `deterministic=True`, 95% intervals."
+    )
+    if args.repeats:
+        notes += (
+            " Chunk: one chunk through `agent.predict` for one env (one torch thread, the "
+            f"default backend), median of {args.repeats} interleaved over the rows."
+        )
+    write_result("distilled", title, "\n".join(lines), notes, args=args)
 
 
 if __name__ == "__main__":

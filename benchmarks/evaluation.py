@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+from report import add_results_option, write_result  # benchmarks/report.py
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.data.shipped import shipped_policy
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     agent = DiffusionPolicyAgent.load(shipped_policy(args.task), device="cpu")
@@ -44,17 +46,31 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, workers in (("main process", False), ("worker processes", True)):
             t = time.perf_counter()
-            result = evaluate(agent, args.task, args.episodes, 100_000, args.n_envs,
-                              deterministic=True, workers=workers)  # fmt: skip
+            result = evaluate(
+                agent,
+                args.task,
+                args.episodes,
+                100_000,
+                args.n_envs,
+                deterministic=True,
+                workers=workers,
+            )
             times[name].append(time.perf_counter() - t)
             agent.reset()
             scores[name] = result.summary()["mean_max_reward"]
     base = statistics.median(times["main process"])
-    print("| envs stepped in | wall time (s) | vs main process | score |")
-    print("|---|---|---|---|")
+    lines = ["| envs stepped in | wall time (s) | vs main process | score |", "|---|---|---|---|"]
     for name, values in times.items():
         t = statistics.median(values)
-        print(f"| {name} | {t:.1f} | {base / t:.2f}x | {scores[name]:.3f} |")
+        lines.append(f"| {name} | {t:.1f} | {base / t:.2f}x | {scores[name]:.3f} |")
+    print("\n".join(lines))
+    notes = (
+        f"The shipped policy, {agent.sampler}-{agent.num_inference_steps}, seeds from 100000, "
+        f"`deterministic=True`; {args.threads} torch thread(s); median of {args.rounds} "
+        "interleaved rounds."
+    )
+    title = f"{args.task}: {args.episodes} episodes over {args.n_envs} envs"
+    write_result("evaluation", title, "\n".join(lines), notes, args=args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from report import add_results_option, write_result  # benchmarks/report.py
+
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.data.shipped import SHIPPED_TASKS, shipped_demos
 from dp_agent.evaluate import evaluate
@@ -33,10 +35,29 @@ TASKS = {name: env_id for env_id, name in SHIPPED_TASKS.items()}
 
 
 def train(demos: Path, out: Path, objective: str, steps: int, args, resume=False) -> None:
-    cmd = [sys.executable, "-m", "dp_agent.cli", "train", "--demos", str(demos),
-           "--out", str(out), "--preset", args.preset, "--steps", str(steps),
-           "--objective", objective, "--device", args.device, "--seed", str(args.seed),
-           "--checkpoint-every", "1000", "--resume" if resume else "--overwrite"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "dp_agent.cli",
+        "train",
+        "--demos",
+        str(demos),
+        "--out",
+        str(out),
+        "--preset",
+        args.preset,
+        "--steps",
+        str(steps),
+        "--objective",
+        objective,
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+        "--checkpoint-every",
+        "1000",
+        "--resume" if resume else "--overwrite",
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     subprocess.run(cmd, check=True)
@@ -50,10 +71,39 @@ def score(name: str, checkpoint: Path, args, sampler: str | None = None) -> dict
         name = f"{name}, {kind}-{steps}"
     t0 = time.perf_counter()
     s = evaluate(agent, episodes=args.episodes, seed=args.eval_seed).summary()
-    s |= {"policy": name, "steps": agent.training["step"], "train_s": agent.training["seconds"],
-          "eval_s": time.perf_counter() - t0}  # fmt: skip
+    s |= {
+        "policy": name,
+        "steps": agent.training.step,
+        "train_s": agent.training.seconds,
+        "eval_s": time.perf_counter() - t0,
+    }
     print(json.dumps(s), file=sys.stderr)
     return s
+
+
+def table(rows: list[dict], tree: bool) -> list[str]:
+    """The Markdown table's lines: TreeDetour's routes, or PushT's coverage and score."""
+    if tree:
+        lines = [
+            "| policy | steps | success | left | right | train time |",
+            "|---|---|---|---|---|---|",
+        ]
+        return lines + [
+            f"| {r['policy']} | {r['steps']} | {r['success_rate']:.0%} "
+            f"| {r.get('left_share', 0):.0%} | {r.get('right_share', 0):.0%} "
+            f"| {r['train_s'] / 60:.0f} min |"
+            for r in rows
+        ]
+    lines = [
+        "| policy | steps | mean max coverage | score (mean max reward) | success | train time |",
+        "|---|---|---|---|---|---|",
+    ]
+    return lines + [
+        f"| {r['policy']} | {r['steps']} | {r['mean_max_coverage']:.3f} "
+        f"| {r['mean_max_reward']:.3f} | {r['success_rate']:.0%} "
+        f"| {r['train_s'] / 60:.0f} min |"
+        for r in rows
+    ]
 
 
 def main() -> None:
@@ -72,6 +122,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/evidence"))
+    add_results_option(parser)
     args = parser.parse_args()
 
     env_id = TASKS[args.task]
@@ -88,27 +139,25 @@ def main() -> None:
                 )
     rows = []
     for budget in budgets:
-        rows += [score("diffusion", base / f"diffusion_{budget}.safetensors", args, s)
-                 for s in args.samplers]  # fmt: skip
+        rows += [
+            score("diffusion", base / f"diffusion_{budget}.safetensors", args, s)
+            for s in args.samplers
+        ]
         rows.append(score("MSE baseline", base / f"mse_{budget}.safetensors", args))
 
-    print(f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}; "
-          f"{os.cpu_count()} cores {platform.machine()}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
-    if args.task == "tree_detour":
-        print("\n| policy | steps | success | left | right | train time |")
-        print("|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['policy']} | {r['steps']} | {r['success_rate']:.0%} "
-                  f"| {r.get('left_share', 0):.0%} | {r.get('right_share', 0):.0%} "
-                  f"| {r['train_s'] / 60:.0f} min |")  # fmt: skip
-    else:
-        print("\n| policy | steps | mean max coverage | score (mean max reward) | success | "
-              "train time |")  # fmt: skip
-        print("|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['policy']} | {r['steps']} | {r['mean_max_coverage']:.3f} "
-                  f"| {r['mean_max_reward']:.3f} | {r['success_rate']:.0%} "
-                  f"| {r['train_s'] / 60:.0f} min |")  # fmt: skip
+    print(
+        f"\n{env_id}: {args.episodes} episodes (seeds {args.eval_seed}..), preset {args.preset}; "
+        f"{os.cpu_count()} cores {platform.machine()}, {time.strftime('%Y-%m-%d')}\n"
+    )
+    lines = table(rows, args.task == "tree_detour")
+    print("\n".join(lines))
+    notes = (
+        f"{args.episodes} episodes, seeds {args.eval_seed}.., the same for both policies; "
+        f"preset {args.preset}, seed {args.seed}, device {args.device}; train time: the "
+        "run's own clock."
+    )
+    title = f"{env_id}, {args.preset}: diffusion against an MSE baseline"
+    write_result("evidence", title, "\n".join(lines), notes, args=args)
 
 
 if __name__ == "__main__":

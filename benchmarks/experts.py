@@ -13,6 +13,7 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from report import add_results_option, write_result  # benchmarks/report.py
 
 import dp_agent  # noqa: F401  (registers the envs)
 from dp_agent.envs import PUSHT_ID, TREE_DETOUR_ID
@@ -54,43 +55,56 @@ def run(env_id: str, episodes: int, verbose: bool) -> list[dict]:
     return results
 
 
+def pusht_table(res: list[dict]) -> list[str]:
+    secs = np.array([r["seconds"] for r in res])
+    return [
+        "| mean max coverage | success (coverage > 0.95) | mean episode length "
+        "| seconds per episode (mean / max) |",
+        "| --- | --- | --- | --- |",
+        f"| {np.mean([r['max_coverage'] for r in res]):.3f} "
+        f"| {np.mean([r['success'] for r in res]):.0%} "
+        f"| {np.mean([r['length'] for r in res]):.1f} "
+        f"| {secs.mean():.2f} / {secs.max():.2f} |",
+    ]
+
+
+def tree_detour_table(res: list[dict]) -> list[str]:
+    n = len(res)
+    return [
+        "| success | hit the tree | left | right | mean episode length | s per episode |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {sum(r['success'] for r in res) / n:.0%} "
+        f"| {sum(r['hit_tree'] for r in res) / n:.0%} "
+        f"| {sum(r['side'] == 'left' for r in res) / n:.0%} "
+        f"| {sum(r['side'] == 'right' for r in res) / n:.0%} "
+        f"| {np.mean([r['length'] for r in res]):.1f} "
+        f"| {np.mean([r['seconds'] for r in res]):.3f} |",
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--episodes", type=int, default=50, help="seeds 0..N-1 (default 50)")
     p.add_argument("--task", choices=["pusht", "tree_detour", "all"], default="all")
     p.add_argument("--quiet", action="store_true", help="only the tables, no per-episode lines")
+    add_results_option(p)
     args = p.parse_args()
 
     print(
         f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
     )
-    if args.task in ("pusht", "all"):
-        print(f"\n### PushT expert, {args.episodes} episodes (seeds 0..{args.episodes - 1})")
-        res = run(PUSHT_ID, args.episodes, not args.quiet)
-        secs = np.array([r["seconds"] for r in res])
-        print("\n| mean max coverage | success (coverage > 0.95) | mean episode length "
-              "| seconds per episode (mean / max) |")  # fmt: skip
-        print("| --- | --- | --- | --- |")
-        print(
-            f"| {np.mean([r['max_coverage'] for r in res]):.3f} "
-            f"| {np.mean([r['success'] for r in res]):.0%} "
-            f"| {np.mean([r['length'] for r in res]):.1f} "
-            f"| {secs.mean():.2f} / {secs.max():.2f} |"
-        )
-    if args.task in ("tree_detour", "all"):
-        print(f"\n### TreeDetour expert, {args.episodes} episodes (seeds 0..{args.episodes - 1})")
-        res = run(TREE_DETOUR_ID, args.episodes, not args.quiet)
-        n = len(res)
-        print("\n| success | hit the tree | left | right | mean episode length | s per episode |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        print(
-            f"| {sum(r['success'] for r in res) / n:.0%} "
-            f"| {sum(r['hit_tree'] for r in res) / n:.0%} "
-            f"| {sum(r['side'] == 'left' for r in res) / n:.0%} "
-            f"| {sum(r['side'] == 'right' for r in res) / n:.0%} "
-            f"| {np.mean([r['length'] for r in res]):.1f} "
-            f"| {np.mean([r['seconds'] for r in res]):.3f} |"
-        )
+    tasks = [
+        ("pusht", "PushT", PUSHT_ID, pusht_table),
+        ("tree_detour", "TreeDetour", TREE_DETOUR_ID, tree_detour_table),
+    ]
+    for key, name, env_id, table in tasks:
+        if args.task not in (key, "all"):
+            continue
+        title = f"{name} expert, {args.episodes} episodes (seeds 0..{args.episodes - 1})"
+        print(f"\n### {title}")
+        lines = table(run(env_id, args.episodes, not args.quiet))
+        print("\n" + "\n".join(lines))
+        write_result("experts", title, "\n".join(lines), args=args)
 
 
 if __name__ == "__main__":

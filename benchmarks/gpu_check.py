@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import torch
+from report import add_results_option, write_result  # benchmarks/report.py
 from training import Quiet  # benchmarks/training.py: a Progress that keeps the events
 
 from dp_agent.config import PRESETS, make_configs
@@ -23,8 +24,13 @@ from dp_agent.training.train import train
 def run(preset: str, precision: str, steps: int, device: str) -> tuple[float, float]:
     """(steps/s after the first log interval, peak memory in MiB) of one short run."""
     log = max(1, steps // 10)
-    overrides = {"num_steps": steps, "checkpoint_every": 10**9, "log_every": log,
-                 "device": device, "precision": precision}  # fmt: skip
+    overrides = {
+        "num_steps": steps,
+        "checkpoint_every": 10**9,
+        "log_every": log,
+        "device": device,
+        "precision": precision,
+    }
     pc, tc = make_configs(preset, train_overrides=overrides)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -41,17 +47,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--presets", nargs="+", default=[p for p in PRESETS if "gpu" in p])
+    add_results_option(parser)
     args = parser.parse_args()
     device = select_device(args.device)
     print(f"device {device_name(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
-    print("\n| preset | precision | batch | steps/s | samples/s | peak memory (MiB) |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        "| preset | precision | batch | steps/s | samples/s | peak memory (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    print("\n" + "\n".join(lines))
     for preset in args.presets:
         batch = make_configs(preset)[1].batch_size
         for precision in ("fp32", "bf16"):
             steps_per_s, peak = run(preset, precision, args.steps, args.device)
-            print(f"| {preset} | {precision} | {batch} | {steps_per_s:.2f} | "
-                  f"{steps_per_s * batch:,.0f} | {peak:,.0f} |")  # fmt: skip
+            lines.append(
+                f"| {preset} | {precision} | {batch} | {steps_per_s:.2f} | "
+                f"{steps_per_s * batch:,.0f} | {peak:,.0f} |"
+            )
+            print(lines[-1], flush=True)
+    notes = (
+        f"Device {device_name(device)}; each preset trained {args.steps} steps on the "
+        "shipped PushT demos; steps/s after the first log interval."
+    )
+    write_result(
+        "gpu_check", f"GPU presets on {device_name(device)}", "\n".join(lines), notes, args=args
+    )
 
 
 if __name__ == "__main__":

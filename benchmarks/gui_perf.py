@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import add_results_option, write_result  # benchmarks/report.py
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -156,31 +158,35 @@ def load_policy(app, window, policy: Path, samples: int):
     return panel
 
 
-def print_start_up(launches: list[float], in_process: float) -> None:
-    print("| measure | value |")
-    print("|---|---|")
+def start_up_table(launches: list[float], in_process: float) -> list[str]:
     launch_text = ", ".join(f"{t:.2f}" for t in launches)
-    print(f"| launch to first frame, new process (s) | {min(launches):.2f} (runs: {launch_text}) |")
-    print(f"| window construction to first frame, in process (s) | {in_process:.2f} |")
-    print()
+    return [
+        "| measure | value |",
+        "|---|---|",
+        f"| launch to first frame, new process (s) | {min(launches):.2f} (runs: {launch_text}) |",
+        f"| window construction to first frame, in process (s) | {in_process:.2f} |",
+    ]
 
 
-def print_policy_runs(app, window, seconds: float) -> None:
-    print(
+def policy_runs_table(app, window, seconds: float) -> list[str]:
+    lines = [
         "| policy run | loop (Hz) | env steps/s | view frames/s | plan (ms) | denoise (ms) "
-        "| steps/episode |"
-    )
-    print("|---|---|---|---|---|---|---|")
+        "| steps/episode |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines))
     fps = window.policy_panel.task.fps
     for name, live, speed, loop_fps in RUNS:
         steps, frames, plan, denoise, length = run_policy(
             app, window, seconds, live, speed, loop_fps
         )
         hz = f"{loop_fps:.0f}" if loop_fps else f"{fps:.0f}"
-        print(
+        lines.append(
             f"| {name} | {hz} | {steps:.1f} | {frames:.1f} | {plan:.0f} | {denoise:.0f} "
             f"| {length:.0f} |"
         )
+        print(lines[-1], flush=True)
+    return lines
 
 
 def main() -> int:
@@ -190,6 +196,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--launches", type=int, default=3)
     parser.add_argument("--child-first-frame", action="store_true", help=argparse.SUPPRESS)
+    add_results_option(parser)
     args = parser.parse_args()
     if args.child_first_frame:
         child_first_frame()
@@ -208,17 +215,24 @@ def main() -> int:
     window, in_process = open_window(app)
     policy = args.policy or resources.shipped_policy(TREE) or quick_policy(tmp)
     info = load_policy(app, window, policy, args.samples).policy
-    print(
-        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, threads "
-        f"{torch.get_num_threads()}, policy {Path(policy).name} ({info.sampler} "
-        f"x{info.num_inference_steps}, {args.samples} samples shown), view "
-        f"{window.view.width()}x{window.view.height()}"
+    about = (
+        f"policy {Path(policy).name} ({info.sampler} x{info.num_inference_steps}, "
+        f"{args.samples} samples shown), {torch.get_num_threads()} torch thread(s), view "
+        f"{window.view.width()}x{window.view.height()}, offscreen Qt"
     )
-    print()
-    print_start_up(launches, in_process)
-    print_policy_runs(app, window, args.seconds)
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; {about}\n")
+    start_up = start_up_table(launches, in_process)
+    print("\n".join(start_up) + "\n")
+    runs = policy_runs_table(app, window, args.seconds)
     window.close()
     shutil.rmtree(tmp, ignore_errors=True)
+    write_result(
+        "gui_perf",
+        "TreeDetour in the app: start-up and a policy run",
+        "\n".join(start_up) + "\n\n" + "\n".join(runs),
+        about + ".",
+        args=args,
+    )
     return 0
 
 

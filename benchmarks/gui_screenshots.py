@@ -45,7 +45,7 @@ def wait(app, seconds: float = 0.0, until=None, timeout: float = 600.0) -> None:
 def expert_demos(path: Path, episodes: int) -> Path:
     import gymnasium as gym
 
-    from dp_agent.cli.demos import rollout_expert
+    from dp_agent.cli.demos_generate import rollout_expert
     from dp_agent.data import DemoWriter
     from dp_agent.envs.experts import make_expert
 
@@ -74,8 +74,13 @@ class Shots:
 
     def __init__(self, app, window, out: Path, tmp: Path, demos: Path, args):
         self.app, self.window, self.out, self.tmp, self.demos, self.args = (
-            app, window, out, tmp, demos, args,
-        )  # fmt: skip
+            app,
+            window,
+            out,
+            tmp,
+            demos,
+            args,
+        )
 
     def shot(self, name: str) -> None:
         wait(self.app, 0.1)
@@ -204,8 +209,10 @@ class Shots:
 
         path = self.args.planner or resources.shipped_policy(MAZE)
         if path is None:
-            print("no planner: pass --planner or ship demos/pretrained/maze2d_umaze.safetensors",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "no planner: pass --planner or ship demos/pretrained/maze2d_umaze.safetensors",
+                file=sys.stderr,
+            )
             return False
         self.window.set_task(MAZE)
         self.window.tabs.setCurrentIndex(TAB_POLICY)

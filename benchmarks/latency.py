@@ -50,14 +50,8 @@ from torch import nn
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import dequantize_int8, quantize_int8
 from dp_agent.config import make_configs
-from dp_agent.fast.backends import (
-    WHOLE_CHUNK_MAX_STEPS,
-    BackendUnavailable,
-    OpenVINOBackend,
-    _FilmStep,
-    make_backend,
-    resolve_backend,
-)
+from dp_agent.fast.backends import BackendUnavailable, make_backend, resolve_backend
+from dp_agent.fast.compiled import WHOLE_CHUNK_MAX_STEPS, OpenVINOBackend, _FilmStep
 from dp_agent.nets.unet import ConditionalUnet1D
 from dp_agent.policy import DiffusionPolicy
 
@@ -235,7 +229,7 @@ def per_call_table(agent, names: list[str], rounds: int, gflops: float):
         t0 = time.perf_counter()
         with torch.no_grad():
             chunk = backend.prepare(cond, sampler.timesteps)
-            outputs[label] = chunk.step(x, 0).float().cpu()
+            outputs[label] = chunk(x, 0).float().cpu()
         builds[label] = time.perf_counter() - t0
         if isinstance(net, ConditionalUnet1D) and int8 not in weight_bytes:
             weight_bytes[int8] = step_weight_bytes(net, int8)
@@ -243,7 +237,7 @@ def per_call_table(agent, names: list[str], rounds: int, gflops: float):
 
         def call(chunk=chunk):
             with torch.no_grad():
-                out = chunk.step(x, 0)
+                out = chunk(x, 0)
             synchronize(device)
             return out
 
@@ -321,9 +315,9 @@ def chunk_table(agent, preset: str, backends: list[str], repeats: int) -> str:
     same chunks step by step are timed beside them (rows "..., step by step")."""
     results = {}
     for backend in backends:
-        agent.policy.set_backend(backend)
+        agent.set_backend(backend)
         results.update(_time_backend(agent, backend, repeats))
-    agent.policy.set_backend("auto")
+    agent.set_backend("auto")
     agent.set_sampler(agent.config.sampler, agent.config.num_inference_steps)
     return _chunk_lines(agent, preset, backends, results)
 
@@ -333,15 +327,15 @@ def _chunk_candidates(agent) -> dict:
     a backend that runs short chunks as one graph (openvino), those chunks also step by step,
     and where it reads int8 weights, also as a graph of float32 weights."""
     c, policy, device = agent.config, agent.policy, agent.device
-    backend = policy.backend_name
-    built = policy.denoiser_backend()
+    backend = policy.runner.name
+    built = policy.runner.backend()
     built = getattr(built, "backend", built)  # auto: what it chose
     whole = hasattr(built, "whole_chunk")
     f32 = None
     if whole and built.int8_weights and has_int8_convolutions(policy.denoiser):
         f32 = copy.deepcopy(agent)  # the same weights, its own backends (float32 graphs)
-        f32.policy.set_backend(backend)
-        inner = f32.policy.denoiser_backend()
+        f32.set_backend(backend)
+        inner = f32.policy.runner.backend()
         getattr(inner, "backend", inner).int8_weights = False
     obs, ta = np.full(c.obs_dim, 200.0), c.action_horizon
     x = torch.randn(1, c.pred_horizon, c.action_dim, device=device)
@@ -351,10 +345,10 @@ def _chunk_candidates(agent) -> dict:
     for name, steps in SAMPLERS:
         sampler = policy.make_sampler(name, steps)
         with torch.no_grad():
-            chunk = policy.denoiser_backend(cond).prepare(cond, sampler.timesteps)
+            chunk = policy.runner.prepare(cond, sampler.timesteps)
 
         def queue(name=name, steps=steps, whole_chunk=True, agent=agent):
-            agent.policy.set_backend(backend, whole_chunk=whole_chunk)
+            agent.set_backend(backend, whole_chunk=whole_chunk)
             agent.set_sampler(name, steps)
             agent.reset()
             t0 = time.perf_counter()
@@ -368,7 +362,7 @@ def _chunk_candidates(agent) -> dict:
         def calls(chunk=chunk, steps=steps):
             with torch.no_grad():
                 for i in range(steps):
-                    chunk.step(x, i)
+                    chunk(x, i)
             synchronize(device)
 
         def sampler_steps(sampler=sampler, steps=steps):
@@ -569,6 +563,9 @@ def networks_arg(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from report import add_results_option, write_result  # benchmarks/report.py
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--network",
@@ -597,35 +594,48 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="a local checkout of the original diffusion_policy repository to time against",
     )
+    add_results_option(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    presets = args.network
-    requested = [b.strip() for b in args.backends.split(",") if b.strip()]
+    out: list[str] = []  # printed as measured, and written to docs/results/latency.md
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        out.append(text)
+
     print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(machine_line(args.device))
     gflops = matmul_gflops()
-    print(f"matmul rate: {gflops:.0f} GFLOP/s (fp32 512x512, {torch.get_num_threads()} threads)")
+    say(f"matmul rate: {gflops:.0f} GFLOP/s (fp32 512x512, {torch.get_num_threads()} threads)")
+    for preset, table in _tables(args, gflops):
+        say(f"\n{preset}, {args.weights} weights\n")
+        say(table)
+    n = torch.get_num_threads()
+    title = f"{', '.join(args.network)} on {args.device}: {args.weights} weights, {n} torch thread"
+    write_result("latency", title + "s" * (n > 1), "\n".join(out), args=args)
+
+
+def _tables(args, gflops: float):
+    """(preset, its tables as Markdown) for each network asked for."""
+    requested = [b.strip() for b in args.backends.split(",") if b.strip()]
     agents = {}
-    for preset in presets:
+    for preset in args.network:
         agent = agents[preset] = make_agent(preset, args.device, args.weights)
-        print(f"\n{preset}, {args.weights} weights")
-        print()
+        lines = []
         table, per_call = per_call_table(agent, requested, max(3, args.repeats), gflops)
         if table:
-            print(table)
-        print()
-        chosen = agent.policy.denoiser_backend()
+            lines += [table, ""]
+        chosen = agent.policy.runner.backend()
         default = getattr(chosen, "chosen", chosen.name)
         backends = [b for b in dict.fromkeys(["eager", "folded", default]) if b in per_call]
-        print(f"Chunks through agent.predict (the default backend here: {default}):")
-        print()
-        print(chunk_table(agent, preset, backends, args.repeats))
+        lines += [f"Chunks through agent.predict (the default backend here: {default}):", ""]
+        lines.append(chunk_table(agent, preset, backends, args.repeats))
         if args.reference_src:
-            print()
             narrower = agents.get("cpu-tiny") if preset == "cpu-small" else None
-            print(reference_table(args.reference_src, agent, args.repeats, narrower))
+            lines += ["", reference_table(args.reference_src, agent, args.repeats, narrower)]
+        yield preset, "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 import torch
+from report import add_results_option, write_result  # benchmarks/report.py
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.evaluate import bootstrap_interval, evaluate
@@ -46,6 +47,38 @@ def paired_difference(student: np.ndarray, teacher: np.ndarray):
     return float(diff.mean()), bootstrap_interval(diff)
 
 
+def table(rows: dict[str, np.ndarray], n: int) -> list[str]:
+    """Each policy's mean per noise seed and over all draws (95% interval over the seeds)."""
+    lines = [
+        "| policy | " + " | ".join(f"noise seed {i}" for i in range(n)) + " | all draws |",
+        "|---" * (n + 2) + "|",
+    ]
+    for label, r in rows.items():
+        per_seed = r.mean(axis=0)
+        lo, hi = bootstrap_interval(per_seed)
+        cells = " | ".join(f"{m:.3f}" for m in r.mean(axis=1))
+        lines.append(f"| {label} | {cells} | {per_seed.mean():.3f} ({lo:.3f}-{hi:.3f}) |")
+    return lines
+
+
+def differences(rows: dict[str, np.ndarray], first_seed: int) -> list[str]:
+    """Each student minus the teacher, paired by seed; then the starts below 0.9."""
+    teacher = next(iter(rows.values()))
+    lines = []
+    for label, r in list(rows.items())[1:]:
+        d, (lo, hi) = paired_difference(r, teacher)
+        lines.append(
+            f"{label} - teacher: {d:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}), paired by seed"
+        )
+    hard = sorted({i for r in rows.values() for i in np.flatnonzero(r.mean(axis=0) < 0.9)})
+    if hard:
+        lines += ["", "Starts below 0.9 for some policy (per-seed mean over the draws):"]
+        for i in hard:
+            per = ", ".join(f"{label} {r[:, i].mean():.2f}" for label, r in rows.items())
+            lines.append(f"- seed {first_seed + i}: {per}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", required=True)
@@ -55,38 +88,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100_000, help="first episode seed")
     parser.add_argument("--noise-seeds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n, seeds = args.noise_seeds, args.episodes
-    rows = {f"teacher, {args.teacher_sampler}": scores(
-        args.teacher, args.teacher_sampler, seeds, args.seed, n
-    )}  # fmt: skip
+    rows = {
+        f"teacher, {args.teacher_sampler}": scores(
+            args.teacher, args.teacher_sampler, seeds, args.seed, n
+        )
+    }
     for path in args.students:
         rows[f"student {os.path.basename(path)}"] = scores(path, None, seeds, args.seed, n)
+    about = (
+        f"episode seeds {args.seed}-{args.seed + seeds - 1}; noise seeds 0-{n - 1}; "
+        "deterministic=True"
+    )
     print(
         f"{datetime.datetime.now().isoformat(timespec='minutes')}; {os.cpu_count()} cores; "
-        f"episode seeds {args.seed}-{args.seed + seeds - 1}; noise seeds 0-{n - 1}; "
-        "deterministic=True\n"
+        f"{about}\n"
     )
-    print("| policy | " + " | ".join(f"noise seed {i}" for i in range(n)) + " | all draws |")
-    print("|---" * (n + 2) + "|")
-    for label, r in rows.items():
-        per_seed = r.mean(axis=0)
-        lo, hi = bootstrap_interval(per_seed)
-        cells = " | ".join(f"{m:.3f}" for m in r.mean(axis=1))
-        print(f"| {label} | {cells} | {per_seed.mean():.3f} ({lo:.3f}-{hi:.3f}) |")
-    teacher = next(iter(rows.values()))
-    print()
-    for label, r in list(rows.items())[1:]:
-        d, (lo, hi) = paired_difference(r, teacher)
-        print(f"{label} - teacher: {d:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}), paired by seed")
-    hard = sorted({i for r in rows.values() for i in np.flatnonzero(r.mean(axis=0) < 0.9)})
-    if hard:
-        print()
-        print("starts below 0.9 for some policy (per-seed mean over the draws):")
-        for i in hard:
-            per = ", ".join(f"{label} {r[:, i].mean():.2f}" for label, r in rows.items())
-            print(f"  seed {args.seed + i}: {per}")
+    lines, notes = table(rows, n), differences(rows, args.seed)
+    print("\n".join(lines) + "\n\n" + "\n".join(notes))
+    title = (
+        f"{os.path.basename(args.teacher)} ({args.teacher_sampler}) against "
+        f"{', '.join(os.path.basename(p) for p in args.students)}, {about}"
+    )
+    write_result("paired_score", title, "\n".join(lines), "\n".join(notes), args=args)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from report import add_results_option, write_result  # benchmarks/report.py
 
 import dp_agent  # noqa: F401  (registers the envs)
 from dp_agent.envs.maze2d import GOAL_RADIUS
@@ -112,10 +113,13 @@ def run_row(planner: Planner, layout: str, pairs, zones=None, seeds=None, **agen
     ref = np.array([reference_length(maze, s, g) for s, g in zip(start, goal, strict=True)])
     ok = steps > 0
     return {
-        "success": ok.mean(), "path": float(np.mean(travelled[ok] / ref[ok])) if ok.any() else 0.0,
-        "steps": float(np.mean(steps[ok])) if ok.any() else 0.0, "plans": plans,
-        "entered": entered, "calls": agent.num_plans,
-    }  # fmt: skip
+        "success": ok.mean(),
+        "path": float(np.mean(travelled[ok] / ref[ok])) if ok.any() else 0.0,
+        "steps": float(np.mean(steps[ok])) if ok.any() else 0.0,
+        "plans": plans,
+        "entered": entered,
+        "calls": agent.num_plans,
+    }
 
 
 def basic_rows(planner, layout, pairs) -> list[tuple[str, dict]]:
@@ -124,9 +128,8 @@ def basic_rows(planner, layout, pairs) -> list[tuple[str, dict]]:
         ("re-plan every 8, track", run_row(planner, layout, pairs, replan_every=8)),
         (f"no re-plan (every {h - 1}), track", run_row(planner, layout, pairs, replan_every=h - 1)),
         ("re-plan every 8, planned actions", run_row(planner, layout, pairs, execute="actions")),
-        ("re-plan every 8, track, warm start 5/10",
-         run_row(planner, layout, pairs, warm_step=5)),
-    ]  # fmt: skip
+        ("re-plan every 8, track, warm start 5/10", run_row(planner, layout, pairs, warm_step=5)),
+    ]
 
 
 def keepout_rows(planner, layout, pairs, scale: float, steps: int, best: int, kind: str):
@@ -136,13 +139,16 @@ def keepout_rows(planner, layout, pairs, scale: float, steps: int, best: int, ki
     seeds = [i for i, z in enumerate(zones) if z is not None]  # only the pairs with a zone
     zones = [zones[i] for i in seeds]
     print(f"  {len(seeds)} pairs with a {kind} zone", flush=True)
-    rows = [("keep-out zone, no guidance", run_row(planner, layout, pairs, zones, seeds))]
+    first = f"keep-out zone ({len(seeds)} pairs with one), no guidance"
+    rows = [(first, run_row(planner, layout, pairs, zones, seeds))]
     for label, kwargs in [
         (f"keep-out guidance α={scale:g}", dict(guide_scale=scale, guide_steps=steps)),
         (f"keep-out best of {best}, no gradient", dict(guide_scale=0.0, num_samples=best)),
-        (f"keep-out guidance α={scale:g}, best of {best}",
-         dict(guide_scale=scale, guide_steps=steps, num_samples=best)),
-    ]:  # fmt: skip
+        (
+            f"keep-out guidance α={scale:g}, best of {best}",
+            dict(guide_scale=scale, guide_steps=steps, num_samples=best),
+        ),
+    ]:
         rows.append((label, run_zone_row(planner, layout, pairs, zones, seeds, **kwargs)))
     return rows
 
@@ -157,8 +163,12 @@ def value_rows(planner, layout, pairs, scale: float) -> list[tuple[str, dict]]:
     rows = [("no guidance", run_row(planner, layout, pairs))]
     _, obs = make_envs(layout, pairs)
     goals = PerEnv([GoalDistance(o["desired_goal"], weight=planner.horizon) for o in obs])
-    rows.append((f"goal-distance guidance α={scale:g}",
-                 run_row(planner, layout, pairs, guides=[goals], guide_scale=scale)))  # fmt: skip
+    rows.append(
+        (
+            f"goal-distance guidance α={scale:g}",
+            run_row(planner, layout, pairs, guides=[goals], guide_scale=scale),
+        )
+    )
     if planner.value_net is not None:
         value = planner.value_guide()
         guided = run_row(planner, layout, pairs, guides=[value], guide_scale=scale)
@@ -172,25 +182,31 @@ def tree_detour_lines(episodes: int, scale: float) -> list[str]:
     from dp_agent.agent import DiffusionPolicyAgent
     from dp_agent.evaluate import evaluate
 
-    agent = DiffusionPolicyAgent.load(ROOT / "demos" / "pretrained" / "tree_detour.safetensors",
-                                      device="cpu")  # fmt: skip
+    agent = DiffusionPolicyAgent.load(
+        ROOT / "demos" / "pretrained" / "tree_detour.safetensors", device="cpu"
+    )
     right = KeepOut(boxes=[(300.0, 100.0, 512.0, 440.0)])
-    lines = []
-    rows = [("no guidance", (), 0.0, 1), (f"KeepOut right, α={scale:g}", [right], scale, 1),
-            ("KeepOut right, best of 8", [right], 0.0, 8),
-            (f"KeepOut right, α={scale:g}, best of 8", [right], scale, 8)]  # fmt: skip
+    lines = ["| TreeDetour | success | left / right |", "|---|---|---|"]
+    rows = [
+        ("no guidance", (), 0.0, 1),
+        (f"KeepOut right, α={scale:g}", [right], scale, 1),
+        ("KeepOut right, best of 8", [right], 0.0, 8),
+        (f"KeepOut right, α={scale:g}, best of 8", [right], scale, 8),
+    ]
     for label, guides, alpha, n in rows:
         agent.set_guidance(guides, scale=alpha, best_of=n)
         s = evaluate(agent, episodes=episodes, seed=SEED, deterministic=True).summary()
-        lines.append(f"  {label:<36} success {s['success_rate']:.0%}, "
-                     f"left {s['left_share']:.0%} / right {s['right_share']:.0%}")  # fmt: skip
+        lines.append(
+            f"| {label} | {s['success_rate']:.0%} | "
+            f"{s['left_share']:.0%} / {s['right_share']:.0%} |"
+        )
     return lines
 
 
 def latency_rows(planner) -> list[str]:
     obs = np.zeros((1, planner.state_dim), np.float32)
     goal = np.ones((1, 2), np.float32)
-    lines = []
+    lines = ["| sampler | one plan, batch 1 (ms, median of 10) |", "|---|---|"]
     for name, steps in [("ddim", 10), ("dpmsolver++", 10), ("ddpm", 100)]:
         times = []
         for i in range(12):
@@ -198,17 +214,68 @@ def latency_rows(planner) -> list[str]:
             planner.plan(obs, goal, sampler=name, num_inference_steps=steps)
             if i >= 2:  # the first calls build the backend
                 times.append(time.perf_counter() - t0)
-        lines.append(f"  {name}-{steps}: {1000 * statistics.median(times):.1f} ms per plan")
+        lines.append(f"| {name}-{steps} | {1000 * statistics.median(times):.1f} |")
     return lines
 
 
-def print_rows(title: str, rows) -> None:
-    print(f"\n{title}")
-    print(f"  {'row':<44} {'success':>8} {'path/ref':>9} {'steps':>6} {'calls':>6} {'entered':>12}")
+def rows_table(rows) -> list[str]:
+    lines = [
+        "| row | success | path / shortest | steps to goal | planning calls | plans entering "
+        "the zone |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, r in rows:
-        entered = f"{r['entered']}/{r['plans']}" if r["entered"] or "keep" in label else "-"
-        print(f"  {label:<44} {r['success']:>8.0%} {r['path']:>9.2f} {r['steps']:>6.1f} "
-              f"{r['calls']:>6} {entered:>12}")  # fmt: skip
+        entered = f"{r['entered']} / {r['plans']}" if r["entered"] or "keep" in label else "-"
+        lines.append(
+            f"| {label} | {r['success']:.0%} | {r['path']:.2f} | {r['steps']:.1f} "
+            f"| {r['calls']} | {entered} |"
+        )
+    return lines
+
+
+def record(args, title: str, lines: list[str]) -> None:
+    """Print a table and write it to docs/results/planning.md under ``title``."""
+    print(f"\n{title}\n\n" + "\n".join(lines), flush=True)
+    notes = (
+        f"{args.pairs} seeded start/goal pairs (`reset(seed={SEED}+i)`), DDIM-10, "
+        f"{args.threads} torch thread(s)."
+    )
+    write_result("planning", title, "\n".join(lines), notes, args=args)
+
+
+def run_layout(args, layout: str) -> None:
+    planner = Planner.load(args.planners / f"maze2d_{layout}.safetensors")
+    name = f"{layout} (H = {planner.horizon})"
+    if "basic" in args.rows:
+        record(
+            args,
+            f"{name}: execution and re-planning",
+            rows_table(basic_rows(planner, layout, args.pairs)),
+        )
+    if "keepout" in args.rows:
+        rows = keepout_rows(
+            planner,
+            layout,
+            args.pairs,
+            args.keepout_scale,
+            args.keepout_steps,
+            args.keepout_best,
+            args.zone,
+        )
+        record(
+            args,
+            f"{name}: {args.zone} keep-out zone, α = {args.keepout_scale:g}, "
+            f"{args.keepout_steps} gradient steps, best of {args.keepout_best}",
+            rows_table(rows),
+        )
+    if "value" in args.rows:
+        record(
+            args,
+            f"{name}: value guidance α = {args.value_scale:g}",
+            rows_table(value_rows(planner, layout, args.pairs, args.value_scale)),
+        )
+    if "latency" in args.rows:
+        record(args, f"{name}: plan latency", latency_rows(planner))
 
 
 def main() -> None:
@@ -226,28 +293,22 @@ def main() -> None:
     parser.add_argument("--value-scale", type=float, default=1.0)
     parser.add_argument("--tree-scale", type=float, default=1e5)
     parser.add_argument("--planners", type=Path, default=ROOT / "demos" / "pretrained")
+    add_results_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{os.cpu_count()} cores {platform.machine()}, {args.threads} torch thread(s), "
-          f"{time.strftime('%Y-%m-%d')}; {args.pairs} pairs (seeds {SEED}..), DDIM-10")  # fmt: skip
+    print(
+        f"{os.cpu_count()} cores {platform.machine()}, {args.threads} torch thread(s), "
+        f"{time.strftime('%Y-%m-%d')}; {args.pairs} pairs (seeds {SEED}..), DDIM-10"
+    )
     if "treedetour" in args.rows:
-        print("\nTreeDetour action chunks (shipped policy), "
-              f"{args.pairs} episodes")  # fmt: skip
-        print("\n".join(tree_detour_lines(args.pairs, args.tree_scale)))
+        record(
+            args,
+            f"TreeDetour action chunks: KeepOut over the right-hand detour, α = "
+            f"{args.tree_scale:g}",
+            tree_detour_lines(args.pairs, args.tree_scale),
+        )
     for layout in args.layouts:
-        planner = Planner.load(args.planners / f"maze2d_{layout}.safetensors")
-        print(f"\n== {layout}: H = {planner.horizon}")
-        if "basic" in args.rows:
-            print_rows("execution and re-planning", basic_rows(planner, layout, args.pairs))
-        if "keepout" in args.rows:
-            print_rows("keep-out zone on the shortest route",
-                       keepout_rows(planner, layout, args.pairs, args.keepout_scale,
-                                    args.keepout_steps, args.keepout_best, args.zone))  # fmt: skip
-        if "value" in args.rows:
-            print_rows("value guidance", value_rows(planner, layout, args.pairs, args.value_scale))
-        if "latency" in args.rows:
-            print("\nplan latency (one plan, batch 1)")
-            print("\n".join(latency_rows(planner)))
+        run_layout(args, layout)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from report import add_results_option, write_result  # benchmarks/report.py
 
 from dp_agent.data import DemoWriter, Episode
 
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=7, help="journal appends timed per size")
     parser.add_argument("--rewrites", type=int, default=3, help="append+compact timed per size")
     parser.add_argument("--dir", default="/tmp", help="where the temporary files go")
+    add_results_option(parser)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="store_append.", dir=args.dir) as folder:
@@ -131,6 +133,15 @@ def main() -> None:
     print(table(rows))
     ratio = rows[-1]["journal_ms"] / rows[0]["journal_ms"]
     print(f"\nappend at the largest file / at the smallest: {ratio:.2f}x (acceptance: within 2x)")
+    notes = (
+        f"Episodes of {FRAMES} frames of {SIDE}x{SIDE}x3 uint8 noise ({EPISODE_MB:.1f} MB "
+        f"each, incompressible); median of {args.appends} appends ({args.rewrites} with a "
+        f"compaction). Append at the largest file / at the smallest: {ratio:.2f}x."
+    )
+    sizes = " ".join(f"{mb:g}" for mb in args.sizes_mb)
+    write_result(
+        "store_append", f"Append time against file size ({sizes} MB)", table(rows), notes, args=args
+    )
 
 
 if __name__ == "__main__":

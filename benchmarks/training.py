@@ -35,13 +35,15 @@ import tempfile
 import time
 
 import torch
+from report import add_results_option, write_result  # benchmarks/report.py
 
 from dp_agent.config import PRESETS, make_configs
 from dp_agent.data.shipped import shipped_demos
 from dp_agent.devices import device_name, select_device, use_bf16
 from dp_agent.policy import DiffusionPolicy
 from dp_agent.progress import Progress
-from dp_agent.training.train import _adamw, ema_decay, ema_update, train
+from dp_agent.training.loop import adamw, ema_decay, ema_update
+from dp_agent.training.train import train
 
 
 class Quiet(Progress):
@@ -71,17 +73,26 @@ def samples_per_s(
         )
     pc, tc = make_configs(
         preset,
-        train_overrides={"num_steps": steps, "checkpoint_every": 10**9, "log_every": steps,
-                         "device": device, "num_threads": threads, "precision": precision},
-    )  # fmt: skip
+        train_overrides={
+            "num_steps": steps,
+            "checkpoint_every": 10**9,
+            "log_every": steps,
+            "device": device,
+            "num_threads": threads,
+            "precision": precision,
+        },
+    )
     with tempfile.TemporaryDirectory() as tmp:
         progress = Quiet(steps)
         demos = image_demos if image else shipped_demos("dp_agent/PushT-v0")
         train(demos, tmp, pc, tc, progress=progress)
     events = dict(progress.events)
     last = [f for n, f in progress.events if n == "step"][-1]
-    info = {"parameters": events["start"]["parameters"], "batch": tc.batch_size,
-            "peak_mb": events["done"].get("peak_memory_mb")}  # fmt: skip
+    info = {
+        "parameters": events["start"]["parameters"],
+        "batch": tc.batch_size,
+        "peak_mb": events["done"].get("peak_memory_mb"),
+    }
     return last["samples_per_s"], info
 
 
@@ -101,7 +112,7 @@ class StepTimer:
         self.policy = DiffusionPolicy(pc)
         self.policy.fit_normalizers(self.obs.reshape(-1, 5), self.actions.reshape(-1, 2))
         self.ema = copy.deepcopy(self.policy).requires_grad_(False)
-        self.opt = _adamw(self.policy, tc, torch.device("cpu"))
+        self.opt = adamw(self.policy, tc, torch.device("cpu"))
         self.bf16 = use_bf16(tc.precision, torch.device("cpu"))
         self.step_count = 0
         self.reference = None if reference_src is None else self._reference(pc, reference_src)
@@ -113,10 +124,14 @@ class StepTimer:
         from diffusion_policy.model.diffusion.ema_model import EMAModel
 
         model = ConditionalUnet1D(
-            input_dim=2, global_cond_dim=pc.obs_horizon * 5,
-            diffusion_step_embed_dim=pc.step_embed_dim, down_dims=list(pc.down_dims),
-            kernel_size=pc.kernel_size, n_groups=pc.n_groups, cond_predict_scale=True,
-        )  # fmt: skip
+            input_dim=2,
+            global_cond_dim=pc.obs_horizon * 5,
+            diffusion_step_embed_dim=pc.step_embed_dim,
+            down_dims=list(pc.down_dims),
+            kernel_size=pc.kernel_size,
+            n_groups=pc.n_groups,
+            cond_predict_scale=True,
+        )
         ours = sum(p.numel() for p in self.policy.denoiser.parameters())
         theirs = sum(p.numel() for p in model.parameters())
         assert ours == theirs, f"shapes differ: {ours} vs {theirs} parameters"
@@ -151,9 +166,24 @@ class StepTimer:
 def processes_samples_per_s(preset: str, processes: int, steps: int) -> float:
     """Global samples/s of the train command on the shipped PushT demos in N processes."""
     demos = str(shipped_demos("dp_agent/PushT-v0"))
-    train_args = ["-m", "dp_agent.cli", "train", "--demos", demos, "--preset", preset,
-                  "--steps", str(steps), "--threads", "1", "--checkpoint-every", str(10**9),
-                  "--json-progress", "--device", "cpu"]  # fmt: skip
+    train_args = [
+        "-m",
+        "dp_agent.cli",
+        "train",
+        "--demos",
+        demos,
+        "--preset",
+        preset,
+        "--steps",
+        str(steps),
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        str(10**9),
+        "--json-progress",
+        "--device",
+        "cpu",
+    ]
     launcher = []
     if processes > 1:
         launcher = [
@@ -164,13 +194,17 @@ def processes_samples_per_s(preset: str, processes: int, steps: int) -> float:
             str(processes),
         ]
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, *launcher, *train_args, "--out", f"{tmp}/run"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, *launcher, *train_args, "--out", f"{tmp}/run"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return [e for e in events if e["event"] == "step"][-1]["samples_per_s"]
 
 
-def compare_processes(args) -> None:
+def compare_processes(args) -> list[str]:
     runs: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for preset in args.presets:
@@ -178,16 +212,21 @@ def compare_processes(args) -> None:
                 runs.setdefault((preset, n), []).append(
                     processes_samples_per_s(preset, n, args.steps)
                 )
-    print("| preset | processes | samples/s (global) | vs 1 process |")
-    print("|---|---|---|---|")
+    lines = ["| preset | processes | samples/s (global) | vs 1 process |", "|---|---|---|---|"]
     for preset in args.presets:
         base = statistics.median(runs[preset, args.processes[0]])
         for n in args.processes:
             sps = statistics.median(runs[preset, n])
-            print(f"| {preset} | {n} | {sps:,.0f} | {sps / base:.2f}x |")
+            lines.append(f"| {preset} | {n} | {sps:,.0f} | {sps / base:.2f}x |")
+    return lines
 
 
-def compare_with_reference(args) -> None:
+def compare_with_reference(args) -> list[str]:
+    lines = [
+        "| preset | batch | ours in | reference (ms) | ours (ms) | ours faster by | "
+        "per-round ratio, median (quartiles) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for preset in args.presets:
         timer = StepTimer(preset, PRESETS[preset].train.get("batch_size", 256), args.reference_src)
         times = {"ours": [], "reference": []}
@@ -204,11 +243,41 @@ def compare_with_reference(args) -> None:
         # the ratio within each round (the two measured a few seconds apart), and its spread
         ratios = sorted(b / a for a, b in zip(times["ours"], times["reference"], strict=True))
         q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
-        print(
+        lines.append(
             f"| {preset} | {timer.batch} | {'bf16' if timer.bf16 else 'fp32'} | "
             f"{1000 * theirs:.0f} | {1000 * ours:.0f} | {theirs / ours:.2f}x | "
             f"{statistics.median(ratios):.2f}x ({q1:.2f}-{q3:.2f}) |"
         )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def compare_threads(args) -> list[str]:
+    runs: dict[tuple[str, int], list[float]] = {}
+    info: dict[str, dict] = {}
+    for _ in range(args.rounds):
+        for preset in args.presets:
+            for threads in args.threads:
+                sps, info[preset] = samples_per_s(
+                    preset, threads, args.steps, args.device, args.image_demos, args.precision
+                )
+                runs.setdefault((preset, threads), []).append(sps)
+    base = args.threads[0]
+    lines = [
+        f"| preset | parameters | batch | threads | samples/s | steps/s | vs {base} "
+        "| peak memory |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for preset in args.presets:
+        ref = statistics.median(runs[preset, base])
+        for threads in args.threads:
+            sps = statistics.median(runs[preset, threads])
+            lines.append(
+                f"| {preset} | {info[preset]['parameters'] / 1e6:.2f} M | {info[preset]['batch']} "
+                f"| {threads} | {sps:,.0f} | {sps / info[preset]['batch']:.1f} | {sps / ref:.2f}x "
+                f"| {info[preset]['peak_mb'] or float('nan'):,.0f} MB |"
+            )
+    return lines
 
 
 def main() -> None:
@@ -222,6 +291,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", help="compare N-process runs")
     parser.add_argument("--image-demos", help="a PushT pixels file, for the image presets")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    add_results_option(parser)
     args = parser.parse_args()
     device = select_device(args.device)
     print(
@@ -229,41 +299,23 @@ def main() -> None:
         f"device {device_name(device)}; {time.strftime('%Y-%m-%d')}; median of {args.rounds} "
         "interleaved rounds"
     )
+    presets = ", ".join(args.presets)
+    rounds = f"median of {args.rounds} interleaved rounds of {args.steps} steps"
     if args.processes:
-        print(f"\nmedian of {args.rounds} interleaved rounds of {args.steps} steps\n")
-        compare_processes(args)
-        return
-    if args.reference_src:
+        lines = compare_processes(args)
+        title = f"{presets}: 1 process against {', '.join(map(str, args.processes[1:]))}"
+        notes = f"torchrun, one thread per process, the same global batch; {rounds}."
+    elif args.reference_src:
         torch.set_num_threads(args.threads[0])
-        print(f"\ntraining step, {args.threads[0]} thread(s), median of {args.rounds} interleaved "
-              f"rounds of {args.steps} steps\n")  # fmt: skip
-        print("| preset | batch | ours in | reference (ms) | ours (ms) | ours faster by | "
-              "per-round ratio, median (quartiles) |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
-        compare_with_reference(args)
-        return
-    runs: dict[tuple[str, int], list[float]] = {}
-    info: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for preset in args.presets:
-            for threads in args.threads:
-                sps, info[preset] = samples_per_s(
-                    preset, threads, args.steps, args.device, args.image_demos, args.precision
-                )
-                runs.setdefault((preset, threads), []).append(sps)
-    base = args.threads[0]
-    print(f"\n| preset | parameters | batch | threads | samples/s | steps/s | vs {base} "
-          "| peak memory |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for preset in args.presets:
-        ref = statistics.median(runs[preset, base])
-        for threads in args.threads:
-            sps = statistics.median(runs[preset, threads])
-            print(
-                f"| {preset} | {info[preset]['parameters'] / 1e6:.2f} M | {info[preset]['batch']} "
-                f"| {threads} | {sps:,.0f} | {sps / info[preset]['batch']:.1f} | {sps / ref:.2f}x "
-                f"| {info[preset]['peak_mb'] or float('nan'):,.0f} MB |"
-            )
+        lines = compare_with_reference(args)
+        title = f"{presets}: a training step against the original's, {args.threads[0]} thread(s)"
+        notes = f"Precision {args.precision}; {rounds}, the order alternating."
+    else:
+        lines = compare_threads(args)
+        title = f"{presets}: samples/s per thread count, precision {args.precision}"
+        notes = f"The real loop (windows, loss, AdamW, EMA) on the shipped PushT demos; {rounds}."
+    print("\n" + "\n".join(lines))
+    write_result("training", title, "\n".join(lines), notes, args=args)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 signature, with a per-env observation history and action queue (receding horizon).
 
 The sampling path is four hops: ``predict`` (or ``predict_chunk``, ``sample``, ``iter_denoise``)
--> ``_sample`` (histories to tensors, noise streams, back to NumPy) -> ``DiffusionPolicy.sample``
-(the denoising loop) -> the denoiser network.
+-> ``_sample`` (histories to tensors, back to NumPy) -> ``DiffusionPolicy.sample`` (the
+denoising loop) -> the denoiser network, through the policy's ``runner`` (``set_backend``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from dp_agent.checkpoint import (
     check_spaces,
     load_policy,
     save_policy,
-    space_from_dict,
 )
 from dp_agent.config import PolicyConfig
 from dp_agent.devices import select_device
@@ -82,6 +81,7 @@ class DiffusionPolicyAgent:
             raise CheckpointError(str(e)) from None
         self._n_envs = 0
         self._single = False
+        self.set_backend("auto")
         self.reset()
 
     # ---- construction and persistence -------------------------------------------------------
@@ -103,19 +103,17 @@ class DiffusionPolicyAgent:
             )
         device = select_device(device)
         policy, header = load_policy(path, device)
-        obs_space = space_from_dict(header["observation_space"])
-        act_space = space_from_dict(header["action_space"])
         if env is not None:
-            check_spaces(path, policy.obs_spec, act_space, env, header.get("env_id"))
+            check_spaces(path, policy.obs_spec, header.action_space, env, header.env_id)
         return cls(
             policy,
-            obs_space,
-            act_space,
-            header.get("env_id"),
+            header.observation_space,
+            header.action_space,
+            header.env_id,
             device=device,
             seed=seed,
-            training=header.get("training"),
-            env_kwargs=header.get("env_kwargs"),
+            training=header.training,
+            env_kwargs=header.env_kwargs,
         )
 
     def save(self, path: str | Path, *, half: bool = False, int8: bool = False) -> Path:
@@ -139,6 +137,14 @@ class DiffusionPolicyAgent:
         defaults to ``PolicyConfig.default_steps`` (all training steps for DDPM)."""
         sampler = self.policy.make_sampler(name, num_inference_steps)  # validates both
         self.sampler, self.num_inference_steps = name, sampler.num_steps
+
+    def set_backend(self, name: str = "auto", *, whole_chunk: bool = True) -> None:
+        """How the denoiser runs: "auto" (the default: the fastest that applies here), "eager"
+        (the network's own forward, the reference), "folded", "openvino" or "onnx"; all give
+        the same chunks to float32 rounding (``dp_agent.fast.accelerate``)."""
+        from dp_agent.fast import accelerate
+
+        self._sampling = accelerate(self.policy, name, whole_chunk=whole_chunk)
 
     def set_guidance(
         self,
@@ -382,10 +388,10 @@ class DiffusionPolicyAgent:
             as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
             on_step(DenoiseStep(step.step, step.total, as_np(step.sample), as_np(step.pred_x0)))
 
-        chunks = self.policy.sample(
-            obs, num_samples, sampler, num_inference_steps, generator,
-            on_step=to_numpy if on_step is not None else None, guidance=guidance,
-        )  # fmt: skip
+        report = to_numpy if on_step is not None else None
+        chunks = self._sampling.sample(
+            obs, num_samples, sampler, num_inference_steps, generator, report, guidance=guidance
+        )
         return chunks.float().cpu().numpy()
 
     def _stream(self, i: int) -> torch.Generator:

@@ -1,13 +1,15 @@
 """Persistence in one place: a policy checkpoint is one safetensors file holding the weights
-(normaliser statistics included) and a JSON header (config, spaces, env id and kwargs, training
-metadata); resumable training state (raw weights, optimiser) rides along under its own prefixes.
-Loading never unpickles anything. Also: checking a checkpoint's spaces against an env."""
+(normaliser statistics included) and a typed JSON header (``Header``: config, spaces, env id and
+kwargs, training metadata, optional planner and distillation sections); resumable training state
+(raw weights, optimiser) rides along under its own prefixes. Loading never unpickles anything.
+Also: checking a checkpoint's spaces against an env."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +17,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dp_agent.config import PolicyConfig, replace_fields
 from dp_agent.files import atomic_path
 
 if TYPE_CHECKING:
     from dp_agent.policy import DiffusionPolicy
 
 FORMAT = "dp-agent/1"
-REQUIRED_HEADER = ("policy_config", "observation_space", "action_space", "training")
 INT8_SCALE = "int8_scale."  # prefix of the per-row scales of a weight stored as int8
 
 
@@ -34,16 +36,24 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Dict):
         return {"type": "Dict", "spaces": {k: space_to_dict(s) for k, s in space.spaces.items()}}
     if isinstance(space, gym.spaces.Box):
-        uniform = (
-            space.dtype == np.uint8
-            and np.all(space.low == space.low.flat[0])
-            and np.all(space.high == space.high.flat[0])
-        )
-        if uniform:  # an image: the same bounds everywhere
-            return {"type": "Box", "shape": list(space.shape), "low": space.low.flat[0].item(),
-                    "high": space.high.flat[0].item(), "dtype": str(space.dtype)}  # fmt: skip
-        return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
-                "dtype": str(space.dtype)}  # fmt: skip
+        dtype = str(space.dtype)
+        low, high = space.low.flat[0], space.high.flat[0]
+        if space.dtype == np.uint8 and np.all(space.low == low) and np.all(space.high == high):
+            # an image: the same bounds everywhere
+            shape = list(space.shape)
+            return {
+                "type": "Box",
+                "shape": shape,
+                "low": low.item(),
+                "high": high.item(),
+                "dtype": dtype,
+            }
+        return {
+            "type": "Box",
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
+            "dtype": dtype,
+        }
     raise CheckpointError(f"only Box and Dict spaces can be stored in a checkpoint, got {space}")
 
 
@@ -59,18 +69,183 @@ def space_from_dict(d: dict[str, Any]) -> gym.Space:
     return gym.spaces.Box(low, np.asarray(d["high"], dtype=dtype), low.shape, dtype)
 
 
-def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header: dict) -> Path:
+# ----------------------------------------------------------------------------------------------
+# The header
+
+
+@dataclass
+class DistillInfo:
+    """How a distilled student was made: its teacher, data, round and ``DistillConfig``."""
+
+    teacher: str
+    round_steps: int  # the student steps of the round that made it
+    round_step: int  # updates into that round
+    config: dict[str, Any]  # the DistillConfig's fields, as given
+    demos: str | None = None  # the data it was distilled on (before 0.2: the teacher's)
+
+
+@dataclass
+class TrainingInfo:
+    """What produced the weights (all optional: a policy built in code has none of it)."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    seconds: float | None = None
+    demos: str | None = None
+    num_episodes: int | None = None
+    num_samples: int | None = None
+    device: str | None = None
+    train_config: dict[str, Any] | None = None  # the TrainConfig's fields, as given
+    distill: DistillInfo | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str | Path = "checkpoint") -> TrainingInfo:
+        d = _fields(cls, d, path, "training")
+        if d.get("distill") is not None:
+            d["distill"] = DistillInfo(
+                **_fields(DistillInfo, d["distill"], path, "training.distill")
+            )
+        return cls(**d)
+
+
+@dataclass
+class PlannerInfo:
+    """A planner's column layout: which entries of the (H, Ds+Da) trajectory are the state, the
+    action, the goal position and the velocity; its observation keys; the env's own spaces."""
+
+    state_dims: list[int]  # [first, end) columns
+    action_dims: list[int]
+    goal_dim: int
+    position_dims: list[int]  # of the state: what the goal fixes at step H-1
+    velocity_dims: list[int]
+    state_key: str | None
+    goal_key: str | None
+    config: dict[str, Any]  # the PlannerConfig's fields
+    env_spaces: tuple[gym.Space, gym.Space] | None = None  # (observation, action), when known
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str | Path = "checkpoint") -> PlannerInfo:
+        d = _fields(cls, d, path, "planner")
+        if d.get("env_spaces"):
+            d["env_spaces"] = tuple(_space(s, path, "planner.env_spaces") for s in d["env_spaces"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        spaces = self.env_spaces and [space_to_dict(s) for s in self.env_spaces]
+        return {**dataclasses.asdict(self), "env_spaces": spaces}
+
+
+@dataclass
+class ValueInfo:
+    """The shape of a planner's value network (``dp_agent.guides.ValueNet``)."""
+
+    dim: int
+    width: int
+    step_embed_dim: int
+
+
+@dataclass
+class Header:
+    """A checkpoint's header: what the weights are (``policy_config``), what they act in, how
+    they were made, and the optional planner, value and optimiser sections."""
+
+    policy_config: PolicyConfig
+    observation_space: gym.Space
+    action_space: gym.Space
+    env_id: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    training: TrainingInfo = field(default_factory=TrainingInfo)
+    planner: PlannerInfo | None = None
+    value: ValueInfo | None = None
+    optimizer: dict[str, Any] | None = None  # resumable state: param groups and scalars
+
+    def to_dict(self) -> dict[str, Any]:
+        """The header as JSON values (absent sections left out)."""
+        out = {
+            "policy_config": dataclasses.asdict(self.policy_config),
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "env_id": self.env_id,
+            "env_kwargs": dict(self.env_kwargs),
+            "training": _without_none(dataclasses.asdict(self.training)),
+        }
+        if self.planner is not None:
+            out["planner"] = self.planner.to_dict()
+        if self.value is not None:
+            out["value"] = dataclasses.asdict(self.value)
+        if self.optimizer is not None:
+            out["optimizer"] = self.optimizer
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str | Path = "checkpoint") -> Header:
+        """Read a header as written by ``to_dict`` (or by earlier versions); a missing or
+        unknown field raises CheckpointError naming the file and the field."""
+        d = _fields(cls, d, path)
+        try:
+            d["policy_config"] = replace_fields(PolicyConfig(), _dict(d, "policy_config", path))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: field 'policy_config': {e}") from None
+        for name in ("observation_space", "action_space"):
+            d[name] = _space(_dict(d, name, path), path, name)
+        d["env_kwargs"] = d.get("env_kwargs") or {}
+        d["training"] = TrainingInfo.from_dict(d.get("training") or {}, path)
+        if d.get("planner") is not None:
+            d["planner"] = PlannerInfo.from_dict(d["planner"], path)
+        if d.get("value") is not None:
+            d["value"] = ValueInfo(**_fields(ValueInfo, d["value"], path, "value"))
+        return cls(**d)
+
+
+def _fields(cls, d: Any, path, where: str = "") -> dict[str, Any]:
+    """``d`` checked to be an object holding every required field of ``cls`` and no other
+    (``where``: the section's name, "" for the header itself)."""
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path}: header field {where!r} is not an object")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in d:
+        if key not in known:
+            name = f"{where}.{key}" if where else key
+            raise CheckpointError(
+                f"{path}: header field {name!r} is not one this version of dp-agent knows"
+            )
+    for key, f in known.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and key not in d:
+            name = f"{where}.{key}" if where else key
+            raise CheckpointError(f"{path}: header field {name!r} is missing")
+    return dict(d)
+
+
+def _dict(d: dict, name: str, path) -> dict:
+    if not isinstance(d.get(name), dict):
+        raise CheckpointError(f"{path}: header field {name!r} is missing or not an object")
+    return d[name]
+
+
+def _space(d: Any, path, name: str) -> gym.Space:
+    try:
+        return space_from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: header field {name!r} is not a space ({e})") from None
+
+
+def _without_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header: Header) -> Path:
     """Write ``tensors`` and ``header`` crash-safely (``dp_agent.files.atomic_path``)."""
     from safetensors.torch import save_file
 
-    metadata = {"format": FORMAT, "header": json.dumps(header)}
+    metadata = {"format": FORMAT, "header": json.dumps(header.to_dict())}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
 
 
-def read_header(path: str | Path) -> dict:
+def read_header(path: str | Path) -> Header:
     """The header of a checkpoint, read from its metadata without loading its tensors. Raises
     CheckpointError with the file name for anything unreadable."""
     from safetensors import SafetensorError, safe_open
@@ -92,14 +267,12 @@ def read_header(path: str | Path) -> dict:
         header = json.loads(metadata["header"])
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: metadata field 'header' is not valid JSON ({e})") from None
-    for field in REQUIRED_HEADER:
-        if not isinstance(header.get(field), dict):
-            raise CheckpointError(f"{path}: header field {field!r} is missing or not an object")
-    return header
+    return Header.from_dict(header, path)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """-> (tensors, header). Raises CheckpointError with the file name for anything unreadable."""
+    """-> (every tensor, float32 where stored as int8, and the ``Header``). Raises
+    CheckpointError with the file name for anything unreadable."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -109,6 +282,23 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
     return dequantize_int8(tensors, path), header
+
+
+def read_tensors(path: str | Path, prefix: str, device: str | torch.device = "cpu"):
+    """The tensors under ``prefix.`` (prefix removed) as float32 where floating point, read
+    without loading the rest of the file (the training state of ``last.safetensors``)."""
+    from safetensors import SafetensorError, safe_open
+
+    def wanted(k: str) -> bool:
+        return k.startswith(prefix + ".") or k.startswith(INT8_SCALE + prefix + ".")
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
+    tensors = prefixed(dequantize_int8(tensors, path), prefix)
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def stored_dtypes(path: str | Path, prefix: str = "model.") -> dict[str, float]:
@@ -202,29 +392,38 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -
 def save_policy(
     path: str | Path,
     policy: DiffusionPolicy,
-    observation_space: gym.spaces.Box,
-    action_space: gym.spaces.Box,
+    observation_space: gym.Space,
+    action_space: gym.Space,
     env_id: str | None,
-    training: dict[str, Any] | None = None,
+    training: TrainingInfo | dict | None = None,
     *,
     env_kwargs: dict[str, Any] | None = None,
     half: bool = False,
     int8: bool = False,
-    extra_tensors: dict[str, torch.Tensor] | None = None,
-    extra_header: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a policy checkpoint (weights under ``model.``); ``half`` stores floating-point
-    weights as float16, ``int8`` its matrices as int8 with a scale per row (``quantize_int8``;
-    about a quarter of float32); the normaliser statistics stay float32: they set the units."""
-    header = {
-        "policy_config": dataclasses.asdict(policy.config),
-        "observation_space": space_to_dict(observation_space),
-        "action_space": space_to_dict(action_space),
-        "env_id": env_id,
-        "env_kwargs": env_kwargs or {},
-        "training": training or {},
-        **(extra_header or {}),
-    }
+    """Write a policy checkpoint; ``half`` stores floating-point weights as float16, ``int8``
+    its matrices as int8 with a scale per row (``quantize_int8``; about a quarter of float32);
+    the normaliser statistics stay float32: they set the units."""
+    if not isinstance(training, TrainingInfo):  # a dict, as earlier versions held it, or None
+        training = TrainingInfo.from_dict(training or {}, path)
+    header = Header(
+        policy.config, observation_space, action_space, env_id, env_kwargs or {}, training
+    )
+    return save(path, policy, header, half=half, int8=int8)
+
+
+def save(
+    path: str | Path,
+    policy: DiffusionPolicy,
+    header: Header,
+    *,
+    half: bool = False,
+    int8: bool = False,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``policy``'s weights (under ``model.``) with ``header`` (its config the policy's),
+    and ``extra_tensors`` (a value network, resumable training state) beside them."""
+    header = dataclasses.replace(header, policy_config=policy.config)
     tensors = {f"model.{k}": v for k, v in policy.state_dict().items()}
     if half:
         tensors = {
@@ -237,19 +436,17 @@ def save_policy(
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu"):
-    """-> (policy in eval mode on ``device``, header)."""
-    from dp_agent.config import PolicyConfig, replace_fields
+    """-> (policy in eval mode on ``device``, ``Header``): the one way a checkpoint becomes a
+    model (policies, planners' trajectory models, distillation students and teachers). The
+    config is checked against the tensors (names and shapes) before the weights are used."""
     from dp_agent.policy import DiffusionPolicy
 
-    tensors, header = read_checkpoint(path, device)
+    header = read_header(path)
+    weights = read_tensors(path, "model", device)
     try:
-        policy = DiffusionPolicy(replace_fields(PolicyConfig(), header["policy_config"]))
-        weights = {
-            k: v.float() if v.is_floating_point() else v
-            for k, v in prefixed(tensors, "model").items()
-        }
+        policy = DiffusionPolicy(header.policy_config)
         policy.load_state_dict(weights)
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError) as e:
         raise CheckpointError(
             f"{path}: field 'policy_config' or the weights do not fit ({e})"
         ) from None
@@ -281,33 +478,20 @@ def check_spaces(path, obs_spec, act_space, env: gym.Env, env_id: str | None) ->
 def save_training_state(
     path: str | Path,
     ema: DiffusionPolicy,
-    observation_space: gym.spaces.Box,
-    action_space: gym.spaces.Box,
-    env_id: str | None,
-    training: dict[str, Any],
-    env_kwargs: dict[str, Any],
+    header: Header,
     state: tuple[torch.nn.Module, torch.optim.Optimizer, torch.Generator] | None,
 ) -> Path:
     """A checkpoint of the EMA policy; with ``state`` = (model, optimizer, generator) also all
     that ``load_training_state`` needs to go on exactly where training stopped."""
-    extra, header = {}, {}
-    if state is not None:
-        model, optimizer, generator = state
-        opt_tensors, header["optimizer"] = optimizer_to_flat(optimizer)
-        extra = {f"train.{k}": v for k, v in model.state_dict().items()}
-        extra |= {f"optim.{k}": v for k, v in opt_tensors.items()}
-        extra["rng.generator"] = generator.get_state()
-    return save_policy(
-        path,
-        ema,
-        observation_space,
-        action_space,
-        env_id,
-        training,
-        env_kwargs=env_kwargs,
-        extra_tensors=extra,
-        extra_header=header,
-    )
+    if state is None:
+        return save(path, ema, header)
+    model, optimizer, generator = state
+    opt_tensors, opt_header = optimizer_to_flat(optimizer)
+    extra = {f"train.{k}": v for k, v in model.state_dict().items()}
+    extra |= {f"optim.{k}": v for k, v in opt_tensors.items()}
+    extra["rng.generator"] = generator.get_state()
+    header = dataclasses.replace(header, optimizer=opt_header)
+    return save(path, ema, header, extra_tensors=extra)
 
 
 def load_training_state(
@@ -316,22 +500,22 @@ def load_training_state(
     ema: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-) -> dict[str, Any]:
-    """Restore what ``save_training_state`` wrote into the given objects; -> its "training"
-    header (step, seconds, ...)."""
+) -> TrainingInfo:
+    """Restore what ``save_training_state`` wrote into the given objects; -> its ``training``
+    section (step, seconds, ...)."""
     tensors, header = read_checkpoint(path)
+    training = header.training
     try:
         model.load_state_dict(prefixed(tensors, "train"))
         ema.load_state_dict(prefixed(tensors, "model"))
-        optimizer_from_flat(optimizer, prefixed(tensors, "optim"), header["optimizer"])
+        optimizer_from_flat(optimizer, prefixed(tensors, "optim"), header.optimizer)
         if "rng.generator" in tensors:  # checkpoints before 0.2 re-seed instead
             generator.set_state(tensors["rng.generator"])
         else:
-            tr = header["training"]
-            generator.manual_seed(tr["train_config"]["seed"] + tr["step"])
-        int(header["training"]["step"])
+            generator.manual_seed(training.train_config["seed"] + training.step)
+        int(training.step)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(
             f"{path}: cannot resume from this checkpoint (missing or bad field: {e})"
         ) from None
-    return header["training"]
+    return training

@@ -1,10 +1,27 @@
-"""Configuration dataclasses for the policy and for training, and the named presets."""
+"""Configuration dataclasses, one family: what a policy is (``PolicyConfig``), and how the one
+training loop optimises (``OptimConfig``, shared by ``TrainConfig`` for policies and planners
+and ``DistillConfig`` for distillation, with one validation); the named presets. The
+``dp-agent`` flags are generated from these fields (``dp_agent.cli.flags``)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def option(default, help: str = "", *, flag: str | None = None, choices=None):
+    """A config field with what its command-line flag needs (``dp_agent.cli.flags``): the help
+    text, the flag's name where it is not ``--field-name``, and the allowed values."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+DENOISERS = ("unet", "transformer")
+OBJECTIVES = ("diffusion", "mse")
+OBS_ENCODERS = ("mlp", "identity")
 
 
 @dataclass
@@ -15,35 +32,35 @@ class PolicyConfig:
     squaredcos_cap_v2, epsilon prediction, clipping to [-1, 1]).
     """
 
-    obs_dim: int = 0  # Do, size of one flattened observation frame
-    action_dim: int = 0  # Da
-    obs_horizon: int = 2  # To
-    pred_horizon: int = 16  # Tp
-    action_horizon: int = 8  # Ta
-    denoiser: str = "unet"  # "unet" (DP-C) or "transformer" (DP-T)
-    down_dims: tuple[int, ...] = (256, 512, 1024)
+    obs_dim: int = 0  # Do, size of one flattened observation frame (set from the data)
+    action_dim: int = 0  # Da (set from the data)
+    obs_horizon: int = option(2, "To, observation frames the policy sees")
+    pred_horizon: int = option(16, "Tp, actions per predicted chunk")
+    action_horizon: int = option(8, "Ta, actions executed per chunk")
+    denoiser: str = option("unet", "unet (DP-C) or transformer (DP-T)", choices=DENOISERS)
+    down_dims: tuple[int, ...] = option((256, 512, 1024), "U-Net channels per level")
     kernel_size: int = 5
     n_groups: int = 8
     step_embed_dim: int = 128
-    d_model: int = 256  # transformer width
+    d_model: int = option(256, "transformer width")
     n_heads: int = 4
     n_layers: int = 8
     dropout: float = 0.1
-    obs_encoder: str = "mlp"  # vector parts: "mlp" or "identity"
+    obs_encoder: str = option("mlp", "vector parts: mlp or identity", choices=OBS_ENCODERS)
     obs_feature_dim: int = 64
     # the observation's parts (dp_agent.observations.ObsSpec.to_dict()), set from the data;
     # None: one vector of obs_dim values (checkpoints made before observation specs)
     obs_spec: dict | None = None
-    vision_widths: tuple[int, ...] = (64, 128, 256, 512)  # ResNet-18's
-    vision_crop: int = 84  # random crop while training, centre crop at inference; 0 = none
+    vision_widths: tuple[int, ...] = option((64, 128, 256, 512), "ResNet-18's widths per stage")
+    vision_crop: int = option(84, "random crop in training, centre crop at inference; 0 = none")
     image_feature_dim: int = 64
-    shared_vision_encoder: bool = False  # one encoder for all image parts
+    shared_vision_encoder: bool = option(False, "one encoder for all image parts")
     num_train_steps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
     clip_sample: bool = True
-    objective: str = "diffusion"  # "diffusion", or "mse": a regression baseline, same backbone
-    sampler: str = "ddim"  # default sampler at inference
+    objective: str = option("diffusion", "mse = regression baseline", choices=OBJECTIVES)
+    sampler: str = option("ddim", "default sampler at inference")
     num_inference_steps: int = 10
     # where DDPM/DDIM put their steps: "leading" (diffusers' default) or "trailing" (from T-1;
     # distilled students, whose grid is the one they were trained on)
@@ -52,6 +69,10 @@ class PolicyConfig:
     # then overrides the spacing: a student distilled to a step count that does not halve its
     # teacher's (e.g. 4 -> 3 keeps the last two steps of four); None: the spacing's grid
     timesteps: tuple[int, ...] | None = None
+    # a trajectory model's entries known in training, ((step, dims), ...): they enter the noisy
+    # chunk clean and are left out of the loss, as Diffuser trains (planners set them,
+    # ``PlannerConfig.policy_config``); () for a policy
+    conditioned_entries: tuple = ()
 
     def observation_spec(self):
         """The policy's ``ObsSpec`` (a single vector of ``obs_dim`` values when none is set)."""
@@ -112,38 +133,133 @@ class PolicyConfig:
 
 
 @dataclass
-class TrainConfig:
-    """How to train: optimiser, schedule, batch, EMA, checkpoints."""
+class OptimConfig:
+    """The optimisation every run of the training loop shares (policies, planners and
+    distillation): AdamW, a cosine schedule with warm-up, gradient clipping, EMA, checkpoints."""
 
-    num_steps: int = 3000
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-6
-    betas: tuple[float, float] = (0.95, 0.999)
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
-    checkpoint_every: int = 500
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    num_threads: int = 0  # 0 = torch's default, one per core
-    precision: str = (
-        "auto"  # "auto" (bf16 autocast where the device has native bf16), "bf16", "fp32"
+    batch_size: int = option(256, "the global batch (split across torchrun's processes)")
+    lr: float = option(1e-4, "peak learning rate")
+    weight_decay: float = option(1e-6, "AdamW's weight decay")
+    betas: tuple[float, float] = option((0.95, 0.999), "AdamW's betas")
+    warmup_steps: int = option(500, "steps of linear warm-up before the cosine decay")
+    grad_clip: float = option(1.0, "clip the gradient's norm to this")
+    ema_power: float = option(0.75, "EMA decay 1 - (1 + step)^-power")
+    ema_max_decay: float = option(0.9999, "cap of the EMA decay")
+    checkpoint_every: int = option(500, "steps between checkpoints (OUT/last.safetensors)")
+    log_every: int = option(10, "steps between progress reports")
+    seed: int = option(0, "seed of the batches, the noise and the initial weights")
+    device: str = option("auto", "auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    num_threads: int = option(0, "CPU threads (0 = one per core)", flag="--threads")
+    precision: str = option(
+        "auto",
+        "bf16 autocast (auto: where the device has native bf16); weights stay fp32",
+        choices=PRECISIONS,
     )
-    # a trained policy to start from (fine-tuning: its weights, normalisers included, for the
-    # model and its EMA; a fresh optimiser and schedule); ignored when a run is resumed
+    # a trained policy whose weights the run starts from (``TrainConfig``, ``DistillConfig``)
     init_from: str | None = None
 
     def validate(self) -> None:
-        for name in ("num_steps", "batch_size", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.precision not in ("auto", "bf16", "fp32"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+
+
+@dataclass
+class TrainConfig(OptimConfig):
+    """How to train a policy or a planner: the optimisation and its number of steps."""
+
+    num_steps: int = option(3000, "optimiser steps", flag="--steps")
+    init_from: str | None = option(
+        None,
+        "fine-tune: start from this policy's weights (normalisers included) with a fresh "
+        "optimiser and schedule (same data and network shape; ignored by --resume once OUT "
+        "holds last.safetensors)",
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be at least 1, got {self.num_steps}")
+
+
+@dataclass
+class DistillConfig(OptimConfig):
+    """How to distil a policy into a few-step student (``dp_agent.training.distill``): the step
+    counts and the method, and the optimisation of each round (its own defaults)."""
+
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    ema_max_decay: float = 0.999
+    precision: str = "fp32"
+    teacher_steps: int = option(16, "DDIM steps of the first teacher (the trained policy)")
+    student_steps: int = option(
+        2,
+        "denoising steps of the student: teacher_steps / 2^rounds, or the last round merges "
+        "only the noisiest pairs (16 -> 8 -> 4 -> 3); as many as the teacher's for a "
+        "trajectory student with --init-from, e.g. into a narrower network",
+        flag="--steps",
+    )
+    steps_per_round: int = option(2000, "updates per round")
+    method: str = option(
+        "progressive",
+        "progressive: halve the steps round by round; trajectory: one round in "
+        "which the student learns the teacher's whole DDIM path from noise between its own steps",
+        choices=("progressive", "trajectory"),
+    )
+    grid: tuple[int, ...] | None = option(
+        None,
+        "the trajectory student's steps, points of the teacher's grid, e.g. 99,49,24 "
+        "(None: the trailing grid)",
+    )
+    init_from: str | None = option(
+        None,
+        "the student's first weights (None: the teacher's); its network may be another, "
+        "e.g. a narrower U-Net trained on the same demos (--preset cpu-tiny), for faster calls",
+    )
+
+    def rounds(self) -> list[int]:
+        """The student step count of each round: halving, e.g. [8, 4, 2] from 16 to 2; a last
+        round that halves only part of the way where the count is not a power of two below the
+        teacher's ([8, 4, 3] from 16 to 3); one round for the trajectory method."""
+        if self.method == "trajectory":
+            return [self.student_steps]
+        out, k = [], self.teacher_steps
+        while k > self.student_steps:
+            k = max(k // 2, self.student_steps)
+            out.append(k)
+        return out
+
+    def validate(self) -> None:
+        # a trajectory student with init_from (e.g. another network) may take its teacher's
+        # steps: a few-step student moved into a narrower U-Net, its calls cheaper
+        if self.method == "trajectory" and self.init_from is not None:
+            most, rule = self.teacher_steps, "at most teacher_steps (trajectory, init_from)"
+        else:
+            most, rule = self.teacher_steps - 1, "fewer than teacher_steps"
+        if not 1 <= self.student_steps <= most:
+            raise ValueError(
+                f"student_steps must be at least 1 and {rule}, got {self.student_steps} and "
+                f"{self.teacher_steps}"
+            )
+        if self.steps_per_round < 1:
+            raise ValueError(f"steps_per_round must be at least 1, got {self.steps_per_round}")
+        super().validate()
+        if self.method not in ("progressive", "trajectory"):
+            raise ValueError(f"method must be 'progressive' or 'trajectory', got {self.method!r}")
+        if self.grid is not None and (
+            self.method != "trajectory" or len(self.grid) != self.student_steps
+        ):
+            raise ValueError(
+                f"grid {list(self.grid)} needs method 'trajectory' and student_steps "
+                f"{len(self.grid)}, got {self.method!r} and {self.student_steps}"
+            )
 
 
 @dataclass
@@ -217,13 +333,14 @@ def make_configs(
 
 
 def replace_fields(cfg, values: dict[str, Any]):
-    """``dataclasses.replace`` that names the unknown field and restores tuples from JSON lists."""
-    names = {f.name: f for f in dataclasses.fields(cfg)}
-    clean = {}
-    for key, value in values.items():
+    """``dataclasses.replace`` that names an unknown field and restores tuples from JSON lists."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for key in values:
         if key not in names:
             raise ValueError(f"{type(cfg).__name__} has no field {key!r}")
-        if isinstance(value, list):
-            value = tuple(value)
-        clean[key] = value
-    return dataclasses.replace(cfg, **clean)
+    return dataclasses.replace(cfg, **{k: _tuples(v) for k, v in values.items()})
+
+
+def _tuples(value):
+    """JSON lists (nested too, as in ``conditioned_entries``) back to the tuples they were."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

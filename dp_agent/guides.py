@@ -159,8 +159,11 @@ class PerEnv:
         for i, env in enumerate(self.envs):
             rows = trajectories[i * self.num_samples : (i + 1) * self.num_samples]
             guide = self.guides[env]
-            parts.append(torch.zeros(len(rows), device=rows.device) if guide is None
-                         else guide(rows, timestep))  # fmt: skip
+            parts.append(
+                torch.zeros(len(rows), device=rows.device)
+                if guide is None
+                else guide(rows, timestep)
+            )
         return torch.cat(parts)
 
 
@@ -171,10 +174,13 @@ class ValueNet(nn.Module):
     def __init__(self, dim: int, width: int = 64, step_embed_dim: int = 32):
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv1d(dim, width, 5, padding=2), nn.Mish(),
-            nn.Conv1d(width, width, 5, stride=2, padding=2), nn.Mish(),
-            nn.Conv1d(width, 2 * width, 5, stride=2, padding=2), nn.Mish(),
-        )  # fmt: skip
+            nn.Conv1d(dim, width, 5, padding=2),
+            nn.Mish(),
+            nn.Conv1d(width, width, 5, stride=2, padding=2),
+            nn.Mish(),
+            nn.Conv1d(width, 2 * width, 5, stride=2, padding=2),
+            nn.Mish(),
+        )
         self.step = SinusoidalStepEmbedding(step_embed_dim)
         self.head = nn.Sequential(
             nn.Linear(2 * width + step_embed_dim, width), nn.Mish(), nn.Linear(width, 1)

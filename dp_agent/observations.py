@@ -91,18 +91,24 @@ class ObsSpec:
         return cls((ObsPart(key, (dim,), "float32", VECTOR),), single=True)
 
     def to_dict(self) -> dict[str, Any]:
-        parts = [{"key": p.key, "shape": list(p.shape), "dtype": p.dtype, "kind": p.kind}
-                 for p in self.parts]  # fmt: skip
+        parts = [
+            {"key": p.key, "shape": list(p.shape), "dtype": p.dtype, "kind": p.kind}
+            for p in self.parts
+        ]
         return {"single": self.single, "parts": parts}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ObsSpec:
         try:
             parts = tuple(
-                ObsPart(str(p["key"]), tuple(int(n) for n in p["shape"]), str(p["dtype"]),
-                        str(p["kind"]))
+                ObsPart(
+                    str(p["key"]),
+                    tuple(int(n) for n in p["shape"]),
+                    str(p["dtype"]),
+                    str(p["kind"]),
+                )
                 for p in d["parts"]
-            )  # fmt: skip
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ObservationError(f"observation spec is malformed ({e})") from None
         if not parts or any(p.kind not in (VECTOR, IMAGE) for p in parts):
@@ -148,8 +154,9 @@ class ObsSpec:
         for p in self.parts:
             q = by_key.get(p.key)
             if q is None:
-                raise ObservationError(f"{where}: part {p.key!r} is missing; the env has "
-                                       f"{sorted(by_key)}")  # fmt: skip
+                raise ObservationError(
+                    f"{where}: part {p.key!r} is missing; the env has {sorted(by_key)}"
+                )
             if (q.shape, q.kind) != (p.shape, p.kind):
                 raise ObservationError(
                     f"{where}: part {p.key!r} is a {p.kind} {p.shape} in the policy but a "

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dp_agent.config import PolicyConfig
+from dp_agent.diffusion.objectives import make_objective
 from dp_agent.diffusion.samplers import NoiseSchedule, make_sampler
 from dp_agent.diffusion.step import DenoiseStep
 from dp_agent.nets.layers import MLPObsEncoder
@@ -53,7 +54,11 @@ class DiffusionPolicy(nn.Module):
                 c.dropout,
             )
         self.schedule = NoiseSchedule(c.num_train_steps, c.beta_schedule)
+        self.objective = make_objective(c.objective, self.schedule, c.prediction_type)
         self._samplers: dict[tuple[str, int], Any] = {}  # (name, steps) -> sampler
+        # how the sampling loop calls the denoiser; dp_agent.fast.accelerate puts an equal,
+        # faster one in its place
+        self.runner = EagerSteps(self.denoiser)
 
     def _build_obs_encoders(self) -> int:
         """An MLP (or nothing) for the vector parts, a ResNet per image part (or one shared);
@@ -137,16 +142,13 @@ class DiffusionPolicy(nn.Module):
         """Training loss of a batch: obs (B, To, Do), actions (B, Tp, Da) in environment units,
         with the batch's noise (B, Tp, Da) and steps k (B,) from ``draw_training_noise``.
 
-        Diffusion: MSE between the injected noise and its prediction at step k. MSE baseline:
-        regression of the action chunk with the same backbone (input zeros, k = 0).
+        The objective (``dp_agent.diffusion.objectives``) makes the network's input and target:
+        for diffusion, the MSE between the injected noise (or x0, or v) and its prediction at
+        step k; for the MSE baseline, regression of the chunk from zeros at k = 0.
         """
         cond = self.encode(obs)
         x0 = self.action_normalizer.normalize(actions)  # (B, Tp, Da) in [-1, 1]
-        if self.config.objective == "mse":
-            return F.mse_loss(self.denoiser(torch.zeros_like(x0), torch.zeros_like(k), cond), x0)
-        noise = noise.to(x0.dtype)
-        noisy = self.schedule.add_noise(x0, noise, k)
-        target = self.schedule.target(x0, noise, k, self.config.prediction_type)
+        noisy, k, target = self.objective.example(x0, noise.to(x0.dtype), k)
         known = self.conditioned_mask(x0.device)  # (Tp, Da) or None
         if known is None:
             return F.mse_loss(self.denoiser(noisy, k, cond), target)
@@ -158,8 +160,8 @@ class DiffusionPolicy(nn.Module):
     def conditioned_mask(self, device: torch.device | str = "cpu") -> torch.Tensor | None:
         """(Tp, Da) bool: the entries this model was trained to take as known (clean inside a
         noisy chunk, as Diffuser trains), from the config's ``conditioned_entries`` ((step,
-        dims) pairs, set by ``dp_agent.planning.planner.TrajectoryConfig``); None for a policy."""
-        entries = getattr(self.config, "conditioned_entries", None)
+        dims) pairs, set by ``dp_agent.planning.config.PlannerConfig``); None for a policy."""
+        entries = self.config.conditioned_entries
         if not entries:
             return None
         mask = torch.zeros(self.config.pred_horizon, self.config.action_dim, dtype=torch.bool)
@@ -204,17 +206,16 @@ class DiffusionPolicy(nn.Module):
         guidance: Guidance | None = None,
         start: torch.Tensor | None = None,
         start_step: int = 0,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Action chunks (B * num_samples, Tp, Da) in environment units for obs (B, To, Do).
 
         Rows are observation-major: row ``b * num_samples + n`` belongs to obs ``b``. All the
         noise of a chunk (its start and, for DDPM, every step's) is drawn before the loop, from
         ``generator`` or from one generator per observation (a sequence of B), so that each
-        row's draw does not depend on the other rows. ``on_step`` gets every iterate (K+1).
-        The denoiser runs through the policy's backend (``set_backend``): its conditioning
-        once per chunk, then one call of the per-step network per denoising step; a short
-        plain chunk (none of the options below, a vector observation) runs as one call of a
-        graph of the whole chunk where the backend has one (openvino).
+        row's draw does not depend on the other rows; or given as ``noise`` (K+1, B*N, Tp, Da).
+        ``on_step`` gets every iterate (K+1). The denoiser runs through ``self.runner``: its
+        conditioning once per chunk, then one call per denoising step.
 
         Inpainting: ``conditions={t: values}`` fixes chunk step t to values (Da,), (B, Da) or
         (B*N, Da) in env units; ``condition_mask={t: mask}`` (same shapes, bool) fixes only the
@@ -222,36 +223,25 @@ class DiffusionPolicy(nn.Module):
         along αΣ∇J. Warm start: ``start`` (B*N, Tp, Da), env units, noised to the level of
         step ``start_step``, which the loop starts from. The defaults change nothing.
         """
-        plain = not (conditions or guidance is not None or start is not None or start_step)
-        chunk, noise = None, None
-        if plain and on_step is None:
-            chunk, noise = self._whole_chunk(
-                obs, num_samples, sampler, num_inference_steps, generator
-            )
-        if chunk is not None:
-            return chunk
         cond = self.encode(obs).repeat_interleave(num_samples, dim=0)  # (B*N, Dc)
         shape = (cond.shape[0], self.config.pred_horizon, self.config.action_dim)
         if self.config.objective == "mse":  # the regression baseline: one prediction
             return self._regress(cond, shape, on_step)
         s = self.make_sampler(sampler, num_inference_steps)
-        if noise is None:  # (else drawn for the whole chunk, the same way)
-            noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
+        if noise is None:
+            noise = self.draw_noise(s.num_steps + 1, shape, num_samples, generator, cond.device)
         paint = self._inpainting(conditions, condition_mask, shape, num_samples, noise[0])
-        return self._denoise(s, cond, noise, paint, guidance, start, start_step, on_step)
-
-    def _denoise(self, s, cond, noise, paint, guidance, start, start_step, on_step):
-        """``sample``'s loop: the network's conditioning for all K steps at once, then K calls
-        of its per-step part, each followed by the sampler's update, the known values and the
-        guidance; the chunk in env units."""
         unnorm = self.action_normalizer.unnormalize
-        chunk = self.denoiser_backend(cond).prepare(cond, s.timesteps)
+        network = self.runner.prepare(cond, s.timesteps)  # (x, i) -> its output at step i
         x, carry = self._first_iterate(s, noise[0], start, start_step, paint)
         if on_step is not None:
-            x0 = x if carry is None else carry
-            on_step(DenoiseStep(start_step, s.num_steps, unnorm(x), unnorm(x0)))
+            on_step(
+                DenoiseStep(
+                    start_step, s.num_steps, unnorm(x), unnorm(x if carry is None else carry)
+                )
+            )
         for i in range(start_step, s.num_steps):
-            out = s.step(chunk.step(x, i), i, x, carry=carry, noise=noise[i + 1])
+            out = s.step(network(x, i), i, x, carry=carry, noise=noise[i + 1])
             x, carry, x0 = out.prev_sample, out.carry, out.pred_x0
             if paint is not None:  # the known values, at the noise level of the new iterate
                 x, x0 = paint(x, s.alpha_bar_after(i)), paint(x0, 1.0)
@@ -264,23 +254,6 @@ class DiffusionPolicy(nn.Module):
             if on_step is not None:
                 on_step(DenoiseStep(i + 1, s.num_steps, unnorm(x), unnorm(x0)))
         return unnorm(x)
-
-    def _whole_chunk(self, obs, num_samples, sampler, num_inference_steps, generator):
-        """(chunk, noise) of a plain chunk run as one call of the backend's graph of a whole
-        chunk, where the backend has one and it applies (a vector observation, at most
-        ``dp_agent.fast.backends.WHOLE_CHUNK_MAX_STEPS`` steps); else (None, the noise drawn for
-        it, or None), for the step loop to use the same draws."""
-        on = self.__dict__.get("_whole_chunks_on", True)
-        if not on or self.config.objective == "mse" or not isinstance(obs, torch.Tensor):
-            return None, None
-        whole = getattr(self.denoiser_backend(obs), "whole_chunk", None)
-        if whole is None:
-            return None, None
-        rows = obs if num_samples == 1 else obs.repeat_interleave(num_samples, dim=0)
-        s = self.make_sampler(sampler, num_inference_steps)
-        shape = (rows.shape[0], self.config.pred_horizon, self.config.action_dim)
-        noise = self._draw_noise(s.num_steps + 1, shape, num_samples, generator, rows.device)
-        return whole(self, s, rows, noise), noise
 
     def _regress(self, cond, shape, on_step) -> torch.Tensor:
         """The MSE baseline's chunk: one prediction from zeros at k = 0."""
@@ -324,9 +297,11 @@ class DiffusionPolicy(nn.Module):
                 raise ValueError(f"conditions: step {t} is outside the chunk's steps 0..{tp - 1}")
             v = _per_row(values, torch.float32, rows, num_samples, da, f"conditions[{t}]", z)
             m = (masks or {}).get(t)
-            m = torch.ones_like(v, dtype=torch.bool) if m is None else _per_row(
-                m, torch.bool, rows, num_samples, da, f"condition_mask[{t}]", z
-            )  # fmt: skip
+            m = (
+                torch.ones_like(v, dtype=torch.bool)
+                if m is None
+                else _per_row(m, torch.bool, rows, num_samples, da, f"condition_mask[{t}]", z)
+            )
             known[:, t], mask[:, t] = v, m
         unknown = [t for t in (masks or {}) if t not in conditions]
         if unknown:
@@ -334,51 +309,8 @@ class DiffusionPolicy(nn.Module):
         clean = self.conditioned_mask() is not None
         return Inpainting(self.action_normalizer.normalize(known), mask, z, clean)
 
-    def set_backend(
-        self, name: str = "auto", *, rebuild: bool = False, whole_chunk: bool = True
-    ) -> None:
-        """How ``sample`` runs the denoiser: "auto" (the default: the fastest that applies),
-        "eager" (the network's own forward at every step, the reference), "folded" (FiLM once
-        per chunk, each step as matmuls), "openvino" or "onnx" (the per-step graph compiled by
-        that runtime); see ``dp_agent.fast.backends``. Raises ``BackendUnavailable`` when ``name``
-        cannot run this network here. Backends follow weight changes by themselves, except
-        writes behind autograd's back (``p.data.mul_()``): ``rebuild=True`` after those.
-        ``whole_chunk=False`` keeps every chunk step by step where the backend (openvino)
-        would run a short one as one graph."""
-        from dp_agent.fast.backends import BACKENDS, BackendUnavailable, resolve_backend
-
-        if rebuild:
-            self.__dict__.pop("_backend_cache", None)
-
-        if name != "auto":
-            if name not in BACKENDS:
-                raise BackendUnavailable(
-                    f"unknown backend {name!r}; choose one of {['auto', *BACKENDS]}"
-                )
-            p = next(self.denoiser.parameters())
-            resolve_backend(name, self.denoiser, p.device, p.dtype)
-        self._backend_name = name
-        self._whole_chunks_on = bool(whole_chunk)
-
-    @property
-    def backend_name(self) -> str:
-        """The backend asked for with ``set_backend`` ("auto" unless set)."""
-        return self.__dict__.get("_backend_name", "auto")
-
-    def denoiser_backend(self, like: torch.Tensor | None = None):
-        """The backend object ``sample`` uses for tensors like ``like`` (default: the
-        denoiser's device and dtype), built once and cached on the policy."""
-        from dp_agent.fast.backends import BackendCache
-
-        cache = self.__dict__.get("_backend_cache")
-        if cache is None:
-            cache = self.__dict__["_backend_cache"] = BackendCache()
-        if like is None:
-            like = next(self.denoiser.parameters())
-        return cache.get(self.backend_name, self.denoiser, like.device, like.dtype)
-
     @staticmethod
-    def _draw_noise(n_draws, shape, num_samples, generator, device) -> torch.Tensor:
+    def draw_noise(n_draws, shape, num_samples, generator, device) -> torch.Tensor:
         """(n_draws, B*N, Tp, Da) standard normal noise, per observation from its own generator
         when ``generator`` is a sequence."""
         if generator is None or isinstance(generator, torch.Generator):
@@ -388,6 +320,22 @@ class DiffusionPolicy(nn.Module):
             [torch.randn(per_obs, generator=g, device=g.device).to(device) for g in generator],
             dim=1,
         )
+
+
+class EagerSteps:
+    """How the sampling loop calls the denoiser during one chunk, the reference: the network's
+    own ``forward(x, timestep, cond)`` at every step. ``prepare(cond (B, Dc), timesteps (K,))``
+    once per chunk returns the steps, ``(x (B, Tp, Da), i) -> output at timesteps[i]``."""
+
+    name = "eager"
+
+    def __init__(self, denoiser: nn.Module):
+        self.net = denoiser
+
+    def prepare(self, cond: torch.Tensor, timesteps: torch.Tensor):
+        ks = torch.as_tensor(timesteps).to(cond.device)[:, None].expand(-1, cond.shape[0])  # (K, B)
+        net = self.net
+        return lambda x, i: net(x, ks[i], cond)
 
 
 class Inpainting:

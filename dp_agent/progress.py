@@ -70,8 +70,8 @@ class SilentProgress(Progress):
 
 
 # ----------------------------------------------------------------------------------------------
-# Training events: written by dp_agent.training.train (``--json-progress``), read by the app's
-# Train tab.
+# Training events: written by the training loop (``dp_agent.training.loop``, ``--json-progress``),
+# read by the app's Train tab.
 
 
 @dataclass

@@ -188,8 +188,12 @@ def fat_segment(surface: Any, a: Sequence[float], b: Sequence[float], radius: fl
         return
     scale = radius / math.hypot(dx, dy)
     ox, oy = round(dx * scale), round(dy * scale)
-    quad = [(p1[0] - ox, p1[1] - oy), (p1[0] + ox, p1[1] + oy),
-            (p2[0] + ox, p2[1] + oy), (p2[0] - ox, p2[1] - oy)]  # fmt: skip
+    quad = [
+        (p1[0] - ox, p1[1] - oy),
+        (p1[0] + ox, p1[1] + oy),
+        (p2[0] + ox, p2[1] + oy),
+        (p2[0] - ox, p2[1] - oy),
+    ]
     pygame.draw.polygon(surface, color, quad)
     for p in (p1, p2):
         pygame.draw.circle(surface, color, p, round(radius))

@@ -91,11 +91,16 @@ _E = INFLATE + 2.0
 # Waypoints around the inflated T (its corners, a little further out), block frame.
 _CORNER_NODES = np.array(
     [
-        [-60.0 - _E, -_E], [60.0 + _E, -_E], [60.0 + _E, 30.0 + _E], [15.0 + _E, 30.0 + _E],
-        [15.0 + _E, 120.0 + _E], [-15.0 - _E, 120.0 + _E], [-15.0 - _E, 30.0 + _E],
+        [-60.0 - _E, -_E],
+        [60.0 + _E, -_E],
+        [60.0 + _E, 30.0 + _E],
+        [15.0 + _E, 30.0 + _E],
+        [15.0 + _E, 120.0 + _E],
+        [-15.0 - _E, 120.0 + _E],
+        [-15.0 - _E, 30.0 + _E],
         [-60.0 - _E, 30.0 + _E],
     ]
-)  # fmt: skip
+)
 
 
 def pose_error(x: float, y: float, angle: float) -> float:

@@ -61,10 +61,16 @@ OBS_TYPES = ("state", "keypoints", "pixels", "environment_state_agent_pos")
 #       7───6
 T_KEYPOINTS_LOCAL = np.array(
     [
-        [-60.0, 0.0], [60.0, 0.0], [60.0, 30.0], [-60.0, 30.0],  # crossbar
-        [-15.0, 30.0], [15.0, 30.0], [15.0, 120.0], [-15.0, 120.0],  # stem
+        [-60.0, 0.0],
+        [60.0, 0.0],
+        [60.0, 30.0],
+        [-60.0, 30.0],  # crossbar
+        [-15.0, 30.0],
+        [15.0, 30.0],
+        [15.0, 120.0],
+        [-15.0, 120.0],  # stem
     ]
-)  # fmt: skip
+)
 # Mean of the two polygons' centroids (0, 15) and (0, 75): the reference's centre of gravity.
 BLOCK_COG = (0.0, 45.0)
 T_AREA = 120.0 * 30.0 + 30.0 * 90.0  # 6300
@@ -371,8 +377,10 @@ class PushT(RenderModes, gym.Env):
         if self.obs_type == "keypoints":
             return np.concatenate([self.keypoints().reshape(-1), agent]).astype(np.float64)
         if self.obs_type == "environment_state_agent_pos":
-            return {"environment_state": self.keypoints().reshape(-1).astype(np.float64),
-                    "agent_pos": agent.astype(np.float64)}  # fmt: skip
+            return {
+                "environment_state": self.keypoints().reshape(-1).astype(np.float64),
+                "agent_pos": agent.astype(np.float64),
+            }
         return {"pixels": self.observation_image(), "agent_pos": agent}
 
     # ------------------------------------------------------------------ rendering

@@ -96,10 +96,12 @@ class TreeDetour(PointMassState, RenderModes, gym.Env):
         state = spaces.Box(0.0, WORLD_SIZE, shape=(4,), dtype=np.float64)
         if obs_type == "pixels":  # the goal is in the picture; the agent's position is given too
             side = self.observation_size
-            self.observation_space = spaces.Dict({
-                "pixels": spaces.Box(0, 255, shape=(side, side, 3), dtype=np.uint8),
-                "agent_pos": spaces.Box(0.0, WORLD_SIZE, shape=(2,), dtype=np.float64),
-            })  # fmt: skip
+            self.observation_space = spaces.Dict(
+                {
+                    "pixels": spaces.Box(0, 255, shape=(side, side, 3), dtype=np.uint8),
+                    "agent_pos": spaces.Box(0.0, WORLD_SIZE, shape=(2,), dtype=np.float64),
+                }
+            )
         else:
             self.observation_space = state
         self._pos: list[float] | None = None
@@ -181,8 +183,10 @@ class TreeDetour(PointMassState, RenderModes, gym.Env):
 
     def _obs(self) -> np.ndarray | dict[str, np.ndarray]:
         if self.obs_type == "pixels":
-            return {"pixels": self.render_frame(self.observation_size),
-                    "agent_pos": np.array(self._pos, dtype=np.float64)}  # fmt: skip
+            return {
+                "pixels": self.render_frame(self.observation_size),
+                "agent_pos": np.array(self._pos, dtype=np.float64),
+            }
         return np.array([*self._pos, *self._goal], dtype=np.float64)
 
     def _info(self, success: bool) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class BrowserPanel(Panel):
         self._build()
 
     # ------------------------------------------------------------------ UI
-    def _build(self) -> None:
+    def _build(self) -> None:  # noqa: PLR0915 (a Qt layout: one statement per widget)
         layout = QVBoxLayout(self)
         top = QHBoxLayout()
         self.picker = FilePicker("Open…", "Open demo file")

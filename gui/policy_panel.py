@@ -22,14 +22,12 @@ from PyQt6.QtCore import Qt, QThread, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -37,44 +35,20 @@ from PyQt6.QtWidgets import (
 
 from dp_agent.config import PolicyConfig
 from dp_agent.diffusion import SAMPLERS
-from dp_agent.observations import ObservationError
 
 from . import resources
 from .denoise_player import DenoisePlayer, Plan
 from .panel import Panel
-from .policy_worker import (
-    ActRequest,
-    ActResult,
-    PolicyInfo,
-    PolicyWorker,
-    Steering,
-    network_input_image,
-)
+from .policy_loading import PolicyLoadingMixin
+from .policy_view import PolicyViewMixin
+from .policy_worker import ActRequest, ActResult, PolicyInfo, PolicyWorker
 from .task_view import TaskView
-from .tasks import Task, TaskError
 
 MAX_SAMPLES = 64
 STATS = ["Steps", "Return", "Success", "Plan", "Denoise", "Coverage"]
-CLICK_MOVE = 0.02  # of the view's width: a press and release closer than this is a click
-ZONE_MARGIN = 0.05  # of the view's width: how near a zone a plan's positions already count
-GUIDE_TICKS = 20  # the guidance slider's range; the middle tick is the reference α
-# The reference α of KeepOut guidance per kind of agent (the slider spans x0.016 to x100 of it),
-# from the app's own checks with 16 samples: planners (cells) benchmarks/planning.py's Maze2D
-# value, 50; more pushes plans into walls (an 8000-step umaze planner: 4 % of the planned
-# positions in walls at α = 50, 17 % at 500), and the zones' best of N does the rest. Position
-# policies (pixels: J's gradient is ~1e5 times a planner's) 1e-4: the shipped TreeDetour
-# policy's chunks turn into zig-zags from α = 3e-4 (mean second difference 8 px, 1.5 unguided).
-GUIDE_REFERENCE = {"planner": 50.0, "policy": 1e-4}
 
 
-def guide_scale(tick: int, kind: str) -> float:
-    """The slider's α: 0 at tick 0, the reference α at the middle tick, x10 every 5 ticks."""
-    if tick <= 0:
-        return 0.0
-    return GUIDE_REFERENCE[kind] * 10.0 ** ((tick - GUIDE_TICKS // 2) / 5.0)
-
-
-class PolicyPanel(Panel):
+class PolicyPanel(PolicyLoadingMixin, PolicyViewMixin, Panel):
     """Controls and runs a policy in its own env instance of the current task."""
 
     policy_loaded = pyqtSignal(str)  # path
@@ -128,7 +102,7 @@ class PolicyPanel(Panel):
         self._thread.start()
 
     # ------------------------------------------------------------------ UI
-    def _build(self) -> None:
+    def _build(self) -> None:  # noqa: PLR0915 (a Qt layout: one statement per widget)
         layout = QVBoxLayout(self)
         box = QGroupBox("Policy")
         bl = QVBoxLayout(box)
@@ -209,35 +183,6 @@ class PolicyPanel(Panel):
         layout.addStretch(1)
         self._update_buttons()
 
-    def _build_steering(self) -> QGroupBox:
-        """One row (the tab must fit a 1024 x 640 window): α, Clear zones, the env's goal; the
-        box's title says what a click and a drag in the view do."""
-        self.steer_box = QGroupBox("Steering")
-        row = QHBoxLayout(self.steer_box)
-        self.guide_name = QLabel("Guidance")
-        self.guide_slider = QSlider(Qt.Orientation.Horizontal)
-        self.guide_slider.setRange(0, GUIDE_TICKS)
-        self.guide_slider.setValue(GUIDE_TICKS // 2)
-        self.guide_slider.setToolTip(
-            "Guidance scale α of the keep-out zones: x ← x + α Σ ∇J after each denoising step. "
-            "0: off (the zones then only pick the best of the samples)."
-        )
-        self.guide_slider.valueChanged.connect(self._guidance_changed)
-        self.guide_label = QLabel()
-        self.guide_label.setMinimumWidth(64)
-        self.clear_zones_button = QPushButton("Clear zones")
-        self.clear_zones_button.clicked.connect(self.clear_zones)
-        self.clear_goal_button = QPushButton("Env's goal")
-        self.clear_goal_button.setToolTip("Plan to the env's own goal again")
-        self.clear_goal_button.clicked.connect(lambda: self.set_goal(None))
-        row.addWidget(self.guide_name)
-        row.addWidget(self.guide_slider, 1)
-        row.addWidget(self.guide_label)
-        row.addWidget(self.clear_zones_button)
-        row.addWidget(self.clear_goal_button)
-        self._guidance_changed()
-        return self.steer_box
-
     # ------------------------------------------------------------------ state seen by others
     @property
     def plan(self) -> Plan | None:
@@ -263,154 +208,6 @@ class PolicyPanel(Panel):
     def _config(self) -> PolicyConfig:
         """The loaded policy's config (the defaults before one is loaded)."""
         return self.policy.config if self.policy is not None else PolicyConfig()
-
-    # ------------------------------------------------------------------ task and policy
-    def on_task_changed(self, task: Task, files: list[Path], preferred: Path | None) -> None:
-        self.stop()
-        self.replace_task(task)
-        self.zones = []  # drawn in another world
-        self.stat_names["Coverage"].setVisible(task.reports_coverage)
-        self.stat_labels["Coverage"].setVisible(task.reports_coverage)
-        self._new_env_episode()
-        if self.policy is not None and not self._policy_fits():
-            self._unload(f"The loaded policy does not fit {task.env_id}; load another one.")
-        self._update_buttons()
-
-    def set_seed(self, seed: int) -> None:
-        """Make episodes and the shown samples reproducible from ``seed``."""
-        self._rng = np.random.default_rng(seed)
-        self.seed_base = int(seed) * 1_000_003
-
-    def load(self, path: str | Path) -> None:
-        """Load a checkpoint in the worker thread; ``policy_loaded`` fires when it is ready."""
-        self.stop()
-        self.loading = True
-        self._load_id += 1  # only the latest request counts when several are pending
-        self.policy_label.setText(f"Loading {Path(path).name}…")
-        self.show_error("")
-        self._update_buttons()
-        self._request_load.emit(str(path), self._load_id)
-
-    def load_default(self) -> bool:
-        """Load the shipped pretrained policy of the current task, if there is one."""
-        if self.task is None:
-            return False
-        path = resources.shipped_policy(self.task.env_id)
-        if path is None:
-            self.policy_label.setText(
-                f"No shipped policy for {self.task.env_id} yet: train one (Train tab) or load a "
-                "checkpoint."
-            )
-            self.message.emit(f"No shipped pretrained policy for {self.task.env_id}.")
-            return False
-        self.load(path)
-        return True
-
-    def _choose_policy(self) -> None:
-        start = str(self.agent_path.parent) if self.agent_path else str(resources.app_home())
-        name, _ = QFileDialog.getOpenFileName(
-            self, "Load policy checkpoint", start, "Checkpoints (*.safetensors);;All files (*)"
-        )
-        if name:
-            self.load(name)
-
-    def _on_loaded(self, info: PolicyInfo, load_id: int) -> None:
-        if load_id != self._load_id:
-            return
-        self.loading = False
-        self.policy = info
-        if self.task is not None and info.env_id and info.env_id != self.task.env_id:
-            self.wants_task.emit(info.env_id)  # the main window switches task (or says why not)
-        if self.task is not None:
-            self._env_for_policy()
-        if self.task is not None and not self._policy_fits():
-            return
-        cfg = info.config
-        shape = (
-            f"planner: H={info.horizon}, re-plans every {info.replan_every} steps"
-            if info.is_planner
-            else f"To={cfg.obs_horizon} Tp={cfg.pred_horizon} Ta={cfg.action_horizon}"
-        )
-        self.policy_label.setText(
-            f"<b>{info.path.name}</b> ({info.env_id or 'unknown env'})<br>{shape} · {info.device}"
-        )
-        self.policy_label.setToolTip(str(info.path))
-        index = self.sampler_combo.findData(info.sampler)
-        if index >= 0:
-            self.sampler_combo.blockSignals(True)
-            self.sampler_combo.setCurrentIndex(index)
-            self.sampler_combo.blockSignals(False)
-        self.steps_spin.setValue(info.num_inference_steps)
-        self.stop()
-        self._new_env_episode()  # a new policy starts from a fresh episode
-        self._guidance_changed()  # α's reference differs between planners and policies
-        self._update_buttons()
-        what = "Planner" if info.is_planner else "Policy"
-        self.message.emit(f"{what} loaded: {info.path}")
-        self.policy_loaded.emit(str(info.path))
-
-    def _on_load_failed(self, text: str, load_id: int) -> None:
-        if load_id != self._load_id:
-            return
-        self.loading = False
-        self.policy_label.setText("No policy loaded")
-        self.show_error(text)
-        self._update_buttons()
-
-    def _policy_fits(self) -> bool:
-        info, task = self.policy, self.task
-        if info.is_planner:
-            return self._planner_fits()
-        try:
-            info.obs_spec.check_space(task.env.observation_space, f"{info.path}: {task.env_id}")
-        except ObservationError as exc:
-            self._unload(str(exc))
-            return False
-        if task.env.action_space.shape != info.action_shape:
-            self._unload(
-                f"{info.path}: the policy expects actions {info.action_shape}, but "
-                f"{task.env_id} has {task.env.action_space.shape}."
-            )
-            return False
-        return True
-
-    def _planner_fits(self) -> bool:
-        """A planner needs the Dict parts it plans from (state, goal) and its action size."""
-        info, space = self.policy, self.task.env.observation_space
-        keys = [k for k in (info.state_key, info.goal_key) if k]
-        parts = getattr(space, "spaces", None)
-        if keys and (parts is None or any(k not in parts for k in keys)):
-            self._unload(
-                f"{info.path}: the planner plans from the observation parts {keys}, but "
-                f"{self.task.env_id} observes {space}; open the task it was trained on."
-            )
-            return False
-        if self.task.env.action_space.shape != info.action_shape:
-            self._unload(
-                f"{info.path}: the planner's actions are {info.action_shape}, but "
-                f"{self.task.env_id} has {self.task.env.action_space.shape}."
-            )
-            return False
-        return True
-
-    def _env_for_policy(self) -> None:
-        """Make this tab's env with the policy's env kwargs (a keypoints policy on PushT needs
-        ``obs_type="keypoints"``); the other tabs keep theirs."""
-        info, task = self.policy, self.task
-        if info.env_id != task.env_id or info.env_kwargs == task.env_args["env_kwargs"]:
-            return
-        try:
-            self.on_task_changed(Task.make(task.env_id, env_kwargs=info.env_kwargs), [], None)
-        except TaskError as exc:
-            self.show_error(str(exc))
-
-    def _unload(self, text: str) -> None:
-        self.stop()
-        self.policy = None
-        self._request_unload.emit()
-        self.policy_label.setText("No policy loaded")
-        self.show_error(text)
-        self._update_buttons()
 
     # ------------------------------------------------------------------ run control
     def toggle_run(self) -> None:
@@ -450,6 +247,11 @@ class PolicyPanel(Panel):
                 self.start()
         elif key == "reset":
             self.new_episode()
+
+    def set_seed(self, seed: int) -> None:
+        """Make episodes and the shown samples reproducible from ``seed``."""
+        self._rng = np.random.default_rng(seed)
+        self.seed_base = int(seed) * 1_000_003
 
     def _new_env_episode(self) -> None:
         """Reset the env with a fresh seed; the agent's history and queue are cleared next act,
@@ -589,172 +391,6 @@ class PolicyPanel(Panel):
         self.stat_labels["Denoise"].setText(
             f"{1000 * per_step:.1f} ms/step ({n} sample{'s' if n > 1 else ''})"
         )
-
-    # ------------------------------------------------------------------ steering
-    @property
-    def agent_kind(self) -> str:
-        """ "planner" or "policy" (also before one is loaded): what α's reference is."""
-        return "planner" if self.policy is not None and self.policy.is_planner else "policy"
-
-    def steering(self) -> Steering:
-        """The goal (a planner's only) and the zones, as the worker gets them."""
-        goal = self.goal if self.agent_kind == "planner" else None
-        return Steering(
-            goal=None if goal is None else (float(goal[0]), float(goal[1])),
-            circles=tuple(self.zones),
-            guide_scale=guide_scale(self.guide_slider.value(), self.agent_kind),
-            margin=ZONE_MARGIN * self.task.extent[0] if self.task is not None else 0.0,
-            walls=tuple(self.task.wall_boxes()) if self.task is not None else (),
-        )
-
-    def set_goal(self, point) -> bool:
-        """The planner's next plans end at ``point`` (world units; None: the env's goal). The
-        env's goal moves too where the env has a ``set_goal``; Maze2D has none, so there
-        only the plans are steered (its success test keeps the episode's goal)."""
-        if point is not None:
-            point = self.task.clamp_point(point)
-            if not self.task.is_open(point):
-                self.message.emit("That point is inside a wall: click an open cell for the goal.")
-                return False
-        self.goal = None if point is None else np.asarray(point, np.float64)
-        if point is None:
-            self.message.emit("The plans go to the env's goal again.")
-        elif self.task.set_goal(point):
-            self.message.emit(f"Goal moved to ({point[0]:.2f}, {point[1]:.2f}).")
-        else:
-            self.message.emit(
-                f"Plans now end at ({point[0]:.2f}, {point[1]:.2f}). {self.task.env_id} has no "
-                "goal setter: its own goal (and success test) stay where they are."
-            )
-        self._show_steering()
-        return True
-
-    def add_zone(self, x: float, y: float, radius: float) -> None:
-        """A keep-out circle for the next re-plans (world units)."""
-        self.zones.append((float(x), float(y), float(radius)))
-        self._show_steering()
-        self.message.emit(
-            f"Keep-out zone {len(self.zones)} at ({x:.2f}, {y:.2f}), radius {radius:.2f}: "
-            "the next plans are guided around it."
-        )
-
-    def clear_zones(self) -> None:
-        self.zones = []
-        self._show_steering()
-
-    def on_press(self, x: float, y: float) -> None:
-        self._press = np.array([x, y]) if self._can_steer() else None
-
-    def on_drag(self, x: float, y: float) -> None:
-        radius = self._drag_radius(x, y)
-        if radius is not None and self.active:
-            zone = (float(self._press[0]), float(self._press[1]), radius)
-            self.view.set_steering(self._goal_shown(), self.zones, zone)
-
-    def on_release(self, x: float, y: float) -> None:
-        press, radius = self._press, self._drag_radius(x, y)
-        self._press = None
-        if press is None:
-            return
-        if radius is not None:
-            self.add_zone(press[0], press[1], radius)
-        elif self.agent_kind == "planner":
-            self.set_goal(press)
-        else:
-            self.message.emit("This policy has no goal to set: drag to draw a keep-out zone.")
-
-    def _drag_radius(self, x: float, y: float) -> float | None:
-        """The zone's radius for the cursor at (x, y), or None while it is still a click."""
-        if self._press is None:
-            return None
-        radius = float(np.hypot(x - self._press[0], y - self._press[1]))
-        return radius if radius > CLICK_MOVE * self.task.extent[0] else None
-
-    def _can_steer(self) -> bool:
-        return self.policy is not None and self._draws_plans()
-
-    def _goal_shown(self) -> np.ndarray | None:
-        return self.goal if self.agent_kind == "planner" else None
-
-    def _show_steering(self) -> None:
-        if self.active:
-            self.view.set_steering(self._goal_shown(), self.zones)
-
-    def _guidance_changed(self, *_: object) -> None:
-        alpha = guide_scale(self.guide_slider.value(), self.agent_kind)
-        self.guide_label.setText("off" if alpha == 0 else f"α = {alpha:.3g}")
-        if self.policy is None:
-            hint = "Steering (load a policy or a planner)"
-        elif self.agent_kind == "planner":
-            hint = "Steering: click in the view = goal, drag = keep-out zone"
-        elif self._draws_plans():
-            hint = "Steering: drag in the view = keep-out zone"
-        else:
-            hint = "Steering (needs a planner, or actions that are positions)"
-        self.steer_box.setTitle(hint)
-        self.clear_goal_button.setEnabled(self.agent_kind == "planner")
-
-    # ------------------------------------------------------------------ drawing
-    def _show_env(self) -> None:
-        if not self.active or self.task is None:
-            return
-        self.view.set_extent(self.task.extent)
-        self.view.set_frame(self.task.frame())
-        self._show_input_image()
-        if self.player.done:
-            self._show_plan()
-
-    def _show_input_image(self) -> None:
-        """An image policy's input, as its network sees it, in the view's corner."""
-        image = None if self.policy is None else network_input_image(self.policy, self.task.obs)
-        caption = "" if image is None else f"policy input {image.shape[1]}×{image.shape[0]}"
-        self.view.set_inset(image, caption)
-
-    def _draw_frame(self, frame) -> None:
-        """Draw a denoising iterate (the player's ``frame_shown``)."""
-        if not self.active or self.task is None or not self._draws_plans():
-            return
-        total = max(int(frame.total), 1)
-        values = frame.pred_x0 if self.x0_check.isChecked() else frame.sample
-        executed = self.plan.executed if self.plan is not None else None
-        self.view.set_samples(self._points(values), frame.step / total, executed)
-        self.view.set_caption(f"denoising {frame.step}/{total}")
-
-    def _show_plan(self) -> None:
-        """Highlight the chunk being executed and the queued actions."""
-        if not self.active or self.task is None or not self._draws_plans():
-            return
-        result = self._pending or self.last_result
-        if result is None or result.plan is None:
-            self.view.set_plan(None)
-            return
-        queued = result.queued
-        self.view.set_plan(
-            self._points(result.plan),
-            self.policy.executed_slice if self.policy is not None else None,
-            self._points(queued) if len(queued) else None,
-        )
-        if self.plan is not None and self.plan.frames:
-            if self.policy is not None and self.policy.is_planner:
-                n = len(queued)
-                self.view.set_caption(f"executing the plan · re-plans in {n} step{'s' * (n != 1)}")
-            else:
-                self.view.set_caption(f"executing · {len(queued)} queued")
-
-    def _draws_plans(self) -> bool:
-        """Whether plans are points in the view: a planner's positions in a task with a world,
-        or a policy's actions where they are positions (TreeDetour, PushT)."""
-        if self.task is None:
-            return False
-        if self.policy is not None and self.policy.is_planner:
-            return self.task.world_size is not None
-        return self.task.draws_actions
-
-    def _points(self, values: np.ndarray) -> np.ndarray:
-        """What the worker sent -> view points: a planner's are positions already."""
-        if self.policy is not None and self.policy.is_planner:
-            return np.asarray(values)
-        return self.task.point_from_action(values)
 
     def _speed_changed(self, *_: object) -> None:
         self.player.set_speed(self.speed_spin.value())

@@ -384,11 +384,15 @@ class PolicyWorker(QObject):
         history = agent.obs_history(0)
         t1 = time.perf_counter()
         chunks = agent.sample(
-            history, num_samples, sampler=agent.sampler,
-            num_inference_steps=agent.num_inference_steps, seed=request.seed,
-            on_step=self._on_step(request), guides=guides,
+            history,
+            num_samples,
+            sampler=agent.sampler,
+            num_inference_steps=agent.num_inference_steps,
+            seed=request.seed,
+            on_step=self._on_step(request),
+            guides=guides,
             guide_scale=request.steering.guide_scale,
-        )  # fmt: skip
+        )
         executed = EXECUTED_SAMPLE
         if guides:
             import torch

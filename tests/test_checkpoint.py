@@ -11,6 +11,7 @@ import torch
 
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import CheckpointError
+from dp_agent.data.shipped import package_dir
 
 
 def test_save_load_predict_gives_identical_actions(tiny_agent, tmp_path):
@@ -85,9 +86,13 @@ def test_env_kwargs_travel_with_the_checkpoint(tmp_path):
 
     env = gym.make("dp_agent/PushT-v0", obs_type="keypoints")
     agent = DiffusionPolicyAgent(
-        tiny_policy(obs_dim=18), env.observation_space, env.action_space, "dp_agent/PushT-v0",
-        device="cpu", env_kwargs={"obs_type": "keypoints"},
-    )  # fmt: skip
+        tiny_policy(obs_dim=18),
+        env.observation_space,
+        env.action_space,
+        "dp_agent/PushT-v0",
+        device="cpu",
+        env_kwargs={"obs_type": "keypoints"},
+    )
     loaded = DiffusionPolicyAgent.load(agent.save(tmp_path / "kp.safetensors"), device="cpu")
     assert loaded.env_kwargs == {"obs_type": "keypoints"}
     made = loaded.make_env()
@@ -171,4 +176,65 @@ def test_an_int8_scale_without_its_weights_is_named_in_the_error(tiny_agent, tmp
     del tensors[name[len("int8_scale.") :]]
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(CheckpointError, match=r"q\.safetensors: tensor 'int8_scale\..*missing"):
+        DiffusionPolicyAgent.load(path, device="cpu")
+
+
+def _rewrite_header(path, change):
+    """Rewrite a checkpoint's JSON header in place with ``change(header_dict)``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    header = json.loads(meta["header"])
+    change(header)
+    save_file(load_file(str(path)), str(path), metadata={**meta, "header": json.dumps(header)})
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (package_dir() / "pretrained").glob("*.safetensors"))
+)
+def test_every_shipped_header_reads_typed_and_writes_back_what_it_held(name):
+    """Headers written by earlier versions (a planner's ``conditioned_entries``, students'
+    distillation sections) read into ``Header``; writing it back keeps every field they hold
+    (and adds the newer fields' defaults)."""
+    from safetensors import safe_open
+
+    from dp_agent.checkpoint import Header, read_header
+
+    path = package_dir() / "pretrained" / name
+    with safe_open(str(path), framework="pt") as f:
+        raw = json.loads(f.metadata()["header"])
+    header = read_header(path)
+    assert isinstance(header, Header) and isinstance(header.observation_space, gym.Space)
+    assert (header.planner is not None) == name.startswith("maze2d")
+    assert (header.training.distill is not None) == ("distilled" in name)
+    again = json.loads(json.dumps(header.to_dict()))
+
+    def held(old, new, where="header"):
+        if isinstance(old, dict):
+            for key, value in old.items():
+                held(value, new.get(key), f"{where}.{key}")
+        else:
+            assert new == old, where
+
+    held(raw, again)
+
+
+def test_a_header_with_an_unknown_or_missing_field_is_refused_by_name(tiny_agent, tmp_path):
+    from dp_agent.checkpoint import read_header
+
+    path = tiny_agent.save(tmp_path / "a.safetensors")
+    _rewrite_header(path, lambda h: h["training"].update(stepz=3))
+    with pytest.raises(CheckpointError, match=r"a.safetensors: header field 'training.stepz'"):
+        read_header(path)
+    _rewrite_header(path, lambda h: (h["training"].pop("stepz"), h.pop("action_space")))
+    with pytest.raises(CheckpointError, match=r"header field 'action_space' is missing"):
+        read_header(path)
+
+
+def test_loading_checks_the_config_against_the_tensors(tiny_agent, tmp_path):
+    path = tiny_agent.save(tmp_path / "b.safetensors")
+    _rewrite_header(path, lambda h: h["policy_config"].update(down_dims=[16, 64]))
+    with pytest.raises(CheckpointError, match=r"b.safetensors: field 'policy_config' or the"):
         DiffusionPolicyAgent.load(path, device="cpu")

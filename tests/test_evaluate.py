@@ -3,6 +3,7 @@ route shares and their 95% intervals."""
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import dp_agent  # noqa: F401  (registers the tasks)
 from dp_agent.evaluate import evaluate, wilson_interval
@@ -87,6 +88,7 @@ def test_worker_processes_give_the_same_results_as_stepping_in_process():
     assert here == there
 
 
+@pytest.mark.slow
 def test_eval_noise_seed_draws_other_rollouts_of_the_same_episodes(capsys):
     from dp_agent.cli.main import main
     from dp_agent.data.shipped import shipped_policy

@@ -9,6 +9,7 @@ import torch
 from support import PointEnv, tiny_policy
 
 from dp_agent.diffusion.samplers import make_sampler
+from dp_agent.fast import accelerate
 from dp_agent.guides import GoalDistance, Guidance, KeepOut, ValueNet, best_of
 
 MEAN, STD = 0.2, 0.5  # the Gaussian data, per entry, in the policy's normalised units
@@ -33,13 +34,19 @@ def gaussian_policy():
     """A DiffusionPolicy over (H, D) chunks whose denoiser is the exact one; identity
     normaliser (the default statistics [-1, 1]), no clipping."""
     policy = tiny_policy(
-        obs_dim=1, action_dim=D, pred_horizon=H, obs_horizon=1, action_horizon=1,
-        down_dims=(8,), clip_sample=False, num_inference_steps=10,
-    )  # fmt: skip
+        obs_dim=1,
+        action_dim=D,
+        pred_horizon=H,
+        obs_horizon=1,
+        action_horizon=1,
+        down_dims=(8,),
+        clip_sample=False,
+        num_inference_steps=10,
+    )
     policy.action_normalizer.min.fill_(-1.0)
     policy.action_normalizer.max.fill_(1.0)
     policy.denoiser = ExactGaussianDenoiser(policy.schedule)
-    policy.set_backend("eager")
+    accelerate(policy, "eager")
     return policy
 
 
@@ -121,7 +128,7 @@ def test_no_guidance_in_the_last_t_stopgrad_steps():
             10,
             torch.Generator().manual_seed(0),
             guidance=Guidance([Linear(w)], 0.3, 1, t_stopgrad=stop),
-        )  # fmt: skip
+        )
         for stop in (10, 9)
     ]
     plain = policy.sample(obs, 8, "ddim", 10, torch.Generator().manual_seed(0))
@@ -153,8 +160,16 @@ def test_conditions_are_reapplied_after_every_gradient_step():
     def record(step):
         seen.append(step.sample[:, 0].clone())
 
-    out = policy.sample(obs, 16, "ddim", 10, torch.Generator().manual_seed(0), record,
-                        conditions={0: known}, guidance=guidance)  # fmt: skip
+    out = policy.sample(
+        obs,
+        16,
+        "ddim",
+        10,
+        torch.Generator().manual_seed(0),
+        record,
+        conditions={0: known},
+        guidance=guidance,
+    )
     torch.testing.assert_close(out[:, 0], known.expand(16, -1))
     assert out[:, 1:].mean() > MEAN + 0.1  # the free entries were pushed
 

@@ -12,7 +12,7 @@ from test_agent import count_calls
 import dp_agent  # noqa: F401  (registers the tasks)
 from dp_agent.agent import DiffusionPolicyAgent
 from dp_agent.checkpoint import CheckpointError
-from dp_agent.cli.demos import rollout_expert
+from dp_agent.cli.demos_generate import rollout_expert
 from dp_agent.config import make_configs
 from dp_agent.data import DemoWriter
 from dp_agent.envs.experts import make_expert
@@ -21,9 +21,14 @@ from dp_agent.training.train import train
 from dp_agent.training.windows import EpisodeArrays
 
 PUSHT = "dp_agent/PushT-v0"
-TINY_IMAGE = {"down_dims": (16, 32), "step_embed_dim": 16, "pred_horizon": 8,
-              "action_horizon": 4, "vision_widths": (8, 8, 16, 16),
-              "num_inference_steps": 3}  # fmt: skip
+TINY_IMAGE = {
+    "down_dims": (16, 32),
+    "step_embed_dim": 16,
+    "pred_horizon": 8,
+    "action_horizon": 4,
+    "vision_widths": (8, 8, 16, 16),
+    "num_inference_steps": 3,
+}
 
 
 def pixels_env(max_steps=16):
@@ -116,9 +121,16 @@ def test_what_only_the_image_shows_is_learned_by_the_image_policy_alone(tmp_path
     rng = np.random.default_rng(0)
     episodes = [dot_episode(*rng.integers(1, 15, 2), rng) for _ in range(60)]
     held_out = [dot_episode(*rng.integers(1, 15, 2), rng, length=1) for _ in range(20)]
-    overrides = {"down_dims": (32, 64), "step_embed_dim": 32, "pred_horizon": 4,
-                 "action_horizon": 2, "obs_horizon": 1, "vision_widths": (16, 16, 32, 32),
-                 "vision_crop": 0, "num_inference_steps": 8}  # fmt: skip
+    overrides = {
+        "down_dims": (32, 64),
+        "step_embed_dim": 32,
+        "pred_horizon": 4,
+        "action_horizon": 2,
+        "obs_horizon": 1,
+        "vision_widths": (16, 16, 32, 32),
+        "vision_crop": 0,
+        "num_inference_steps": 8,
+    }
     train_cfg = {"num_steps": 500, "batch_size": 64, "lr": 2e-3, "warmup_steps": 50}
 
     def error(keys):

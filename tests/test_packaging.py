@@ -5,6 +5,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,6 +51,7 @@ def test_installed_package_maps_top_level_folders_under_dp_agent(tmp_path):
     assert Path(demos_file) == ROOT / "demos" / "__init__.py"
 
 
+@pytest.mark.slow
 def test_wheel_installs_envs_gui_demos_and_data_under_dp_agent(tmp_path):
     subprocess.run(
         [
@@ -73,7 +76,7 @@ def test_wheel_installs_envs_gui_demos_and_data_under_dp_agent(tmp_path):
     for needed in (
         "dp_agent/envs/__init__.py",
         "dp_agent/gui/__init__.py",
-        "dp_agent/data/store.py",
+        "dp_agent/data/reader.py",
         "dp_agent/cli/main.py",
     ):
         assert needed in names

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dp_agent.checkpoint import read_checkpoint
+from dp_agent.checkpoint import read_header
 from dp_agent.data.shipped import package_dir
 
 SHIPPED = sorted((package_dir() / "pretrained").glob("*.safetensors"))
@@ -22,13 +22,14 @@ def test_the_pretrained_folder_holds_the_documented_files():
     } <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: Path(p).name)
 def test_a_shipped_checkpoint_acts_in_the_env_it_names(path):
     from dp_agent.agent import DiffusionPolicyAgent
     from dp_agent.planning.agent import DiffuserAgent
 
-    _, header = read_checkpoint(path)
-    cls = DiffuserAgent if "planner" in header else DiffusionPolicyAgent
+    header = read_header(path)
+    cls = DiffuserAgent if header.planner is not None else DiffusionPolicyAgent
     agent = cls.load(path, device="cpu")
     env = agent.make_env()
     obs, _ = env.reset(seed=0)

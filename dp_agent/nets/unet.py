@@ -38,16 +38,33 @@ class FiLMResidualBlock(nn.Module):
         self.residual = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         self.out_ch = out_ch
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        scale, bias = self.film(cond).unsqueeze(-1).chunk(2, dim=1)  # (B, C, 1) each
-        return self.forward_film(x, scale, bias)
-
-    def forward_film(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor):
-        """The block with its FiLM scale and bias (B, C, 1) given instead of the condition."""
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, T) with this block's FiLM scale and bias (B, C, 1), from the network's
+        ``film_table``."""
         h = self.conv1(x)  # (B, C, T)
         h = scale * h + bias
         h = self.conv2(h)
         return h + self.residual(x)
+
+
+def run_unet(net, x: torch.Tensor, films, channel_dim: int) -> torch.Tensor:
+    """The U-Net's topology, written once: ``net``'s ``down`` levels (two FiLM blocks, then a
+    downsampling), ``mid`` blocks and ``up`` levels (the skip concatenated, two blocks, an
+    upsampling), then ``final``; ``films`` yields each block's (scale, bias) in that order.
+    ``ConditionalUnet1D`` runs it on its modules, channels first (B, C, T); the folded backend
+    (``dp_agent.fast.folded``) on packed weights, time-major (B, T, C): ``channel_dim`` says
+    which axis the skips are concatenated on."""
+    skips = []
+    for res1, res2, downsample in net.down:
+        x = res2(res1(x, *next(films)), *next(films))
+        skips.append(x)
+        x = downsample(x)  # (B, C, T/2) except at the last level
+    for res in net.mid:
+        x = res(x, *next(films))
+    for res1, res2, upsample in net.up:
+        x = torch.cat([x, skips.pop()], dim=channel_dim)  # (B, 2C, T)
+        x = upsample(res2(res1(x, *next(films)), *next(films)))  # (B, C', 2T)
+    return net.final(x)
 
 
 class ConditionalUnet1D(nn.Module):
@@ -95,21 +112,10 @@ class ConditionalUnet1D(nn.Module):
         )
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor):
-        film = torch.cat([self.step_embed(timestep), cond], dim=-1)  # (B, step_dim + Dc)
-        x = sample.transpose(1, 2)  # (B, Da, Tp)
-        skips = []
-        for res1, res2, downsample in self.down:
-            x = res2(res1(x, film), film)
-            skips.append(x)
-            x = downsample(x)  # (B, C, T/2) except at the last level
-        for res in self.mid:
-            x = res(x, film)
-        for res1, res2, upsample in self.up:
-            x = torch.cat([x, skips.pop()], dim=1)  # (B, 2C, T)
-            x = upsample(res2(res1(x, film), film))  # (B, C', 2T)
-        return self.final(x).transpose(1, 2)  # (B, Tp, Da)
+        """sample (B, Tp, Da), diffusion step (B,), conditioning (B, Dc) -> (B, Tp, Da)."""
+        return self.forward_film(sample, self.film_table(timestep, cond))
 
-    # ---- the network with its conditioning computed apart (dp_agent.fast) ----------------------
+    # ---- the conditioning, computed apart: once per chunk in dp_agent.fast ---------------------
     def res_blocks(self) -> list[FiLMResidualBlock]:
         """The residual blocks in the order ``forward`` runs them."""
         blocks = [b for res1, res2, _ in self.down for b in (res1, res2)]
@@ -131,20 +137,10 @@ class ConditionalUnet1D(nn.Module):
 
     def forward_film(self, sample: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
         """``forward`` with the FiLM table given: sample (B, Tp, Da), film (B, F) from
-        ``film_table`` -> (B, Tp, Da); equal to ``forward(sample, timestep, cond)``."""
+        ``film_table`` -> (B, Tp, Da)."""
         films = iter(self._split_film(film))
-        x = sample.transpose(1, 2)  # (B, Da, Tp)
-        skips = []
-        for res1, res2, downsample in self.down:
-            x = res2.forward_film(res1.forward_film(x, *next(films)), *next(films))
-            skips.append(x)
-            x = downsample(x)
-        for res in self.mid:
-            x = res.forward_film(x, *next(films))
-        for res1, res2, upsample in self.up:
-            x = torch.cat([x, skips.pop()], dim=1)
-            x = upsample(res2.forward_film(res1.forward_film(x, *next(films)), *next(films)))
-        return self.final(x).transpose(1, 2)
+        x = run_unet(self, sample.transpose(1, 2), films, channel_dim=1)  # (B, Da, Tp)
+        return x.transpose(1, 2)
 
     def _split_film(self, film: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(B, F) -> per block (scale, bias), each (B, C, 1)."""

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from dp_agent.agent import noise_stream
-from dp_agent.checkpoint import space_from_dict
 from dp_agent.planning.planner import Plan, Planner
 
 
@@ -34,11 +33,24 @@ class DiffuserAgent:
     """
 
     def __init__(
-        self, planner: Planner, *, seed: int = 0, replan_every: int = 8, execute: str = "track",
-        kp: float = 2.0, kd: float = 0.3, lookahead: int = 1, guides=(), guide_scale: float = 0.1,
-        guide_steps: int = 2, t_stopgrad: int = 1, num_samples: int = 1, sampler: str | None = None,
-        num_inference_steps: int | None = None, warm_step: int = 0,
-    ):  # fmt: skip
+        self,
+        planner: Planner,
+        *,
+        seed: int = 0,
+        replan_every: int = 8,
+        execute: str = "track",
+        kp: float = 2.0,
+        kd: float = 0.3,
+        lookahead: int = 1,
+        guides=(),
+        guide_scale: float = 0.1,
+        guide_steps: int = 2,
+        t_stopgrad: int = 1,
+        num_samples: int = 1,
+        sampler: str | None = None,
+        num_inference_steps: int | None = None,
+        warm_step: int = 0,
+    ):
         if execute not in ("track", "actions"):
             raise ValueError(f"execute must be 'track' or 'actions', got {execute!r}")
         if not 1 <= replan_every <= planner.horizon - 1:
@@ -52,10 +64,8 @@ class DiffuserAgent:
         )
         self.sampler, self.num_inference_steps = sampler, num_inference_steps
         info = planner.info
-        self.state_key, self.goal_key = info["state_key"], info["goal_key"]
-        spaces = info.get("env_spaces")
-        self.observation_space = space_from_dict(spaces[0]) if spaces else None
-        self.action_space = space_from_dict(spaces[1]) if spaces else None
+        self.state_key, self.goal_key = info.state_key, info.goal_key
+        self.observation_space, self.action_space = info.env_spaces or (None, None)
         self.env_id, self.env_kwargs = planner.env_id, planner.env_kwargs
         self.num_plans = 0  # batched planning calls, for diagnostics
         self._generator = torch.Generator(planner.device).manual_seed(seed)
@@ -119,8 +129,16 @@ class DiffuserAgent:
         self._since += 1
         return (actions[0] if single else actions), state
 
-    def plan(self, observation, *, goal=None, guides=(), num_samples: int = 1,
-             return_trajectory: bool = False, seed: int | None = None) -> Plan:  # fmt: skip
+    def plan(
+        self,
+        observation,
+        *,
+        goal=None,
+        guides=(),
+        num_samples: int = 1,
+        return_trajectory: bool = False,
+        seed: int | None = None,
+    ) -> Plan:
         """Plans for one observation or a batch: states (B*N, H, Ds), actions (B*N, H, Da),
         env units, start inpainted at step 0 and the goal position (``goal`` (2,) or (B, 2),
         default the observed goal) at step H-1; every iterate with ``return_trajectory``."""
@@ -136,11 +154,17 @@ class DiffuserAgent:
             else torch.Generator(self.planner.device).manual_seed(seed)
         )
         return self.planner.plan(
-            states, goals, goal_position=position, guides=guides or self.guides,
-            num_samples=num_samples, sampler=self.sampler,
-            num_inference_steps=self.num_inference_steps, generator=g,
-            return_trajectory=return_trajectory, **self.guidance,
-        )  # fmt: skip
+            states,
+            goals,
+            goal_position=position,
+            guides=guides or self.guides,
+            num_samples=num_samples,
+            sampler=self.sampler,
+            num_inference_steps=self.num_inference_steps,
+            generator=g,
+            return_trajectory=return_trajectory,
+            **self.guidance,
+        )
 
     # ---- internals ------------------------------------------------------------------------------
     def _replan(self, need: list[int], states, goals, deterministic: bool) -> None:
@@ -154,11 +178,17 @@ class DiffuserAgent:
         if warm is None:
             warm_step = 0
         plans = self.planner.plan(
-            states[need], None if goals is None else goals[need], guides=self.guides,
-            num_samples=self.num_samples, sampler=self.sampler,
-            num_inference_steps=self.num_inference_steps, generator=generator, warm=warm,
-            warm_step=warm_step, **self.guidance,
-        ).best(self.num_samples)  # fmt: skip
+            states[need],
+            None if goals is None else goals[need],
+            guides=self.guides,
+            num_samples=self.num_samples,
+            sampler=self.sampler,
+            num_inference_steps=self.num_inference_steps,
+            generator=generator,
+            warm=warm,
+            warm_step=warm_step,
+            **self.guidance,
+        ).best(self.num_samples)
         for row, i in enumerate(need):
             self._plans[i] = Plan(plans.states[row : row + 1], plans.actions[row : row + 1])
             self._since[i] = 0
@@ -185,7 +215,7 @@ class DiffuserAgent:
         else:
             target = p.states[0, min(k + self.lookahead, h - 1)]
             pos = list(self.planner.position_dims)
-            vel = list(self.planner.info["velocity_dims"])
+            vel = list(self.planner.info.velocity_dims)
             a = p.actions[0, min(k, h - 1)] + self.kp * (target[pos] - state[pos])
             if vel:
                 a = a + self.kd * (target[vel] - state[vel])

@@ -120,10 +120,12 @@ class WindowDataset:
             )
         self.device = torch.device(device)
         self._parts = {
-            p.key: torch.as_tensor(parts[p.key] if p.kind == IMAGE else
-                                   parts[p.key].astype(np.float32), device=self.device)
+            p.key: torch.as_tensor(
+                parts[p.key] if p.kind == IMAGE else parts[p.key].astype(np.float32),
+                device=self.device,
+            )
             for p in self.spec.parts
-        }  # fmt: skip
+        }
         self._actions = torch.as_tensor(self.actions, device=self.device)
         self._index = torch.as_tensor(index, device=self.device)  # (N, Tp)
 
@@ -160,8 +162,9 @@ def _stack_parts(episodes: list, spec: ObsSpec) -> dict[str, np.ndarray]:
     for k, ep in enumerate(episodes):
         obs = ep.obs if isinstance(ep.obs, dict) else {spec.parts[0].key: ep.obs}
         if len(obs) != len(spec.parts) or any(p.key not in obs for p in spec.parts):
-            raise ValueError(f"episode {k}: observation parts {sorted(obs)}, episode 0 has "
-                             f"{spec.keys}")  # fmt: skip
+            raise ValueError(
+                f"episode {k}: observation parts {sorted(obs)}, episode 0 has {spec.keys}"
+            )
         n = len(ep.actions)
         for p in spec.parts:
             arr = np.asarray(obs[p.key])

@@ -29,7 +29,7 @@ def app_home(tmp_path, monkeypatch) -> Path:
 def write_expert_demos(path: Path, num_episodes: int, first_seed: int = 0) -> list[int]:
     """Record ``num_episodes`` TreeDetour expert episodes with DemoWriter; returns their lengths."""
     import dp_agent  # noqa: F401  (registers the envs)
-    from dp_agent.cli.demos import rollout_expert
+    from dp_agent.cli.demos_generate import rollout_expert
     from dp_agent.data import DemoWriter
     from dp_agent.envs.experts import make_expert
 

@@ -33,6 +33,7 @@ def test_gui_module_entry_point_answers_help():
     assert "--record-to" in out.stdout and "A start/stop" in out.stdout
 
 
+@pytest.mark.slow
 def test_first_start_opens_tree_detour_and_shows_task_file_and_device(qtbot, app_home):
     window = MainWindow(use_gamepad=False)
     qtbot.addWidget(window)
@@ -66,6 +67,7 @@ def test_an_unusable_task_id_is_explained_and_the_current_task_kept(window, env_
     assert window.record_panel.task.env_id == "dp_agent/TreeDetour-v0"
 
 
+@pytest.mark.slow
 def test_typing_a_gymnasium_id_switches_every_panel(window, qtbot):
     window.task_combo.setCurrentText("dp_agent/PushT-v0")
     window.task_combo.lineEdit().returnPressed.emit()

@@ -13,6 +13,8 @@ from PyQt6.QtCore import QPoint, Qt
 
 from dp_agent.gui.main_window import TAB_POLICY, TAB_RECORD
 
+pytestmark = pytest.mark.slow  # a planner trained for the app's tests
+
 MAZE = "dp_agent/Maze2D-umaze-v0"
 H = 16  # the test planner's horizon
 
@@ -36,7 +38,8 @@ def tiny_planner(tmp_path_factory):
 
     from dp_agent.config import TrainConfig
     from dp_agent.envs.experts import MazeExpert
-    from dp_agent.planning.planner import PlannerConfig, train_planner
+    from dp_agent.planning.config import PlannerConfig
+    from dp_agent.planning.train import train_planner
     from dp_agent.progress import SilentProgress
 
     torch.set_num_threads(1)
@@ -56,8 +59,15 @@ def tiny_planner(tmp_path_factory):
     config = PlannerConfig(
         horizon=H, down_dims=(16, 32), step_embed_dim=16, policy={"prediction_type": "epsilon"}
     )
-    tc = TrainConfig(num_steps=100, batch_size=16, lr=2e-3, warmup_steps=5, device="cpu",
-                     checkpoint_every=1000, log_every=1000)  # fmt: skip
+    tc = TrainConfig(
+        num_steps=100,
+        batch_size=16,
+        lr=2e-3,
+        warmup_steps=5,
+        device="cpu",
+        checkpoint_every=1000,
+        log_every=1000,
+    )
     out = tmp_path_factory.mktemp("planner")
     return train_planner(episodes, out, config, tc, progress=SilentProgress(tc.num_steps))
 
@@ -123,7 +133,7 @@ def test_a_planner_loads_as_a_planner_and_its_plans_are_drawn_being_denoised(
     panel = _load(window, qtbot, tiny_planner)
     info = panel.policy
     assert info.is_planner and info.horizon == H and "planner" in panel.policy_label.text()
-    assert panel.worker.agent.planner.policy.backend_name == "auto"  # as for policies
+    assert panel.worker.agent.planner.policy.runner.name == "auto"  # as for policies
     plan = _plan_once(panel, qtbot)
     k = info.num_inference_steps
     assert [f.step for f in plan.frames] == list(range(k + 1))
@@ -209,8 +219,9 @@ def test_the_gui_thread_never_touches_the_planner_agent(window, qtbot, tiny_plan
         monkeypatch.setattr(cls, "__getattribute__", noting(cls))
     _plan_once(panel, qtbot)
     _drag(qtbot, window.view, (3.5, 2.0), 0.4)
-    qtbot.mouseClick(window.view, Qt.MouseButton.LeftButton,
-                     pos=_widget_point(window.view, (1.5, 3.5)))  # fmt: skip
+    qtbot.mouseClick(
+        window.view, Qt.MouseButton.LeftButton, pos=_widget_point(window.view, (1.5, 3.5))
+    )
     _plan_once(panel, qtbot)
     panel.player.scrub.setValue(0)
     panel.x0_check.setChecked(True)
@@ -232,8 +243,9 @@ def test_a_tree_detour_zone_changes_the_policys_sampled_chunks(window, qtbot, ti
     radius = float(np.median(np.hypot(*(chunks.reshape(-1, 2) - centre).T)))
     _drag(qtbot, window.view, centre, radius)
     zone = panel.zones[0]
-    qtbot.mouseClick(window.view, Qt.MouseButton.LeftButton,
-                     pos=_widget_point(window.view, (60, 60)))  # fmt: skip
+    qtbot.mouseClick(
+        window.view, Qt.MouseButton.LeftButton, pos=_widget_point(window.view, (60, 60))
+    )
     assert panel.goal is None  # a policy has no goal to set
 
     panel.set_seed(3)

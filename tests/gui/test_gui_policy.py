@@ -124,7 +124,7 @@ def test_the_executed_plan_is_the_highlighted_sample_of_one_sampling_run(
     steps, n = 3, 4
     counter = CountingDenoiser(agent.policy.denoiser)
     agent.policy.denoiser = counter
-    agent.policy.set_backend("eager")  # the counter is not a U-Net: no compiled backends
+    agent.set_backend("eager")  # the counter is not a U-Net: no compiled backends
     executed = []
     env_step = panel.task.step
     panel.task.step = lambda action: (executed.append(np.array(action)), env_step(action))[1]
@@ -344,9 +344,13 @@ def test_a_keypoints_pushT_policy_runs_on_an_env_made_with_its_obs_type(window, 
 
     env = gym.make("dp_agent/PushT-v0", obs_type="keypoints")
     agent = DiffusionPolicyAgent(
-        tiny_policy(obs_dim=18), env.observation_space, env.action_space, "dp_agent/PushT-v0",
-        device="cpu", env_kwargs={"obs_type": "keypoints"},
-    )  # fmt: skip
+        tiny_policy(obs_dim=18),
+        env.observation_space,
+        env.action_space,
+        "dp_agent/PushT-v0",
+        device="cpu",
+        env_kwargs={"obs_type": "keypoints"},
+    )
     path = agent.save(tmp_path / "keypoints.safetensors")
     window.set_task("dp_agent/PushT-v0")
     panel = _load(window, qtbot, path)
@@ -359,6 +363,7 @@ def test_a_keypoints_pushT_policy_runs_on_an_env_made_with_its_obs_type(window, 
     panel.stop()
 
 
+@pytest.mark.slow
 def test_the_shipped_policy_plans_in_the_app_on_the_default_backend(window, qtbot):
     """The app's worker is a QThread, whose Python thread state PyQt makes and drops around
     every slot: OpenVINO's requests kept in a threading.local died with it and crashed the
@@ -369,14 +374,14 @@ def test_the_shipped_policy_plans_in_the_app_on_the_default_backend(window, qtbo
 
     panel = _load(window, qtbot, shipped_policy("dp_agent/TreeDetour-v0"))
     policy = panel.worker.agent.policy
-    assert policy.backend_name == "auto"  # as predict and the evaluation run it
+    assert policy.runner.name == "auto"  # as predict and the evaluation run it
     endless(panel.task)
     panel.speed_spin.setValue(0)
     assert panel.start()
     qtbot.waitUntil(lambda: panel.plans_completed >= 10, timeout=90_000)
     panel.stop()
     if importlib.util.find_spec("openvino") is not None:
-        assert policy.denoiser_backend().chosen == "openvino"
+        assert policy.runner.backend().chosen == "openvino"
 
 
 def test_an_image_policy_shows_its_network_input_in_the_corner(window, qtbot, tmp_path):
@@ -388,12 +393,21 @@ def test_an_image_policy_shows_its_network_input_in_the_corner(window, qtbot, tm
 
     env = gym.make("dp_agent/PushT-v0", obs_type="pixels")
     spec = ObsSpec.from_space(env.observation_space)
-    policy = tiny_policy(obs_dim=2, obs_spec=spec.to_dict(), vision_widths=(8, 8, 8, 8),
-                         vision_crop=84, image_feature_dim=8)  # fmt: skip
+    policy = tiny_policy(
+        obs_dim=2,
+        obs_spec=spec.to_dict(),
+        vision_widths=(8, 8, 8, 8),
+        vision_crop=84,
+        image_feature_dim=8,
+    )
     agent = DiffusionPolicyAgent(
-        policy, env.observation_space, env.action_space, "dp_agent/PushT-v0", device="cpu",
+        policy,
+        env.observation_space,
+        env.action_space,
+        "dp_agent/PushT-v0",
+        device="cpu",
         env_kwargs={"obs_type": "pixels"},
-    )  # fmt: skip
+    )
     window.set_task("dp_agent/PushT-v0")
     panel = _load(window, qtbot, agent.save(tmp_path / "image.safetensors"))
     view = panel.view

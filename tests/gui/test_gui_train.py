@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dp_agent.gui import widgets
-from dp_agent.gui.train_panel import format_seconds, train_command
+from dp_agent.gui.train_panel import train_command
+from dp_agent.gui.train_progress import format_seconds
 from dp_agent.progress import TrainStart, TrainStep
+
+pytestmark = pytest.mark.slow  # real training processes run from the app
 
 
 def _setup(panel, demos, out: Path, steps: int) -> None:
