@@ -19,6 +19,7 @@ import torch
 
 from dp_agent.checkpoint import (
     CheckpointError,
+    TrainingInfo,
     check_spaces,
     load_policy,
     save_policy,
@@ -56,7 +57,7 @@ class DiffusionPolicyAgent:
         *,
         device: str | torch.device | None = None,
         seed: int = 0,
-        training: dict[str, Any] | None = None,
+        training: TrainingInfo | dict[str, Any] | None = None,
         env_kwargs: dict[str, Any] | None = None,
     ):
         self.device = select_device(device)
@@ -66,7 +67,12 @@ class DiffusionPolicyAgent:
         self.action_space = action_space
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})  # e.g. {"obs_type": "keypoints"}
-        self.training = training or {}
+        # what produced the weights (the checkpoint's header; a dict or None for a new policy)
+        self.training = (
+            training
+            if isinstance(training, TrainingInfo)
+            else TrainingInfo.from_dict(training or {})
+        )
         self.seed = seed
         self.sampler = self.config.sampler
         self.num_inference_steps = self.config.num_inference_steps

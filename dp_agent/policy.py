@@ -235,11 +235,8 @@ class DiffusionPolicy(nn.Module):
         network = self.runner.prepare(cond, s.timesteps)  # (x, i) -> its output at step i
         x, carry = self._first_iterate(s, noise[0], start, start_step, paint)
         if on_step is not None:
-            on_step(
-                DenoiseStep(
-                    start_step, s.num_steps, unnorm(x), unnorm(x if carry is None else carry)
-                )
-            )
+            x0 = x if carry is None else carry  # a warm start's clean chunk
+            on_step(DenoiseStep(start_step, s.num_steps, unnorm(x), unnorm(x0)))
         for i in range(start_step, s.num_steps):
             out = s.step(network(x, i), i, x, carry=carry, noise=noise[i + 1])
             x, carry, x0 = out.prev_sample, out.carry, out.pred_x0
