@@ -20,6 +20,7 @@ import torch
 from dp_agent.checkpoint import (
     CheckpointError,
     TrainingInfo,
+    check_finite,
     check_spaces,
     load_policy,
     save_policy,
@@ -109,6 +110,7 @@ class DiffusionPolicyAgent:
             )
         device = select_device(device)
         policy, header = load_policy(path, device)
+        check_finite(path, policy.state_dict(), "model.")  # NaN statistics would act as NaN
         if env is not None:
             check_spaces(path, policy.obs_spec, header.action_space, env, header.env_id)
         return cls(
@@ -181,10 +183,13 @@ class DiffusionPolicyAgent:
         return chunks[idx.numpy()]
 
     def make_env(self, **kwargs) -> gym.Env:
-        """The env this policy was trained for, made with its recorded ``env_kwargs``."""
+        """The env this policy was trained for, made with its recorded ``env_kwargs`` (by its
+        registered id only: ``dp_agent.evaluate.make_env``)."""
+        from dp_agent.evaluate import make_env
+
         if self.env_id is None:
             raise ValueError("this checkpoint records no env id")
-        return gym.make(self.env_id, **{**self.env_kwargs, **kwargs})
+        return make_env(self.env_id, {**self.env_kwargs, **kwargs})
 
     # ---- per-env state ----------------------------------------------------------------------
     def reset(self, n_envs: int | None = None) -> None:

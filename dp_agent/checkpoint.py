@@ -1,72 +1,57 @@
 """Persistence in one place: a policy checkpoint is one safetensors file holding the weights
 (normaliser statistics included) and a typed JSON header (``Header``: config, spaces, env id and
 kwargs, training metadata, optional planner and distillation sections); resumable training state
-(raw weights, optimiser) rides along under its own prefixes. Loading never unpickles anything.
-Also: checking a checkpoint's spaces against an env."""
+(raw weights, optimiser) rides along under its own prefixes. Loading never unpickles anything,
+never imports a module the file names, and checks the file (``dp_agent.checkpoint_checks``:
+its header, its config against its tensors before allocating, digests, finite values)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
-from dp_agent.config import PolicyConfig, replace_fields
+from dp_agent.checkpoint_checks import (
+    INT8_SCALE,
+    MAX_HEADER_DEPTH,
+    CheckpointError,
+    check_digests,
+    check_finite,
+    check_spaces,
+    check_weights,
+    depth,
+    digests,
+    env_id_of,
+    policy_config_of,
+    space_from_dict,
+    space_of,
+    space_to_dict,
+    stored_shapes,
+)
+from dp_agent.config import MAX_WIDTH, PolicyConfig, type_problem
 from dp_agent.files import atomic_path
+
+__all__ = [  # defined in dp_agent.checkpoint_checks, used through this module
+    "CheckpointError",
+    "check_finite",
+    "check_spaces",
+    "check_weights",
+    "space_from_dict",
+    "space_to_dict",
+    "stored_shapes",
+]
 
 if TYPE_CHECKING:
     from dp_agent.policy import DiffusionPolicy
 
 FORMAT = "dp-agent/1"
-INT8_SCALE = "int8_scale."  # prefix of the per-row scales of a weight stored as int8
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit what it is used with."""
-
-
-def space_to_dict(space: gym.Space) -> dict[str, Any]:
-    """A Box, or a Dict of Boxes, as JSON (image parts by shape and bounds, not every pixel)."""
-    if isinstance(space, gym.spaces.Dict):
-        return {"type": "Dict", "spaces": {k: space_to_dict(s) for k, s in space.spaces.items()}}
-    if isinstance(space, gym.spaces.Box):
-        dtype = str(space.dtype)
-        low, high = space.low.flat[0], space.high.flat[0]
-        if space.dtype == np.uint8 and np.all(space.low == low) and np.all(space.high == high):
-            # an image: the same bounds everywhere
-            shape = list(space.shape)
-            return {
-                "type": "Box",
-                "shape": shape,
-                "low": low.item(),
-                "high": high.item(),
-                "dtype": dtype,
-            }
-        return {
-            "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
-            "dtype": dtype,
-        }
-    raise CheckpointError(f"only Box and Dict spaces can be stored in a checkpoint, got {space}")
-
-
-def space_from_dict(d: dict[str, Any]) -> gym.Space:
-    if d.get("type") == "Dict":
-        return gym.spaces.Dict({k: space_from_dict(s) for k, s in d["spaces"].items()})
-    if d.get("type") != "Box":
-        raise CheckpointError(f"unsupported space in checkpoint: {d.get('type')!r}")
-    dtype = np.dtype(d["dtype"])
-    if "shape" in d:
-        return gym.spaces.Box(d["low"], d["high"], tuple(d["shape"]), dtype)
-    low = np.asarray(d["low"], dtype=dtype)
-    return gym.spaces.Box(low, np.asarray(d["high"], dtype=dtype), low.shape, dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,7 +112,9 @@ class PlannerInfo:
     def from_dict(cls, d: Any, path: str | Path = "checkpoint") -> PlannerInfo:
         d = _fields(cls, d, path, "planner")
         if d.get("env_spaces"):
-            d["env_spaces"] = tuple(_space(s, path, "planner.env_spaces") for s in d["env_spaces"])
+            d["env_spaces"] = tuple(
+                space_of(s, path, "planner.env_spaces") for s in d["env_spaces"]
+            )
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,19 +168,32 @@ class Header:
     def from_dict(cls, d: Any, path: str | Path = "checkpoint") -> Header:
         """Read a header as written by ``to_dict`` (or by earlier versions); a missing or
         unknown field raises CheckpointError naming the file and the field."""
-        d = _fields(cls, d, path)
         try:
-            d["policy_config"] = replace_fields(PolicyConfig(), _dict(d, "policy_config", path))
-        except ValueError as e:
-            raise CheckpointError(f"{path}: field 'policy_config': {e}") from None
+            return cls._from_dict(d, path)
+        except RecursionError:
+            raise CheckpointError(f"{path}: the header is nested too deeply") from None
+
+    @classmethod
+    def _from_dict(cls, d: Any, path) -> Header:
+        d = _fields(cls, d, path)
+        d["policy_config"] = policy_config_of(_dict(d, "policy_config", path), path)
         for name in ("observation_space", "action_space"):
-            d[name] = _space(_dict(d, name, path), path, name)
+            d[name] = space_of(_dict(d, name, path), path, name)
+        d["env_id"] = env_id_of(d.get("env_id"), path)
         d["env_kwargs"] = d.get("env_kwargs") or {}
+        if not isinstance(d["env_kwargs"], dict):
+            raise CheckpointError(f"{path}: header field 'env_kwargs' is not an object")
         d["training"] = TrainingInfo.from_dict(d.get("training") or {}, path)
         if d.get("planner") is not None:
             d["planner"] = PlannerInfo.from_dict(d["planner"], path)
         if d.get("value") is not None:
             d["value"] = ValueInfo(**_fields(ValueInfo, d["value"], path, "value"))
+            for name, n in dataclasses.asdict(d["value"]).items():
+                if not isinstance(n, int) or not 1 <= n <= MAX_WIDTH:
+                    raise CheckpointError(
+                        f"{path}: header field 'value.{name}' must be an integer in "
+                        f"[1, {MAX_WIDTH}], got {n!r}"
+                    )
         return cls(**d)
 
 
@@ -209,11 +209,15 @@ def _fields(cls, d: Any, path, where: str = "") -> dict[str, Any]:
             raise CheckpointError(
                 f"{path}: header field {name!r} is not one this version of dp-agent knows"
             )
+    hints = typing.get_type_hints(cls)
     for key, f in known.items():
+        name = f"{where}.{key}" if where else key
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and key not in d:
-            name = f"{where}.{key}" if where else key
             raise CheckpointError(f"{path}: header field {name!r} is missing")
+        problem = type_problem(d[key], hints[key]) if key in d else None
+        if problem and not (d[key] is None and not required):
+            raise CheckpointError(f"{path}: header field {name!r} {problem}, got {d[key]!r:.60}")
     return dict(d)
 
 
@@ -221,13 +225,6 @@ def _dict(d: dict, name: str, path) -> dict:
     if not isinstance(d.get(name), dict):
         raise CheckpointError(f"{path}: header field {name!r} is missing or not an object")
     return d[name]
-
-
-def _space(d: Any, path, name: str) -> gym.Space:
-    try:
-        return space_from_dict(d)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: header field {name!r} is not a space ({e})") from None
 
 
 def _without_none(d: dict) -> dict:
@@ -238,8 +235,9 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], header:
     """Write ``tensors`` and ``header`` crash-safely (``dp_agent.files.atomic_path``)."""
     from safetensors.torch import save_file
 
-    metadata = {"format": FORMAT, "header": json.dumps(header.to_dict())}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    metadata = {"format": FORMAT, "header": json.dumps(header.to_dict())}
+    metadata["digest"] = json.dumps(digests(tensors))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
@@ -265,22 +263,33 @@ def read_header(path: str | Path) -> Header:
         )
     try:
         header = json.loads(metadata["header"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: metadata field 'header' is not valid JSON ({e})") from None
+    except (KeyError, ValueError, RecursionError) as e:  # huge integers, deep nesting too
+        reason = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise CheckpointError(
+            f"{path}: metadata field 'header' is not valid JSON ({reason})"
+        ) from None
+    if depth(header) > MAX_HEADER_DEPTH:
+        raise CheckpointError(
+            f"{path}: metadata field 'header' nests deeper than {MAX_HEADER_DEPTH} levels"
+        )
     return Header.from_dict(header, path)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """-> (every tensor, float32 where stored as int8, and the ``Header``). Raises
     CheckpointError with the file name for anything unreadable."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     header = read_header(path)
     try:
         tensors = load_file(str(path), device=str(device))
+        with safe_open(str(path), framework="pt") as f:
+            recorded = (f.metadata() or {}).get("digest")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
+    groups = {k.removeprefix(INT8_SCALE).split(".", 1)[0] for k in tensors}
+    check_digests(path, tensors, recorded, sorted(groups))
     return dequantize_int8(tensors, path), header
 
 
@@ -294,10 +303,12 @@ def read_tensors(path: str | Path, prefix: str, device: str | torch.device = "cp
 
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
+            raw = {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
+            recorded = (f.metadata() or {}).get("digest")
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({e})") from None
-    tensors = prefixed(dequantize_int8(tensors, path), prefix)
+    tensors = prefixed(dequantize_int8(raw, path), prefix)
+    check_digests(path, raw, recorded, [prefix])
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
@@ -442,6 +453,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
     from dp_agent.policy import DiffusionPolicy
 
     header = read_header(path)
+    check_weights(path, header.policy_config)
     weights = read_tensors(path, "model", device)
     try:
         policy = DiffusionPolicy(header.policy_config)
@@ -451,23 +463,6 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu"):
             f"{path}: field 'policy_config' or the weights do not fit ({e})"
         ) from None
     return policy.to(device).eval(), header
-
-
-def check_spaces(path, obs_spec, act_space, env: gym.Env, env_id: str | None) -> None:
-    """Raise CheckpointError when an env's spaces differ from the checkpoint's: observations by
-    part (``obs_spec``, naming the part that differs), actions by shape."""
-    from dp_agent.observations import ObservationError
-
-    try:
-        obs_spec.check_space(env.observation_space, f"field 'observation_space' ({env_id!r})")
-    except ObservationError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    theirs = env.action_space
-    if not isinstance(theirs, gym.spaces.Box) or theirs.shape != act_space.shape:
-        raise CheckpointError(
-            f"{path}: field 'action_space' has shape {act_space.shape} (trained on {env_id!r}), "
-            f"but the env's action_space is {theirs}"
-        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,17 +6,112 @@ and ``DistillConfig`` for distillation, with one validation); the named presets.
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 
-def option(default, help: str = "", *, flag: str | None = None, choices=None):
+def option(
+    default,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    choices=None,
+    min: float | None = None,
+    max: float | None = None,
+):
     """A config field with what its command-line flag needs (``dp_agent.cli.flags``): the help
-    text, the flag's name where it is not ``--field-name``, and the allowed values."""
-    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices})
+    text, the flag's name where it is not ``--field-name``, the allowed values, and the range
+    ``[min, max]`` of a number (of each number of a tuple), which both the flag and
+    ``check_fields`` (every config's ``validate``) enforce."""
+    meta = {"help": help, "flag": flag, "choices": choices, "min": min, "max": max}
+    return field(default=default, metadata=meta)
+
+
+def metadata_of(cls, name: str) -> dict:
+    """A field's ``option`` metadata, from the class that last gave it some (a subclass may
+    change a field's default alone)."""
+    for klass in cls.__mro__:
+        for f in dataclasses.fields(klass) if dataclasses.is_dataclass(klass) else ():
+            if f.name == name and f.metadata:
+                return dict(f.metadata)
+    return {}
+
+
+def out_of_range(value, meta: dict) -> str | None:
+    """Why ``value`` is outside its field's ``[min, max]`` (NaN is never inside), else None."""
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and not value >= lo:
+        return f"must be at least {lo}" + (f" and at most {hi}" if hi is not None else "")
+    if hi is not None and not value <= hi:
+        return f"must be at most {hi}" + (f" and at least {lo}" if lo is not None else "")
+    return None
+
+
+def check_fields(cfg) -> None:
+    """Raise ValueError for a field of ``cfg`` whose value is not of its declared type (int,
+    float, str, bool, a tuple of them, or None where allowed) or outside its ``option`` range,
+    so that a config read from a file is checked before anything is built from it."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        problem = type_problem(value, hints[f.name])
+        if problem is None:
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            meta = metadata_of(type(cfg), f.name)
+            for v in values:
+                problem = None if v is None else out_of_range(v, meta)
+                if problem:
+                    break
+        if problem:
+            name = type(cfg).__name__
+            raise ValueError(f"{name}.{f.name} {problem}, got {_short(value)}")
+
+
+def type_problem(value, hint) -> str | None:
+    """Why ``value`` does not fit the type ``hint`` (simple types only; others pass)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return type_problem(value, rest[0]) if len(rest) == 1 else None
+    if typing.get_origin(hint) in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return "must be a list"
+        items = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if len(items) == 1 and not all(type_problem(v, next(iter(items))) is None for v in value):
+            return f"must be a list of {next(iter(items)).__name__}s"
+        return None
+    checks = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        dict: lambda v: isinstance(v, dict),
+    }
+    check = checks.get(typing.get_origin(hint) or hint)
+    return None if check is None or check(value) else f"must be a {hint.__name__}"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+
+# sane limits of the numbers a config holds (the command line's and a checkpoint's): far above
+# any network or run this project trains, far below what would exhaust a machine's memory
+MAX_WIDTH = 1 << 16  # channels, features, dims
+MAX_HORIZON = 1 << 12  # frames and actions of a chunk
+MAX_PIXELS = 1 << 14  # a side of an image
+MAX_DIFFUSION_STEPS = 100_000
+MAX_BATCH = 1 << 16
+MAX_STEPS = 1_000_000_000  # optimiser steps: years at 30 per second
+MAX_SEED = (1 << 63) - 1
 
 
 DENOISERS = ("unet", "transformer")
@@ -32,36 +127,43 @@ class PolicyConfig:
     squaredcos_cap_v2, epsilon prediction, clipping to [-1, 1]).
     """
 
-    obs_dim: int = 0  # Do, size of one flattened observation frame (set from the data)
-    action_dim: int = 0  # Da (set from the data)
-    obs_horizon: int = option(2, "To, observation frames the policy sees")
-    pred_horizon: int = option(16, "Tp, actions per predicted chunk")
-    action_horizon: int = option(8, "Ta, actions executed per chunk")
+    # Do, size of one flattened observation frame (set from the data)
+    obs_dim: int = option(0, min=0, max=MAX_WIDTH)
+    action_dim: int = option(0, min=0, max=MAX_WIDTH)  # Da (set from the data)
+    obs_horizon: int = option(2, "To, observation frames the policy sees", min=1, max=MAX_HORIZON)
+    pred_horizon: int = option(16, "Tp, actions per predicted chunk", min=1, max=MAX_HORIZON)
+    action_horizon: int = option(8, "Ta, actions executed per chunk", min=1, max=MAX_HORIZON)
     denoiser: str = option("unet", "unet (DP-C) or transformer (DP-T)", choices=DENOISERS)
-    down_dims: tuple[int, ...] = option((256, 512, 1024), "U-Net channels per level")
-    kernel_size: int = 5
-    n_groups: int = 8
-    step_embed_dim: int = 128
-    d_model: int = option(256, "transformer width")
-    n_heads: int = 4
-    n_layers: int = 8
-    dropout: float = 0.1
+    down_dims: tuple[int, ...] = option(
+        (256, 512, 1024), "U-Net channels per level", min=1, max=MAX_WIDTH
+    )
+    kernel_size: int = option(5, min=1, max=65)
+    n_groups: int = option(8, min=1, max=MAX_WIDTH)
+    step_embed_dim: int = option(128, min=2, max=MAX_WIDTH)
+    d_model: int = option(256, "transformer width", min=1, max=MAX_WIDTH)
+    n_heads: int = option(4, min=1, max=1024)
+    n_layers: int = option(8, min=1, max=1024)
+    dropout: float = option(0.1, min=0.0, max=1.0)
     obs_encoder: str = option("mlp", "vector parts: mlp or identity", choices=OBS_ENCODERS)
-    obs_feature_dim: int = 64
+    obs_feature_dim: int = option(64, min=1, max=MAX_WIDTH)
     # the observation's parts (dp_agent.observations.ObsSpec.to_dict()), set from the data;
     # None: one vector of obs_dim values (checkpoints made before observation specs)
     obs_spec: dict | None = None
-    vision_widths: tuple[int, ...] = option((64, 128, 256, 512), "ResNet-18's widths per stage")
-    vision_crop: int = option(84, "random crop in training, centre crop at inference; 0 = none")
-    image_feature_dim: int = 64
+    vision_widths: tuple[int, ...] = option(
+        (64, 128, 256, 512), "ResNet-18's widths per stage", min=1, max=MAX_WIDTH
+    )
+    vision_crop: int = option(
+        84, "random crop in training, centre crop at inference; 0 = none", min=0, max=MAX_PIXELS
+    )
+    image_feature_dim: int = option(64, min=1, max=MAX_WIDTH)
     shared_vision_encoder: bool = option(False, "one encoder for all image parts")
-    num_train_steps: int = 100
+    num_train_steps: int = option(100, min=1, max=MAX_DIFFUSION_STEPS)
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
     clip_sample: bool = True
     objective: str = option("diffusion", "mse = regression baseline", choices=OBJECTIVES)
     sampler: str = option("ddim", "default sampler at inference")
-    num_inference_steps: int = 10
+    num_inference_steps: int = option(10, min=1, max=MAX_DIFFUSION_STEPS)
     # where DDPM/DDIM put their steps: "leading" (diffusers' default) or "trailing" (from T-1;
     # distilled students, whose grid is the one they were trained on)
     timestep_spacing: str = "leading"
@@ -88,6 +190,9 @@ class PolicyConfig:
         return self.num_train_steps if sampler == "ddpm" else self.num_inference_steps
 
     def validate(self) -> None:
+        check_fields(self)
+        if len(self.down_dims) < 1 or len(self.vision_widths) < 1:
+            raise ValueError("down_dims and vision_widths need at least one level")
         spec = self.observation_spec()
         if self.action_dim <= 0 or (self.obs_dim <= 0 and not spec.image_parts):
             raise ValueError("PolicyConfig needs obs_dim and action_dim > 0 (fit it on data)")
@@ -137,19 +242,29 @@ class OptimConfig:
     """The optimisation every run of the training loop shares (policies, planners and
     distillation): AdamW, a cosine schedule with warm-up, gradient clipping, EMA, checkpoints."""
 
-    batch_size: int = option(256, "the global batch (split across torchrun's processes)")
-    lr: float = option(1e-4, "peak learning rate")
-    weight_decay: float = option(1e-6, "AdamW's weight decay")
-    betas: tuple[float, float] = option((0.95, 0.999), "AdamW's betas")
-    warmup_steps: int = option(500, "steps of linear warm-up before the cosine decay")
-    grad_clip: float = option(1.0, "clip the gradient's norm to this")
-    ema_power: float = option(0.75, "EMA decay 1 - (1 + step)^-power")
-    ema_max_decay: float = option(0.9999, "cap of the EMA decay")
-    checkpoint_every: int = option(500, "steps between checkpoints (OUT/last.safetensors)")
-    log_every: int = option(10, "steps between progress reports")
-    seed: int = option(0, "seed of the batches, the noise and the initial weights")
+    batch_size: int = option(
+        256, "the global batch (split across torchrun's processes)", min=1, max=MAX_BATCH
+    )
+    lr: float = option(1e-4, "peak learning rate", min=0.0, max=10.0)
+    weight_decay: float = option(1e-6, "AdamW's weight decay", min=0.0, max=10.0)
+    betas: tuple[float, float] = option((0.95, 0.999), "AdamW's betas", min=0.0, max=1.0)
+    warmup_steps: int = option(
+        500, "steps of linear warm-up before the cosine decay", min=0, max=MAX_STEPS
+    )
+    grad_clip: float = option(1.0, "clip the gradient's norm to this", min=0.0, max=1e9)
+    ema_power: float = option(0.75, "EMA decay 1 - (1 + step)^-power", min=0.0, max=100.0)
+    ema_max_decay: float = option(0.9999, "cap of the EMA decay", min=0.0, max=1.0)
+    checkpoint_every: int = option(
+        500, "steps between checkpoints (OUT/last.safetensors)", min=1, max=MAX_STEPS
+    )
+    log_every: int = option(10, "steps between progress reports", min=1, max=MAX_STEPS)
+    seed: int = option(
+        0, "seed of the batches, the noise and the initial weights", min=0, max=MAX_SEED
+    )
     device: str = option("auto", "auto (CUDA > MPS > CPU), cpu, cuda, mps")
-    num_threads: int = option(0, "CPU threads (0 = one per core)", flag="--threads")
+    num_threads: int = option(
+        0, "CPU threads (0 = one per core)", flag="--threads", min=0, max=4096
+    )
     precision: str = option(
         "auto",
         "bf16 autocast (auto: where the device has native bf16); weights stay fp32",
@@ -159,6 +274,7 @@ class OptimConfig:
     init_from: str | None = None
 
     def validate(self) -> None:
+        check_fields(self)
         for name in ("batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -172,7 +288,7 @@ class OptimConfig:
 class TrainConfig(OptimConfig):
     """How to train a policy or a planner: the optimisation and its number of steps."""
 
-    num_steps: int = option(3000, "optimiser steps", flag="--steps")
+    num_steps: int = option(3000, "optimiser steps", flag="--steps", min=1, max=MAX_STEPS)
     init_from: str | None = option(
         None,
         "fine-tune: start from this policy's weights (normalisers included) with a fresh "
@@ -198,15 +314,19 @@ class DistillConfig(OptimConfig):
     warmup_steps: int = 100
     ema_max_decay: float = 0.999
     precision: str = "fp32"
-    teacher_steps: int = option(16, "DDIM steps of the first teacher (the trained policy)")
+    teacher_steps: int = option(
+        16, "DDIM steps of the first teacher (the trained policy)", min=1, max=MAX_DIFFUSION_STEPS
+    )
     student_steps: int = option(
         2,
         "denoising steps of the student: teacher_steps / 2^rounds, or the last round merges "
         "only the noisiest pairs (16 -> 8 -> 4 -> 3); as many as the teacher's for a "
         "trajectory student with --init-from, e.g. into a narrower network",
         flag="--steps",
+        min=1,
+        max=MAX_DIFFUSION_STEPS,
     )
-    steps_per_round: int = option(2000, "updates per round")
+    steps_per_round: int = option(2000, "updates per round", min=1, max=MAX_STEPS)
     method: str = option(
         "progressive",
         "progressive: halve the steps round by round; trajectory: one round in "
@@ -217,6 +337,8 @@ class DistillConfig(OptimConfig):
         None,
         "the trajectory student's steps, points of the teacher's grid, e.g. 99,49,24 "
         "(None: the trailing grid)",
+        min=0,
+        max=MAX_DIFFUSION_STEPS,
     )
     init_from: str | None = option(
         None,
@@ -237,6 +359,7 @@ class DistillConfig(OptimConfig):
         return out
 
     def validate(self) -> None:
+        check_fields(self)
         # a trajectory student with init_from (e.g. another network) may take its teacher's
         # steps: a few-step student moved into a narrower U-Net, its calls cheaper
         if self.method == "trajectory" and self.init_from is not None:

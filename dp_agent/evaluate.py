@@ -72,11 +72,34 @@ class EvalResult:
         return out
 
 
-def make_env(env_id: str, env_kwargs: dict) -> gym.Env:
-    """An env by id, in any process (registers this package's tasks first)."""
+def make_env(env_id: str, env_kwargs: dict, env_module: str | None = None) -> gym.Env:
+    """An env by its registered Gymnasium id, in any process (registers this package's tasks
+    first): the one place where an env id read from a file (a checkpoint's, a planner's)
+    becomes an env. Gymnasium's ``module:Env`` form, which imports that module, is refused:
+    a module is imported only when the caller names it (``env_module``, ``--env-module``)."""
     import dp_agent  # noqa: F401
 
+    if env_module:
+        import_env_module(env_module)
+    if not isinstance(env_id, str) or ":" in env_id:
+        raise ValueError(
+            f"env id {env_id!r} is not a registered Gymnasium id (the 'module:Env' form, which "
+            "imports a module, is not accepted); import the module that registers it "
+            "yourself (dp-agent eval --env-module MODULE) and give the id alone"
+        )
+    if not isinstance(env_kwargs, dict) or not all(isinstance(k, str) for k in env_kwargs):
+        raise ValueError(f"env_kwargs for {env_id!r} must be a dict of named arguments")
     return gym.make(env_id, **env_kwargs)
+
+
+def import_env_module(name: str) -> None:
+    """Import the module ``name`` names (one that registers envs), at the user's request."""
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except ImportError as e:
+        raise ValueError(f"--env-module {name}: cannot import it ({e})") from None
 
 
 def evaluate(
@@ -89,15 +112,19 @@ def evaluate(
     env_kwargs: dict | None = None,
     progress: Progress | None = None,
     workers: bool = False,
+    env_module: str | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes with seeds seed, seed+1, ...; ``n_envs`` at a time in a vector
     env, one batched ``agent.predict`` per step. ``workers`` steps the envs in worker processes
-    (gymnasium's ``AsyncVectorEnv``). The env defaults to the agent's own."""
+    (gymnasium's ``AsyncVectorEnv``). The env defaults to the agent's own; ``env_module`` is
+    imported first in every process (``make_env``)."""
+    if episodes < 1 or n_envs < 1:
+        raise ValueError(f"episodes and n_envs must be at least 1, got {episodes} and {n_envs}")
     if env_id is None or (env_kwargs is None and env_id == getattr(agent, "env_id", None)):
         env_id = env_id or agent.env_id
         env_kwargs = getattr(agent, "env_kwargs", None)
     n = min(n_envs, episodes)
-    fns = [functools.partial(make_env, env_id, dict(env_kwargs or {}))] * n
+    fns = [functools.partial(make_env, env_id, dict(env_kwargs or {}), env_module)] * n
     venv = gym.vector.AsyncVectorEnv(fns) if workers else gym.vector.SyncVectorEnv(fns)
     result = EvalResult()
     if hasattr(agent, "reset"):

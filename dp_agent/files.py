@@ -1,11 +1,13 @@
 """Crash-safe file writes, shared by checkpoints, demonstration files and the app's settings:
 write a private temporary file next to the target, fsync it, rename it over the target, fsync
-the folder. A kill or power loss at any moment leaves either the old file or the new one."""
+the folder. A kill or power loss at any moment leaves either the old file or the new one, and
+the temporary file of a killed writer is removed by the next write in its folder."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,9 @@ def temp_path_for(path: Path) -> Path:
     """A private temporary file next to ``path`` (same filesystem, so the rename is atomic);
     the writer's pid is in the name so that a later writer can tell stale ones."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+_TEMP_NAME = re.compile(r"^\.(.+)\.(\d+)\.tmp$")  # temp_path_for's names: .<target>.<pid>.tmp
 
 
 def fsync_path(path: Path) -> None:
@@ -45,6 +50,7 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     the block exits normally; on an exception ``tmp`` is removed and ``p`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
     tmp = temp_path_for(path)
     try:
         yield tmp
@@ -62,17 +68,34 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def remove_stale_temp_files(path: Path) -> None:
-    """Remove temporary files left next to ``path`` by writers that were killed."""
-    if os.name == "nt" or not path.parent.is_dir():
+    """Remove the temporary files (or folders) that killed writers left in ``path``'s folder:
+    the ones named as ``temp_path_for`` names them, for any target, whose writer (the pid in
+    the name) no longer runs. A live process's, this one's included, are left alone. Called by
+    every ``atomic_path`` write, so a killed run's leftovers go at the next write beside them."""
+    folder = path.parent
+    if os.name == "nt" or not folder.is_dir():  # (os.kill(pid, 0) would end the process there)
         return
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp$")
-    for entry in path.parent.iterdir():
-        m = pattern.match(entry.name)
-        if not m or int(m.group(1)) == os.getpid():
-            continue
+    with os.scandir(folder) as entries:
+        stale = [e for e in entries if _writer_is_gone(e.name)]
+    for entry in stale:
         try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
-            entry.unlink(missing_ok=True)
-        except OSError:  # alive but not ours (PermissionError): leave it
+            if entry.is_dir(follow_symlinks=False):  # a killed export's folder
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # gone already (another writer's sweep), or not ours to remove
             pass
+
+
+def _writer_is_gone(name: str) -> bool:
+    """Whether ``name`` is a temporary file's name whose writing process has ended."""
+    m = _TEMP_NAME.match(name)
+    if m is None or int(m.group(2)) == os.getpid():
+        return False
+    try:
+        os.kill(int(m.group(2)), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # alive but another user's (PermissionError); no pid
+        pass
+    return False

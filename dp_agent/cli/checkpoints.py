@@ -7,7 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from dp_agent.cli.flags import number
+from dp_agent.config import MAX_DIFFUSION_STEPS, MAX_SEED
 from dp_agent.diffusion import SAMPLERS
+
+MAX_EPISODES = 1_000_000
+MAX_ENVS = 1024
 
 
 def add_subcommands(sub) -> None:
@@ -19,18 +24,27 @@ def add_subcommands(sub) -> None:
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on its task over seeded episodes")
     p.add_argument("checkpoint", help="a .safetensors checkpoint (a policy or a planner)")
-    p.add_argument("--env", help="Gymnasium id (default: the checkpoint's)")
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=100000, help="first episode seed")
-    p.add_argument("--n-envs", type=int, default=10)
-    p.add_argument("--max-episode-steps", type=int, help="end episodes after this many steps")
+    p.add_argument("--env", help="registered Gymnasium id (default: the checkpoint's)")
+    p.add_argument(
+        "--env-module",
+        help="import this module first (one that registers the env); a checkpoint never "
+        "imports one itself",
+    )
+    p.add_argument("--episodes", type=number(int, 1, MAX_EPISODES), default=50)
+    p.add_argument("--seed", type=number(int, 0, MAX_SEED), default=100000, help="first seed")
+    p.add_argument("--n-envs", type=number(int, 1, MAX_ENVS), default=10)
+    p.add_argument(
+        "--max-episode-steps",
+        type=number(int, 1, 10**9),
+        help="end episodes after this many steps",
+    )
     p.add_argument("--sampler", choices=list(SAMPLERS))
-    p.add_argument("--steps", type=int, help="denoising steps")
+    p.add_argument("--steps", type=number(int, 1, MAX_DIFFUSION_STEPS), help="denoising steps")
     p.add_argument("--device", default=None)
     p.add_argument("--deterministic", action="store_true", help="reproducible noise streams")
     p.add_argument(
         "--noise-seed",
-        type=int,
+        type=number(int, 0, MAX_SEED),
         default=0,
         help="the agent's seed, which its noise streams derive from: other draws of the "
         "policy on the same episode seeds",
@@ -43,9 +57,11 @@ def _add_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from dp_agent.evaluate import evaluate
+    from dp_agent.evaluate import evaluate, import_env_module
     from dp_agent.progress import Progress
 
+    if args.env_module:
+        import_env_module(args.env_module)
     agent = _agent(args)
     env_id = args.env or agent.env_id
     if env_id is None:
@@ -66,6 +82,7 @@ def cmd_eval(args) -> int:
         env_kwargs,
         progress,
         workers=workers,
+        env_module=args.env_module,
     )
     progress.close()
     sampler, steps = _sampler_of(agent)
@@ -122,8 +139,9 @@ def _check_env(path, agent, env_id: str, env_kwargs: dict) -> None:
     import gymnasium as gym
 
     from dp_agent.checkpoint import CheckpointError, check_spaces
+    from dp_agent.evaluate import make_env
 
-    env = gym.make(env_id, **env_kwargs)
+    env = make_env(env_id, env_kwargs)
     try:
         if not hasattr(agent, "planner"):
             check_spaces(path, agent.obs_spec, agent.action_space, env, agent.env_id)
@@ -241,13 +259,29 @@ def _add_export(sub) -> None:
         help="store weight matrices as int8 with one scale per row (a quarter of float32)",
     )
     p.add_argument("--sampler", choices=list(SAMPLERS), help="default sampler")
-    p.add_argument("--steps", type=int, help="its default number of denoising steps")
+    p.add_argument(
+        "--steps",
+        type=number(int, 1, MAX_DIFFUSION_STEPS),
+        help="its default number of denoising steps",
+    )
     p.set_defaults(func=cmd_export)
+
+
+def check_out_file(out) -> None:
+    """Refuse, before any work, an output file that is a folder or lies in no folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(
+            f"{out} is a folder; give the file to write, e.g. {out / 'policy.safetensors'}"
+        )
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: no folder {out.parent} to write it in")
 
 
 def cmd_export(args) -> int:
     from dp_agent.checkpoint import read_header
 
+    check_out_file(args.out)
     if read_header(args.checkpoint).planner is not None:
         from dp_agent.planning.planner import Planner
 

@@ -89,20 +89,31 @@ def _generate_writer(args: argparse.Namespace) -> tuple[DemoWriter, set[int]]:
         return writer, {r["seed"] for r in reader.summary() if isinstance(r["seed"], int)}
 
 
-def _make_env(args: argparse.Namespace) -> Any:
+def _make_env_and_expert(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The env of --task and its scripted expert; one DemoError when either cannot be made."""
     import gymnasium as gym
 
     import dp_agent  # noqa: F401  (registers the envs)
+    from dp_agent.envs.experts import make_expert
 
     try:
-        return gym.make(args.task, **_env_kwargs(args))
+        env = gym.make(args.task, **_env_kwargs(args))
     except (gym.error.Error, TypeError, ValueError) as exc:
         raise DemoError(f"--task {args.task}: cannot make this env ({exc})") from exc
+    try:
+        return env, make_expert(env)
+    except TypeError:  # an env without a scripted expert (make_expert names what it got)
+        env.close()
+        raise DemoError(
+            f"--task {args.task}: no scripted expert for this env; demos generate records "
+            "dp_agent/PushT-v0, dp_agent/TreeDetour-v0 and the dp_agent/Maze2D envs"
+        ) from None
 
 
 def _record(
     args: argparse.Namespace,
     env: Any,
+    expert: Any,
     writer: DemoWriter,
     used_seeds: set[int],
     progress: Any,
@@ -110,9 +121,6 @@ def _record(
 ) -> None:
     """Expert episodes from --seed on (skipping ``used_seeds``), saved in batches of --batch-size,
     until --episodes are saved or the attempts run out; ``tally`` counts as it goes."""
-    from dp_agent.envs.experts import make_expert
-
-    expert = make_expert(env)
     max_attempts = args.episodes if args.keep_failures else 2 * args.episodes + 20
     batch: list[Episode] = []
     seed = args.seed
@@ -140,14 +148,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dp_agent.progress import Progress
 
     writer, used_seeds = _generate_writer(args)
-    env = _make_env(args)
+    env, expert = _make_env_and_expert(args)
     out = writer.path
     progress = Progress(args.episodes, desc=f"generate {args.task}", json_lines=args.json_progress)
     progress.event("start", total_steps=args.episodes, out=str(out), task=args.task)
     t0 = time.perf_counter()
     tally = _Tally()
     try:
-        _record(args, env, writer, used_seeds, progress, tally)
+        _record(args, env, expert, writer, used_seeds, progress, tally)
     except KeyboardInterrupt:  # every finished batch is saved; say how many
         progress.close()
         print(f"interrupted: {tally.saved} episodes saved in {out}", file=sys.stderr)

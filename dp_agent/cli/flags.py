@@ -11,6 +11,8 @@ import types
 import typing
 from typing import Any
 
+from dp_agent.config import metadata_of, out_of_range
+
 
 def add_flags(parser, cls, *, skip=(), title: str | None = None, preset: bool = False) -> None:
     """Add a flag for each field of the dataclass ``cls`` not in ``skip`` (fields of other
@@ -22,7 +24,7 @@ def add_flags(parser, cls, *, skip=(), title: str | None = None, preset: bool = 
         kind = _kind(hints[f.name])
         if f.name in skip or kind is None:
             continue
-        meta = _metadata(cls, f.name)
+        meta = metadata_of(cls, f.name)
         default = f"the preset's, else {f.default!r}" if preset else repr(f.default)
         help_text = f"{meta.get('help') or f.name.replace('_', ' ')} (default: {default})"
         flag = flag_of(cls, f.name)
@@ -30,12 +32,37 @@ def add_flags(parser, cls, *, skip=(), title: str | None = None, preset: bool = 
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif isinstance(kind, tuple):  # numbers: --down-dims 64 128 256 or 64,128,256
-            group.add_argument(flag, type=_numbers(kind[0]), nargs="+", metavar="N", **common)
+            parse = _numbers(kind[0], meta, f.name)
+            group.add_argument(flag, type=parse, nargs="+", metavar="N", **common)
         else:
             metavar = None if meta.get("choices") else kind.__name__.upper()
+            parse = kind if kind is str else number(kind, meta.get("min"), meta.get("max"), f.name)
             group.add_argument(
-                flag, type=kind, choices=meta.get("choices"), metavar=metavar, **common
+                flag, type=parse, choices=meta.get("choices"), metavar=metavar, **common
             )
+
+
+def number(kind, min=None, max=None, name: str | None = None):
+    """An argparse ``type`` for an int or float in ``[min, max]`` (either may be None): a value
+    outside it, NaN, or a float where an int is wanted ends the parse with one line saying the
+    range (and the config field ``name``), before any work."""
+    meta = {"min": min, "max": max}
+    what = f"{name} " if name else ""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        problem = out_of_range(value, meta)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{what}{problem}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def given(args: argparse.Namespace, cls) -> dict[str, Any]:
@@ -51,7 +78,7 @@ def given(args: argparse.Namespace, cls) -> dict[str, Any]:
 
 def flag_of(cls, name: str) -> str:
     """The flag of field ``name`` of ``cls``: ``--field-name`` unless its ``option`` names one."""
-    return _metadata(cls, name).get("flag") or "--" + name.replace("_", "-")
+    return metadata_of(cls, name).get("flag") or "--" + name.replace("_", "-")
 
 
 def _dest(cls, name: str) -> str:
@@ -72,25 +99,20 @@ def _kind(hint):
     return None
 
 
-def _metadata(cls, name: str) -> dict:
-    """A field's metadata, from the class that last gave it some (a subclass may change a
-    field's default alone)."""
-    for klass in cls.__mro__:
-        for f in dataclasses.fields(klass) if dataclasses.is_dataclass(klass) else ():
-            if f.name == name and f.metadata:
-                return dict(f.metadata)
-    return {}
-
-
-def _numbers(kind):
+def _numbers(kind, meta: dict, name: str):
     def parse(text: str) -> list:
         try:
-            return [kind(part) for part in text.split(",") if part.strip()]
+            values = [kind(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected {kind.__name__}s separated by commas or spaces, e.g. 99,49,24; "
                 f"got {text!r}"
             ) from None
+        for value in values:
+            problem = out_of_range(value, meta)
+            if problem:
+                raise argparse.ArgumentTypeError(f"each of {name} {problem}, got {value}")
+        return values
 
     parse.__name__ = f"{kind.__name__} list"
     return parse

@@ -19,8 +19,16 @@ def _add_gui(sub) -> None:
     sub.add_parser("gui", help="open the desktop app (dp-agent gui --help for its options)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose bad input (an unknown flag, a number out of its range) is one line, as
+    every other error of the command; the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dp-agent", description="Diffusion Policy: record, train, evaluate, inspect."
     )
     parser.add_argument("--version", action="version", version=dp_agent.__version__)
@@ -44,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     json_mode = getattr(args, "json_progress", False)
     from gymnasium.error import Error as GymError
 
-    # CheckpointError, DemoError and bad configs are ValueErrors; TrainingError a RuntimeError
-    known = (ValueError, FileNotFoundError, RuntimeError, GymError)
+    # CheckpointError, DemoError and bad configs are ValueErrors; TrainingError a RuntimeError;
+    # OSError: a path of the wrong kind, a full disk
+    known = (ValueError, OSError, RuntimeError, GymError)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, in the handler below, not at exit
         return code
+    except BrokenPipeError:  # the reader left early (`dp-agent demos info F | head`): stop quietly
+        # point stdout at /dev/null so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
     except known as e:  # bad input or a stopped run: one readable line, no traceback
         if json_mode:
             print(json.dumps({"event": "error", "message": str(e)}), flush=True)
@@ -58,10 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader left early (`dp-agent demos info F | head`): stop quietly
-        # point stdout at /dev/null so that the interpreter's final flush does not raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from dp_agent.cli.flags import add_flags, given
-from dp_agent.cli.train import add_run_flags
-from dp_agent.config import TrainConfig
+from dp_agent.cli.checkpoints import check_out_file
+from dp_agent.cli.flags import add_flags, given, number
+from dp_agent.cli.train import add_run_flags, check_out_folder
+from dp_agent.config import MAX_STEPS, TrainConfig
 from dp_agent.planning.config import PLANNER_PRESETS, PlannerConfig
 
 
@@ -17,7 +18,12 @@ def add_subcommands(sub) -> None:
     p.add_argument("--demos", required=True, help="demonstration file (.hdf5)")
     p.add_argument("--out", required=True, help="run folder (checkpoints)")
     p.add_argument("--preset", default="maze2d-umaze", choices=sorted(PLANNER_PRESETS))
-    p.add_argument("--value-steps", type=int, default=0, help="then train a value net this long")
+    p.add_argument(
+        "--value-steps",
+        type=number(int, 0, MAX_STEPS),
+        default=0,
+        help="then train a value net this long",
+    )
     add_run_flags(p)
     add_flags(p, PlannerConfig, title="planner", preset=True)
     add_flags(p, TrainConfig, title="training", preset=True)
@@ -28,7 +34,7 @@ def add_subcommands(sub) -> None:
     e.add_argument("out")
     e.add_argument("--half", action="store_true", help="store weights as float16")
     e.add_argument("--value-demos", help="train a value network on these demos and include it")
-    e.add_argument("--value-steps", type=int, default=2000)
+    e.add_argument("--value-steps", type=number(int, 1, MAX_STEPS), default=2000)
     e.set_defaults(func=cmd_plan_export)
 
 
@@ -37,6 +43,7 @@ def cmd_plan_train(args) -> int:
     from dp_agent.planning.planner import Planner
     from dp_agent.planning.train import export_planner, train_planner, train_value
 
+    check_out_folder(args.out)
     planner, train = given(args, PlannerConfig), given(args, TrainConfig)
     pc, tc = make_planner_configs(args.preset, planner, train)
     final = train_planner(
@@ -59,6 +66,7 @@ def cmd_plan_export(args) -> int:
     from dp_agent.planning.planner import Planner
     from dp_agent.planning.train import export_planner, train_value
 
+    check_out_file(args.out)
     net = None
     if args.value_demos:
         planner = Planner.load(args.checkpoint)

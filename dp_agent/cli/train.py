@@ -4,6 +4,7 @@ generated from the config dataclasses."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from dp_agent.cli.flags import add_flags, given
 from dp_agent.config import PRESETS, DistillConfig, PolicyConfig, TrainConfig
@@ -35,6 +36,13 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_distill)
 
 
+def check_out_folder(out) -> None:
+    """Refuse, before any work, a run folder that is a file (or lies inside one)."""
+    for path in (Path(out), *Path(out).parents):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {out}: {path} is a file, not a folder for the run")
+
+
 def add_run_flags(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--overwrite", action="store_true", help="replace checkpoints already in OUT")
@@ -45,6 +53,7 @@ def cmd_train(args) -> int:
     from dp_agent.config import make_configs
     from dp_agent.training.train import train
 
+    check_out_folder(args.out)
     pc, tc = make_configs(args.preset, given(args, PolicyConfig), given(args, TrainConfig))
     final = train(
         args.demos,
@@ -65,6 +74,7 @@ def cmd_distill(args) -> int:
     from dp_agent.config import replace_fields
     from dp_agent.training.distill import distill
 
+    check_out_folder(args.out)
     final = distill(
         args.teacher,
         args.out,

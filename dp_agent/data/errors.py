@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DemoError"]
+__all__ = ["DatasetError", "DemoError"]
 
 
 class DemoError(ValueError):
@@ -51,3 +51,9 @@ def _hdf5_errors(path: Path, where: str, doing: str = "read") -> Iterator[None]:
         else:
             what = f"cannot be {doing}, the file is unchanged ({_one_line(exc)}); is it damaged?"
         raise _error(path, where, what) from exc
+
+
+class DatasetError(DemoError):
+    """A bad LeRobot dataset folder (``dp_agent.data.lerobot_*``): a damaged or missing file, a
+    path that leaves the folder, a bad template; the message names the file and the field. A
+    DemoError, so code (and the CLI) that catches DemoError catches it too."""

@@ -10,11 +10,17 @@ Layout (robomimic)::
     data/demo_N/rewards       (T,) float32
     data/demo_N/dones         (T,) uint8
     mask/<name>               optional, byte strings of demo names (e.g. mask/train, mask/valid)
+
+A file is read only inside itself: on open, before any data is read, every link of the file is
+walked and external links, soft links that leave their episode, external raw storage and virtual
+datasets are refused; and a dataset is read only once its declared size is known to fit in what
+the file stores (a few KB cannot declare terabytes).
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import DemoError, _error, _hdf5_errors
+from .errors import _HDF5_ERRORS, DemoError, _error, _hdf5_errors
 
 __all__ = ["GYM_ENV_TYPE", "Episode", "stack_obs"]
 
@@ -202,8 +208,9 @@ def _sorted_demo_names(data: h5py.Group) -> list[str]:
     return sorted((n for n in data if _DEMO_NAME.match(n)), key=_demo_index)
 
 
-def _mask_entries(f: h5py.File, mask_name: str) -> list[str]:
-    return [_attr_value(v) for v in np.atleast_1d(f[f"mask/{mask_name}"][()]).tolist()]
+def _mask_entries(path: Path, f: h5py.File, mask_name: str) -> list[str]:
+    where = f"mask/{mask_name}"
+    return [_attr_value(v) for v in np.atleast_1d(_read_whole(path, where, f[where])).tolist()]
 
 
 def _member(group: h5py.Group, name: str) -> Any:
@@ -212,8 +219,10 @@ def _member(group: h5py.Group, name: str) -> Any:
     return group[name] if name in group else None
 
 
-def _open_hdf5(path: Path) -> h5py.File:
-    """Open ``path`` read-only, or raise one DemoError saying why it is not a demo file."""
+def _open_hdf5(path: Path, inside: str | None = "") -> h5py.File:
+    """Open ``path`` read-only and check that its group ``inside`` (the whole file by default;
+    None: the caller checks what it reads) holds its own data (``_check_inside``), or raise one
+    DemoError saying why it is not a demo file; on error nothing is left open."""
     expected = "expected an HDF5 demonstration file (robomimic layout)"
     if not path.exists():
         raise DemoError(f"{path}: file not found; {expected}")
@@ -224,7 +233,120 @@ def _open_hdf5(path: Path) -> h5py.File:
     with _hdf5_errors(path, "superblock and root group"):
         if not h5py.is_hdf5(path):
             raise DemoError(f"{path}: not an HDF5 file (no HDF5 signature); {expected}")
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
+    try:
+        if inside is not None:
+            _check_inside(path, f, inside)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+# ----------------------------------------------------------------------------------------------
+# A file is read only inside itself, and only as much as it stores
+
+_REFUSED = "a demonstration file must hold its own data; refused before reading anything"
+# Declared sizes up to this are read whatever the file stores (fill values of a small dataset).
+_SMALL_BYTES = 1 << 16
+# Deflate (gzip) compresses at most about 1032:1; any filter is allowed that much.
+_MAX_COMPRESSION = 1100
+# No dataset of a demonstration file is read whole beyond this (an episode's images are MBs).
+_MAX_DATASET_BYTES = 1 << 34
+
+
+def _episode_scope(name: str) -> str | None:
+    """``/data/demo_N`` for a member of episode demo_N (``data/demo_N/...``), else None."""
+    parts = name.split("/")
+    if len(parts) >= 3 and parts[0] == "data" and _DEMO_NAME.match(parts[1]):
+        return f"/data/{parts[1]}"
+    return None
+
+
+def _outside(f: h5py.File, raw: bytes, name: str, link_type: int) -> str | None:
+    """Why the link ``name`` (``raw``, as HDF5 stores it) of ``f`` leads outside the file or its
+    episode, or None. Reads the link and, for a dataset, its creation properties; no data."""
+    if link_type == h5py.h5l.TYPE_EXTERNAL:
+        filename, target = (_attr_value(v) for v in f.id.links.get_val(raw))
+        return f"external link to {filename!r}:{target}; {_REFUSED}"
+    if link_type == h5py.h5l.TYPE_SOFT:
+        target = _attr_value(f.id.links.get_val(raw))
+        scope = _episode_scope(name)
+        resolved = posixpath.normpath(posixpath.join("/" + posixpath.dirname(name), target))
+        if scope is None or not resolved.startswith(scope + "/"):
+            return f"soft link to {target} leaves {scope or 'its episode'}; {_REFUSED}"
+        return None
+    if link_type != h5py.h5l.TYPE_HARD:
+        return f"a link of user-defined type {link_type}; {_REFUSED}"
+    obj = h5py.h5o.open(f.id, raw)  # through hard links only: the walk follows no other
+    if not isinstance(obj, h5py.h5d.DatasetID):
+        return None
+    dcpl = obj.get_create_plist()
+    if dcpl.get_external_count() > 0:
+        other = _attr_value(dcpl.get_external(0)[0])
+        return f"raw data stored in another file ({other!r}, external storage); {_REFUSED}"
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        return f"a virtual dataset (it maps data of other files); {_REFUSED}"
+    return None
+
+
+def _check_inside(path: Path, f: h5py.File, group: str = "", walk: bool = True) -> None:
+    """Raise one DemoError naming the link or dataset unless ``group`` of ``f`` (the root by
+    default) is reached through hard links and, with ``walk``, every link below it stays inside
+    the file: no external link, no soft link out of its episode, no external storage, no virtual
+    dataset. Walks the links without following soft or external ones (HDF5's H5Lvisit); a
+    damaged link or object header raises DemoError naming it."""
+    stopped: list[tuple[str, str | BaseException]] = []  # (link, why it was refused or error)
+    prefix = f"{group.strip('/')}/" if group.strip("/") else ""
+
+    def check(raw: bytes, link_type: int) -> bool | None:
+        # h5py turns an exception escaping a visit callback into a SystemError: none may escape
+        name = raw.decode("utf-8", "surrogateescape")
+        try:
+            why = _outside(f, raw, name, link_type)
+        except _HDF5_ERRORS as exc:
+            why = exc
+        if why is None:
+            return None
+        stopped.append((name, why))
+        return True  # stops the walk
+
+    with _hdf5_errors(path, prefix.rstrip("/") or "links"):
+        parts = prefix.rstrip("/").split("/") if prefix else []
+        for i in range(len(parts)):  # the group itself, through hard links only
+            raw = "/".join(parts[: i + 1]).encode("utf-8", "surrogateescape")
+            if check(raw, f.id.links.get_info(raw).type):
+                break
+        if walk and not stopped:
+            g = f[prefix.rstrip("/")] if prefix else f
+            g.id.links.visit(lambda raw, info: check(prefix.encode() + raw, info.type), info=True)
+    if stopped:
+        name, why = stopped[0]
+        if isinstance(why, str):
+            raise _error(path, name, why)
+        with _hdf5_errors(path, name):
+            raise why
+
+
+def _read_whole(path: Path, where: str, dset: h5py.Dataset) -> np.ndarray:
+    """``dset[()]``, once its declared size is known to fit in what the file stores (its storage,
+    times what compression can achieve when a filter is set) and a sane limit; a declared size
+    beyond them raises DemoError naming ``where`` before anything is allocated. Call it inside
+    ``_hdf5_errors``."""
+    declared = int(dset.size or 0) * dset.dtype.itemsize
+    if declared > _SMALL_BYTES:
+        stored = dset.id.get_storage_size()
+        filtered = dset.id.get_create_plist().get_nfilters() > 0
+        can_hold = min(stored * (_MAX_COMPRESSION if filtered else 1), _MAX_DATASET_BYTES)
+        if declared > can_hold:
+            how = "compressed " if filtered else ""
+            raise _error(
+                path,
+                where,
+                f"declares {tuple(dset.shape)} {dset.dtype} ({declared:,} bytes) but the file "
+                f"stores {stored:,} {how}bytes of it (at most {can_hold:,} can be read); refused",
+            )
+    return dset[()]
 
 
 def _parse_env_args(path: Path, data: h5py.Group) -> dict[str, Any]:

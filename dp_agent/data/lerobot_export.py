@@ -1,5 +1,7 @@
 """``dp-agent demos export-lerobot``: export_lerobot writes a demonstration file as a new LeRobot
-v3.0 dataset folder (frame rows in parquet, each camera in one H.264 mp4, the meta files)."""
+v3.0 dataset folder (frame rows in parquet, each camera in one H.264 mp4, the meta files). It
+writes only inside that folder: a camera's obs key, which becomes a folder name, is refused
+(DemoError) when it holds ``/``, ``\\`` or NUL."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from dp_agent.files import fsync_dir, fsync_path, temp_path_for
 
-from .errors import DemoError
+from .errors import DatasetError, DemoError
 from .layout import Episode
 from .lerobot_format import (
     CHUNKS_SIZE,
@@ -34,7 +36,7 @@ from .lerobot_format import (
     VIDEO_PIX_FMT,
     WRITE_VERSION,
     MissingExtraError,
-    _bad,
+    _inside,
     _Libs,
     _one_line,
     lerobot_libs,
@@ -56,7 +58,17 @@ FRAME_FEATURES = {  # LeRobot's per-frame bookkeeping, then our rewards and done
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def _camera_feature_key(our_key: str) -> str:
+def _bad_obs(reader: DemoReader, key: str, what: str) -> DemoError:
+    return DemoError(f"{reader.path}: obs/{key}: {what}")
+
+
+def _camera_feature_key(reader: DemoReader, our_key: str) -> str:
+    """observation.image or observation.images.<our_key>, a folder name of the videos."""
+    if any(c in our_key for c in "/\\\0"):
+        what = (
+            f"expected a name for one folder of the dataset (no '/', '\\' or NUL), got {our_key!r}"
+        )
+        raise _bad_obs(reader, our_key, what)
     return "observation.image" if our_key == "image" else f"observation.images.{our_key}"
 
 
@@ -98,11 +110,11 @@ def _plan_export(reader: DemoReader, fps: int, with_success: bool) -> _ExportPla
         if dtype == np.uint8 and len(shape) == 3 and shape[2] == 3:
             if shape[0] % 2 or shape[1] % 2:
                 what = f"libx264 with yuv420p needs an even height and width, got {shape}"
-                raise _bad(reader.path, f"obs/{key}", what)
-            cameras[_camera_feature_key(key)] = key
+                raise _bad_obs(reader, key, what)
+            cameras[_camera_feature_key(reader, key)] = key
         elif dtype == np.uint8 and len(shape) >= 2:
             what = f"expected (H, W, 3) uint8 images or vectors, got {shape} uint8"
-            raise _bad(reader.path, f"obs/{key}", what)
+            raise _bad_obs(reader, key, what)
         else:
             state_parts.append((key, int(np.prod(shape))))
     features: dict[str, dict[str, Any]] = {}
@@ -223,7 +235,8 @@ class _DatasetWriter:
         self._data = libs.pq.ParquetWriter(data_path, self.schema, compression="snappy")
         self._videos: dict[str, _VideoWriter] = {}
         for key in plan.cameras:
-            path = root / VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0)
+            relative = VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=0)
+            path = _inside(root, relative, f"{root}: the video of {key}")
             self._videos[key] = _VideoWriter(libs, path, plan.features[key]["shape"], plan.fps)
 
     def __enter__(self) -> _DatasetWriter:
@@ -368,9 +381,11 @@ def _new_folder(root: Path, force: bool) -> Iterator[Path]:
     first) when the block exits normally, removed on an exception; so ``root`` appears whole.
     An existing ``root`` is refused unless ``force``, then replaced."""
     if root.exists() and not force:
-        raise DemoError(f"{root}: exists; pass --force to replace it")
+        raise DatasetError(f"{root}: exists; pass --force to replace it")
     if root.exists() and not root.is_dir():
-        raise DemoError(f"{root}: exists and is not a folder; expected a dataset folder to replace")
+        raise DatasetError(
+            f"{root}: exists and is not a folder; expected a dataset folder to replace"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(root)
     old = tmp.with_suffix(".old")
@@ -385,6 +400,8 @@ def _new_folder(root: Path, force: bool) -> Iterator[Path]:
             os.replace(root, old)
         os.replace(tmp, root)
         fsync_dir(root.parent)
+        if old.is_symlink():  # ROOT was a link: remove the link, not the folder it points to
+            old.unlink()
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -409,7 +426,7 @@ def export_lerobot(
     if fps is not None and fps < 1:
         raise DemoError(f"--fps: expected a positive number of frames per second, got {fps}")
     if reader.num_episodes == 0:
-        raise _bad(reader.path, "data", "no episodes to export")
+        raise DemoError(f"{reader.path}: data: no episodes to export")
     episodes = iter(reader)
     first = next(episodes)
     fps = fps or int(round(float(first.attrs.get("fps") or DEFAULT_FPS)))

@@ -23,18 +23,29 @@ a small loss: chroma is stored at half resolution, YUV is rounded both ways and 
 quantises. Mean absolute error per 8-bit value: about 0.5 on PushT's 96x96 frames, about 1.7 on
 smooth 32x32 gradients (1.3 of it without any codec), more on fine colour detail.
 
+A folder is read only inside itself: every file the reader opens (meta/info.json, the episodes
+table, the data and video files the templates name) must lie inside the dataset folder once its
+links are resolved, and a filled-in template must be a relative path without ``..``. Templates are
+filled with LeRobot's documented fields only (``episode_chunk``, ``episode_index``, ``video_key``,
+``chunk_index``, ``file_index``; an integer may have a spec like ``:03d``): no attribute access,
+indexing or conversion, as ``str.format`` would allow. The export writes only inside its folder
+(an obs key becomes one folder name: no ``/``, ``\\`` or NUL).
+
 Needs pyarrow and av, the optional ``[lerobot]`` extra; without them every command raises
-MissingExtraError naming the extra. Bad input raises DemoError naming the file and the field.
+MissingExtraError naming the extra. A bad dataset folder raises DatasetError (a DemoError) naming
+the file and the field; a bad demo file to export raises DemoError.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
+import string
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from .errors import DemoError
+from .errors import DatasetError
 
 __all__ = ["EXTRA_INSTALL", "MissingExtraError", "lerobot_libs"]
 
@@ -83,9 +94,72 @@ def lerobot_libs() -> _Libs:
     )
 
 
-def _bad(path: Path | str, where: str, what: str) -> DemoError:
-    return DemoError(f"{path}: {where}: {what}")
+def _bad(path: Path | str, where: str, what: str) -> DatasetError:
+    return DatasetError(f"{path}: {where}: {what}")
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths inside the dataset folder
+
+TEMPLATE_FIELDS = ("episode_chunk", "episode_index", "video_key", "chunk_index", "file_index")
+_INTEGER_SPEC = re.compile(r"(0?[0-9]{1,2})?d?")  # "", "d", "03d", "06d": a width below 100
+
+
+def _fill_template(template: str, where: str, **fields: int | str) -> str:
+    """``template`` with ``{name}`` or ``{name:03d}`` replaced by ``fields[name]``; any other
+    replacement field (another name, ``.attribute``, ``[index]``, ``!r``, a nested or wide spec)
+    is a DatasetError from ``where`` (the file and the template's name)."""
+    allowed = ", ".join(fields)
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise DatasetError(
+            f"{where}: not a path template ({_one_line(exc)}): {template!r}"
+        ) from exc
+    filled = []
+    for literal, name, spec, conversion in parsed:
+        filled.append(literal)
+        if name is None:
+            continue
+        value = fields.get(name)
+        spec_ok = spec == "" or (isinstance(value, int) and _INTEGER_SPEC.fullmatch(spec))
+        if name not in fields or name not in TEMPLATE_FIELDS or conversion or not spec_ok:
+            field = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise DatasetError(
+                f"{where}: {template!r} has the field {{{field}}}; expected only the fields "
+                f"{allowed} (an integer may have a width, e.g. :03d)"
+            )
+        filled.append(format(value, spec))
+    return "".join(filled)
+
+
+def _inside(root: Path, relative: str, where: str) -> Path:
+    """``root / relative``, checked to lie inside the dataset folder ``root``: ``relative`` is a
+    relative path without ``..`` (else a DatasetError from ``where``, the file and field it came
+    from) and, its links resolved, the path is under ``root``'s real path. The check is made when
+    the folder is opened; a folder changed while it is read is not guarded against."""
+    parts = relative.replace("\\", "/").split("/")
+    if "\0" in relative or Path(relative).is_absolute() or PureWindowsPath(relative).anchor:
+        raise DatasetError(
+            f"{where}: {relative!r} is outside the dataset folder {root}; expected a relative path"
+        )
+    if ".." in parts:
+        raise DatasetError(
+            f"{where}: {relative!r} is outside the dataset folder {root}; expected a path inside "
+            "it, without '..'"
+        )
+    path = root / relative
+    try:
+        real, real_root = path.resolve(), root.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+        raise DatasetError(f"{path}: cannot resolve its links ({_one_line(exc)})") from exc
+    if not real.is_relative_to(real_root):
+        raise DatasetError(
+            f"{path}: a link to {real}, outside the dataset folder {root}; expected the "
+            "dataset's files inside its folder"
+        )
+    return path

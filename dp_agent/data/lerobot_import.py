@@ -1,5 +1,6 @@
 """``dp-agent demos import-lerobot``: LeRobotSource reads a LeRobot dataset folder (v2.0, v2.1 or
-v3.0) as our Episodes, decoding frame rows and video frames as they are needed."""
+v3.0) as our Episodes, decoding frame rows and video frames as they are needed. It reads only files
+inside the folder; a bad folder raises DatasetError (a DemoError) naming the file and the field."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from dp_agent.files import atomic_path
 
-from .errors import DemoError
+from .errors import DatasetError
 from .layout import GYM_ENV_TYPE, Episode
 from .lerobot_format import _bad, _Libs, _one_line, lerobot_libs
 from .lerobot_meta import (
@@ -27,7 +28,7 @@ from .lerobot_meta import (
 )
 from .writer import DemoWriter
 
-__all__ = ["LeRobotSource"]
+__all__ = ["DatasetError", "LeRobotSource"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class _VideoFrames:
     def _open(self, path: Path) -> None:
         self.close()
         if not path.is_file():
-            raise DemoError(f"{path}: file not found; expected the video of {self.key}")
+            raise DatasetError(f"{path}: file not found; expected the video of {self.key}")
         self._path, self._last_time = path, float("-inf")
         with self._errors():
             self._container = self.libs.av.open(str(path))
@@ -144,7 +145,7 @@ class _VideoFrames:
         try:
             yield
         except (self.libs.av.error.FFmpegError, OSError, IndexError) as exc:
-            raise DemoError(
+            raise DatasetError(
                 f"{self._path}: damaged or unreadable video ({_one_line(exc)})"
             ) from exc
 
@@ -221,7 +222,7 @@ class LeRobotSource:
         self.libs = lerobot_libs()
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DemoError(f"{self.root}: not a folder; expected a LeRobot dataset folder")
+            raise DatasetError(f"{self.root}: not a folder; expected a LeRobot dataset folder")
         self.info = read_info(self.root)
         self.version: str = self.info["codebase_version"]
         self.fps: float = self.info["fps"]
@@ -236,7 +237,7 @@ class LeRobotSource:
             refs = _episodes_v2(self.root, self.info, video_keys)
         self.refs = sorted(refs, key=lambda r: r.index)
         if not self.refs:
-            raise DemoError(f"{self.root}: no episodes in the episodes table")
+            raise DatasetError(f"{self.root}: no episodes in the episodes table")
 
     @property
     def num_episodes(self) -> int:

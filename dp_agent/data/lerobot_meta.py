@@ -1,9 +1,11 @@
 """Reading a LeRobot dataset's description: ``meta/info.json`` (checked), the episodes table (where
-each episode's frame rows and video spans lie) and which features become which of our obs keys."""
+each episode's frame rows and video spans lie) and which features become which of our obs keys.
+Every path it gives lies inside the dataset folder (``_inside``); a bad folder is a DatasetError."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,8 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DemoError
-from .lerobot_format import CAMERA_DTYPES, CHUNKS_SIZE, READ_VERSIONS, _bad, _Libs, _one_line
+from .errors import DatasetError
+from .lerobot_format import (
+    CAMERA_DTYPES,
+    CHUNKS_SIZE,
+    READ_VERSIONS,
+    _bad,
+    _fill_template,
+    _inside,
+    _Libs,
+    _one_line,
+)
 
 _PART_NAME = re.compile(r"^(.+)\[(\d+)\]$")  # our export's state names, e.g. "agent_pos[1]"
 
@@ -22,13 +33,21 @@ _PART_NAME = re.compile(r"^(.+)\[(\d+)\]$")  # our export's state names, e.g. "a
 # Reading: meta/info.json and the episodes table
 
 
-def _read_json(path: Path, what: str) -> Any:
+def _read_text(path: Path, what: str) -> str:
     if not path.is_file():
-        raise DemoError(f"{path}: file not found; expected {what}")
+        raise DatasetError(f"{path}: file not found; expected {what}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DemoError(f"{path}: not valid JSON ({_one_line(exc)}); expected {what}") from exc
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read it ({_one_line(exc)}); expected {what}") from exc
+
+
+def _read_json(path: Path, what: str) -> Any:
+    text = _read_text(path, what)
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({_one_line(exc)}); expected {what}") from exc
 
 
 def _check_feature(path: Path, key: str, feature: Any) -> None:
@@ -44,7 +63,7 @@ def _check_feature(path: Path, key: str, feature: Any) -> None:
 
 def read_info(root: Path) -> dict[str, Any]:
     """``root/meta/info.json``, checked: a known codebase_version, fps, path templates, features."""
-    path = root / "meta" / "info.json"
+    path = _inside(root, "meta/info.json", str(root))
     info = _read_json(path, "a LeRobot dataset folder with meta/info.json")
     if not isinstance(info, dict):
         raise _bad(path, "top level", "expected a JSON object")
@@ -81,35 +100,57 @@ class _EpisodeRef:
     tasks: tuple[str, ...]
 
 
-def _template_path(root: Path, info: dict[str, Any], template: str, **fields: Any) -> Path:
-    """``root / info[template].format(**fields)``; a template needing other fields is bad input."""
-    try:
-        return root / info[template].format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise _bad(
-            root / "meta" / "info.json", template, f"cannot fill in {info[template]!r} ({exc})"
-        ) from exc
+def _template_path(root: Path, info: dict[str, Any], template: str, **fields: int | str) -> Path:
+    """The file that ``info[template]`` names for ``fields``, inside ``root`` (a template with
+    other fields, or a path that leaves the folder, is a DatasetError naming the template)."""
+    where = f"{root / 'meta' / 'info.json'}: {template}"
+    return _inside(root, _fill_template(info[template], where, **fields), where)
+
+
+def _is_count(value: Any, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _task_strings(path: Path, where: str, tasks: Any) -> tuple[str, ...]:
+    """An episode's tasks: a list of strings (or nothing)."""
+    if tasks is None:
+        return ()
+    if not isinstance(tasks, list | tuple) or not all(isinstance(t, str) for t in tasks):
+        raise _bad(path, where, f"expected a list of task strings, got {tasks!r:.80}")
+    return tuple(tasks)
 
 
 def _read_parquet(libs: _Libs, path: Path, what: str) -> Any:
-    """The whole table of one parquet file; a missing or damaged file is one DemoError."""
+    """The whole table of one parquet file; a missing or damaged file is one DatasetError."""
     if not path.is_file():
-        raise DemoError(f"{path}: file not found; expected {what}")
+        raise DatasetError(f"{path}: file not found; expected {what}")
     try:
         return libs.pq.read_table(path)
     except (OSError, libs.pa.ArrowException) as exc:
-        raise DemoError(
+        raise DatasetError(
             f"{path}: damaged or unreadable parquet file, cannot read it ({_one_line(exc)})"
         ) from exc
 
 
-def _column_values(path: Path, table: Any, name: str) -> list[Any]:
-    """Column ``name`` of an episodes table as a list, checked: present, no nulls."""
+def _column_values(
+    path: Path, table: Any, name: str, least: int = 0, seconds: bool = False
+) -> list[Any]:
+    """Column ``name`` of an episodes table as a list, checked: present, no nulls, and counts
+    (whole numbers >= ``least``) or, with ``seconds``, finite times >= 0."""
     if name not in table.column_names:
         raise _bad(path, f"column {name}", "missing; expected it in the episodes table")
     values = table.column(name).to_pylist()
     if any(v is None for v in values):
         raise _bad(path, f"column {name}", "has empty (null) values")
+    for v in values:
+        if seconds and (
+            isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0
+        ):
+            raise _bad(path, f"column {name}", f"expected times in seconds >= 0, got {v!r:.80}")
+        if not seconds and not _is_count(v, least):
+            raise _bad(
+                path, f"column {name}", f"expected counts (whole numbers >= {least}), got {v!r:.80}"
+            )
     return values
 
 
@@ -132,20 +173,22 @@ def _episodes_v3(
     """The episodes of a v3.0 dataset from ``meta/episodes/chunk-*/file-*.parquet``."""
     files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not files:
-        raise DemoError(
+        raise DatasetError(
             f"{root / 'meta' / 'episodes'}: no chunk-*/file-*.parquet files; expected the "
             "episodes table of a v3.0 dataset"
         )
     refs = []
-    for path in files:
+    for path in (_inside(root, f.relative_to(root).as_posix(), str(root)) for f in files):
         table = _read_parquet(libs, path, "an episodes table")
         cols = {
-            name: _column_values(path, table, name)
+            name: _column_values(path, table, name, least=int(name == "length"))
             for name in ("episode_index", "length", "data/chunk_index", "data/file_index")
         }
         for key in video_keys:
-            for name in ("chunk_index", "file_index", "from_timestamp"):
+            for name in ("chunk_index", "file_index"):
                 cols[f"videos/{key}/{name}"] = _column_values(path, table, f"videos/{key}/{name}")
+            name = f"videos/{key}/from_timestamp"
+            cols[name] = _column_values(path, table, name, seconds=True)
         tasks = table.column("tasks").to_pylist() if "tasks" in table.column_names else None
         for i, index in enumerate(cols["episode_index"]):
             row = {name: values[i] for name, values in cols.items()}
@@ -157,38 +200,40 @@ def _episodes_v3(
                 file_index=row["data/file_index"],
             )
             videos = {key: _video_span(root, info, key, row) for key in video_keys}
-            ep_tasks = tuple(tasks[i] or ()) if tasks else ()
+            ep_tasks = _task_strings(path, f"column tasks row {i}", tasks[i]) if tasks else ()
             refs.append(_EpisodeRef(index, row["length"], data_file, videos, ep_tasks))
     return refs
 
 
 def _episodes_v2(root: Path, info: dict, video_keys: Sequence[str]) -> list[_EpisodeRef]:
     """The episodes of a v2.0/v2.1 dataset from ``meta/episodes.jsonl`` (one file each)."""
-    path = root / "meta" / "episodes.jsonl"
-    if not path.is_file():
-        raise DemoError(f"{path}: file not found; expected the episodes of a v2 dataset")
+    path = _inside(root, "meta/episodes.jsonl", str(root))
     refs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = _read_text(path, "the episodes of a v2 dataset")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            index, length = int(row["episode_index"]), int(row["length"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            index, length = row["episode_index"], row["length"]
+        except (json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
             raise _bad(
                 path, f"line {number}", f"expected {{episode_index, tasks, length}} ({exc})"
             ) from exc
+        if not _is_count(index) or not _is_count(length, 1):
+            what = f"expected a count episode_index and a length >= 1, got {index!r}, {length!r}"
+            raise _bad(path, f"line {number}", what)
         fields = {
             "episode_chunk": index // info.get("chunks_size", CHUNKS_SIZE),
             "episode_index": index,
-            "total_episodes": info.get("total_episodes", 0),
         }
         data_file = _template_path(root, info, "data_path", **fields)
         videos = {
             key: (_template_path(root, info, "video_path", video_key=key, **fields), 0.0)
             for key in video_keys
         }
-        refs.append(_EpisodeRef(index, length, data_file, videos, tuple(row.get("tasks") or ())))
+        tasks = _task_strings(path, f"line {number}: tasks", row.get("tasks"))
+        refs.append(_EpisodeRef(index, length, data_file, videos, tasks))
     return refs
 
 

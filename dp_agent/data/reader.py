@@ -26,6 +26,7 @@ from .layout import (
     _next_index,
     _open_hdf5,
     _parse_env_args,
+    _read_whole,
     _require_env,
     _sorted_demo_names,
 )
@@ -37,13 +38,15 @@ class DemoReader:
     """Read-only view of a demonstration file and its journal's pending episodes, validated on
     open.
 
-    Opening checks the structure from metadata (every episode has actions and obs of matching
-    lengths, one action dimension and one set of obs keys across episodes, env_args JSON, the env
-    id); ``episode()`` also checks the values (no NaN/inf). Bad input, a damaged file or journal
-    entry included, raises DemoError. Holds the file open until ``close()`` (or the end of a
-    ``with`` block), so later rewrites do not change what it reads; a journal entry is opened
-    while it is read (a reader holds one file however many appends are pending), and one that a
-    compaction has folded since is read from the compacted file.
+    Opening checks that the file holds its own data (no external link or storage, no virtual
+    dataset, no soft link out of its episode) and the structure from metadata (every episode has
+    actions and obs of matching lengths, one action dimension and one set of obs keys across
+    episodes, env_args JSON, the env id); a dataset is read only if its declared size fits in
+    what the file stores; ``episode()`` also checks the values (no NaN/inf). Bad input, a
+    damaged file or journal entry included, raises DemoError. Holds the file open until
+    ``close()`` (or the end of a ``with`` block), so later rewrites do not change what it reads;
+    a journal entry is opened while it is read (a reader holds one file however many appends are
+    pending), and one that a compaction has folded since is read from the compacted file.
     """
 
     def __init__(self, path: str | os.PathLike, expected_env_id: str | None = None):
@@ -184,7 +187,7 @@ class DemoReader:
         if name not in self._mask_names:
             raise _error(self.path, where, f"missing; the file has masks {self.mask_names}")
         with _hdf5_errors(self.path, where):
-            names = _mask_entries(self._file, name)
+            names = _mask_entries(self.path, self._file, name)
             unknown = sorted(set(names) - set(self.names))
         if unknown:
             raise _error(self.path, where, f"lists {unknown[:5]}, expected names of data/demo_N")
@@ -252,8 +255,8 @@ class DemoReader:
                 attrs = _group_attrs(group, path, where)
                 ret = 0.0
                 if "rewards" in layout.optional:
-                    with _hdf5_errors(path, f"{where}/rewards"):
-                        ret = float(np.sum(group["rewards"][()], dtype=np.float64))
+                    rewards = _read_dataset(group, path, where, "rewards")
+                    ret = float(np.sum(rewards, dtype=np.float64))
             success = attrs.get("success")
             rows.append(
                 {
@@ -296,7 +299,7 @@ class DemoReader:
 def _read_dataset(group: h5py.Group, path: Path, where: str, field: str) -> np.ndarray:
     """The whole dataset ``field`` of episode group ``where`` (in the file ``path``)."""
     with _hdf5_errors(path, f"{where}/{field}"):
-        return group[field][()]
+        return _read_whole(path, f"{where}/{field}", group[field])
 
 
 def _read_float32(group: h5py.Group, path: Path, where: str, field: str) -> np.ndarray:

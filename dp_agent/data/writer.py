@@ -40,6 +40,7 @@ from .layout import (
     GYM_ENV_TYPE,
     Episode,
     _check_episode_shapes,
+    _check_inside,
     _demo_index,
     _demo_layout,
     _finite_float32,
@@ -196,8 +197,11 @@ def _copy_attrs(src: h5py.HLObject, dst: h5py.HLObject) -> None:
         dst.attrs[key] = value
 
 
-def _copy_without(src: h5py.File, dst: h5py.File, name: str, mask_names: list[str]) -> None:
-    """Copy all of ``src`` into the empty ``dst`` except episode ``name`` and its mask entries."""
+def _copy_without(
+    path: Path, src: h5py.File, dst: h5py.File, name: str, mask_names: list[str]
+) -> None:
+    """Copy all of ``src`` (the file ``path``) into the empty ``dst`` except episode ``name`` and
+    its mask entries."""
     _copy_attrs(src, dst)
     for key in src:
         if key not in ("data", "mask"):
@@ -210,7 +214,7 @@ def _copy_without(src: h5py.File, dst: h5py.File, name: str, mask_names: list[st
     data.attrs["total"] = _recount_total(data)
     data.attrs[_NEXT_INDEX_ATTR] = _next_index(src["data"])
     for mask_name in mask_names:
-        kept = [n for n in _mask_entries(src, mask_name) if n != name]
+        kept = [n for n in _mask_entries(path, src, mask_name) if n != name]
         dst.create_dataset(f"mask/{mask_name}", data=np.array(kept, dtype="S"))
 
 
@@ -302,8 +306,10 @@ class DemoWriter:
         entries = _journal_entries(self.path)
         if not entries:
             return
-        with _open_hdf5(self.path) as f, _hdf5_errors(self.path, "data attributes"):
-            first, journal_id = _next_index(f["data"]), _journal_id(f["data"])
+        with _open_hdf5(self.path, None) as f:  # checked whole when the writer opened it
+            _check_inside(self.path, f, "data", walk=False)  # what this reads
+            with _hdf5_errors(self.path, "data attributes"):
+                first, journal_id = _next_index(f["data"]), _journal_id(f["data"])
         if journal_id is not None:
             folded = [e for i, e in entries if i < first and _entry_journal_id(e) == journal_id]
             _remove_entries(self.path, folded)
@@ -341,14 +347,18 @@ class DemoWriter:
         folded in; when the block exits normally it replaces the file (fsync + atomic rename)
         and the folded entries are removed, otherwise it is discarded."""
         with atomic_path(self.path) as tmp:
-            if self.path.exists():
+            existing = self.path.exists()
+            if existing:
                 shutil.copyfile(self.path, tmp)
                 with _hdf5_errors(self.path, "superblock and root group", "opened for writing"):
                     f = h5py.File(tmp, "r+", libver=_LIBVER)
             else:
                 f = h5py.File(tmp, "w", libver=_LIBVER)
-                _init_data(f, self.env_args, uuid.uuid4().hex)
-            with f:
+            with f:  # closed on every path, before the rename or the removal of the copy
+                if existing:
+                    _check_inside(self.path, f)  # the copy holds what the file holds now
+                else:
+                    _init_data(f, self.env_args, uuid.uuid4().hex)
                 folded = self._fold_journal(f)
                 yield f
         _remove_entries(self.path, folded)
@@ -406,7 +416,10 @@ class DemoWriter:
         append rewrites it."""
         if not self.path.exists():
             return None
-        with _open_hdf5(self.path) as f, _hdf5_errors(self.path, "data"):
+        # Only what this reads is checked to be inside the file (the data group and one
+        # episode), not the whole file: an append costs the same for any size of file.
+        with _open_hdf5(self.path, None) as f, _hdf5_errors(self.path, "data"):
+            _check_inside(self.path, f, "data", walk=False)
             data = f["data"]
             journal_id = _journal_id(data)
             if journal_id is None or _NEXT_INDEX_ATTR not in data.attrs:
@@ -416,6 +429,7 @@ class DemoWriter:
             some = next((name for name in data if _DEMO_NAME.match(name)), None)
             if some is None:
                 return None
+            _check_inside(self.path, f, f"data/{some}")
             schema = _demo_layout(self.path, data, some).schema  # every episode has it
         entries = _journal_entries(self.path)
         if entries:  # above every entry, another file's too: an entry's name is never reused
@@ -444,7 +458,7 @@ class DemoWriter:
                 if name not in reader.names:
                     raise _error(self.path, f"data/{name}", f"no such episode in {reader.names}")
                 with _hdf5_errors(self.path, "data", "copied"):
-                    _copy_without(reader._file, dst, name, reader.mask_names)
+                    _copy_without(self.path, reader._file, dst, name, reader.mask_names)
                 folded = self._fold_journal(dst, skip=name)
         _remove_entries(self.path, folded)
 

@@ -7,6 +7,9 @@ package.
 The one entry of the sampling fast path is ``accelerate(policy)``: it puts a backend in place
 of the policy's reference ``EagerSteps`` (the policy's sampling loop is unchanged) and returns
 the handle whose ``sample`` the agent calls.
+
+The runtimes report nothing home from here: importing this package turns OpenVINO's and ONNX
+Runtime's telemetry off for this process (``dp_agent.fast.compiled``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 """The compiled backends: the U-Net's per-step graph (FiLM as an input) compiled by OpenVINO or
 ONNX Runtime, a few-step chunk as one OpenVINO graph, and int8 weights in those graphs. CPU,
-float32; each needs its runtime installed."""
+float32; each needs its runtime installed. Importing this module keeps both runtimes' telemetry
+out of the process (see "No calls home" below)."""
 
 from __future__ import annotations
 
 import copy
+import importlib.abc
+import os
+import sys
 import threading
 import warnings
 from typing import Any
@@ -22,6 +26,40 @@ from dp_agent.fast.base import (
     upsample_kernels,
 )
 from dp_agent.nets.unet import ConditionalUnet1D
+
+# No calls home. Two runtimes report usage from the moment they are imported unless told not to,
+# and each is told so here, for this process only; what the user chose (their consent files,
+# their environment) stands.
+# - OpenVINO's conversion API (openvino.tools.ovc, imported by ``import openvino``) reports to
+#   Intel's Google Analytics through the openvino-telemetry package: at import and at each
+#   conversion it writes a client id to ~/intel/openvino_ga_cid and forks a process per event to
+#   send it (openvino_telemetry/backend/backend_ga4.py), which without a network outlives ours.
+#   ovc has a silent stand-in for when that package is missing (openvino/tools/ovc/
+#   telemetry_stub.py): here ovc gets that stand-in. ~/intel/openvino_telemetry, the user's
+#   consent file, and other importers of openvino_telemetry are left as they are.
+# - ONNX Runtime (1.32, Linux included) sends events to Microsoft (its 1DS client) and keeps a
+#   device id in ~/.cache/Microsoft/DeveloperTools/.onnxruntime, unless ORT_DISABLE_TELEMETRY is
+#   set when it loads; set for this process unless the user has set it (``=0`` keeps it on).
+
+
+class _OvcWithoutTelemetry(importlib.abc.MetaPathFinder):
+    """Answers "not installed" to ``import openvino_telemetry`` while openvino.tools.ovc is
+    being imported (so that ovc takes its stub); any other import goes to the usual finders."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "openvino_telemetry" and _being_imported("openvino.tools.ovc"):
+            raise ModuleNotFoundError(f"{name} is kept out of OpenVINO by dp-agent", name=name)
+        return None
+
+
+def _being_imported(name: str) -> bool:
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))  # set by importlib while it runs the module
+
+
+if not any(isinstance(f, _OvcWithoutTelemetry) for f in sys.meta_path):
+    sys.meta_path.insert(0, _OvcWithoutTelemetry())  # before anything imports openvino
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before anything imports onnxruntime
 
 
 class _GroupNormAsLayerNorm(nn.Module):
@@ -273,10 +311,27 @@ class _ChunkGraph(nn.Module):
         return self.policy.action_normalizer.unnormalize(x)
 
 
+def _openvino():
+    """The ``openvino`` module, its conversions silent: where something imported openvino before
+    this module (so before ``_OvcWithoutTelemetry``), ovc's modules get the stub in place of the
+    telemetry package now, before our first conversion."""
+    import openvino as ov
+
+    real = sys.modules.get("openvino_telemetry")
+    ovc = [m for n, m in list(sys.modules.items()) if n.startswith("openvino.tools.ovc.")]
+    reporting = [m for m in ovc if real is not None and getattr(m, "tm", None) is real]
+    if reporting:  # (convert_impl, telemetry_utils, utils: each holds the package as ``tm``)
+        from openvino.tools.ovc import telemetry_stub
+
+        for m in reporting:
+            m.tm = telemetry_stub
+    return ov
+
+
 def _openvino_model(module: nn.Module, example: tuple[torch.Tensor, ...], shapes):
     """``module`` traced on zeros shaped like ``example`` and converted to an OpenVINO model
     whose inputs have ``shapes`` (-1: dynamic)."""
-    import openvino as ov
+    ov = _openvino()
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on constant sizes
@@ -314,7 +369,7 @@ def _openvino_runner(module: nn.Module, example: tuple[torch.Tensor, ...], shape
     dynamic graph spends ~1 ms per call on shapes at batch 1 (the 3-step chunk graph: 12.6
     against 10.1 ms, timed side by side on a loaded 2-core machine, 2026-12-03). Other
     batches share the dynamic graph."""
-    import openvino as ov
+    ov = _openvino()
 
     model = _openvino_model(module, example, shapes)
     core = ov.Core()
@@ -384,6 +439,7 @@ class OnnxRuntimeBackend(_CompiledBackend):
                 output_names=["out"],
                 dynamic_axes={"sample": {0: "batch"}, "film": {0: "batch"}, "out": {0: "batch"}},
             )
+        ort.disable_telemetry_events()  # (where onnxruntime was imported before this module)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1

@@ -75,8 +75,15 @@ class DiffuserAgent:
     def load(cls, path: str | Path, env=None, device: str | torch.device = "auto", **kwargs):
         """Load a planner file (stable-baselines3's argument order; ``env`` is accepted for
         symmetry with ``DiffusionPolicyAgent.load`` and not needed); ``kwargs`` go to
-        ``DiffuserAgent``."""
-        return cls(Planner.load(path, device), **kwargs)
+        ``DiffuserAgent``. Non-finite weights or normaliser statistics are refused
+        (``CheckpointError``)."""
+        from dp_agent.checkpoint import check_finite
+
+        planner = Planner.load(path, device)
+        check_finite(path, planner.policy.state_dict(), "model.")
+        if planner.value_net is not None:
+            check_finite(path, planner.value_net.state_dict(), "value.")
+        return cls(planner, **kwargs)
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:
         """Write the planner (``Planner.save``); the agent's settings are arguments of
@@ -84,11 +91,13 @@ class DiffuserAgent:
         return self.planner.save(path, half=half)
 
     def make_env(self, **kwargs):
-        import gymnasium as gym
+        """The env this planner was trained for, by its registered id
+        (``dp_agent.evaluate.make_env``), with its recorded ``env_kwargs``."""
+        from dp_agent.evaluate import make_env
 
         if self.env_id is None:
             raise ValueError("this planner records no env id")
-        return gym.make(self.env_id, **{**self.env_kwargs, **kwargs})
+        return make_env(self.env_id, {**self.env_kwargs, **kwargs})
 
     # ---- per-env state ----------------------------------------------------------------------
     def reset(self, n_envs: int | None = None) -> None:

@@ -34,7 +34,8 @@ def trajectory_episodes(demos, config: PlannerConfig) -> TrajectoryEpisodes:
     if isinstance(demos, (str, Path)):
         from dp_agent.data import DemoReader
 
-        demos = DemoReader(demos)
+        with DemoReader(demos) as reader:  # closed once read, on errors too
+            return trajectory_episodes(reader, config)
     out = TrajectoryEpisodes()
     out.path = str(getattr(demos, "path", "in-memory episodes"))
     out.env_id = getattr(demos, "env_id", None)

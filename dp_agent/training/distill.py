@@ -219,7 +219,8 @@ def _windows(demos, teacher: DiffusionPolicy, teacher_path: Path, device) -> Win
     from dp_agent.data import DemoReader
 
     spec = teacher.obs_spec
-    episodes = load_episodes(DemoReader(demos), None if spec.single else spec.keys)
+    with DemoReader(demos) as reader:  # closed once read, on errors too
+        episodes = load_episodes(reader, None if spec.single else spec.keys)
     c = teacher.config
     data = WindowDataset(episodes, c.obs_horizon, c.pred_horizon, c.action_horizon, device)
     if _layout(data.spec) != _layout(spec):

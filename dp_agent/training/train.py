@@ -165,7 +165,8 @@ def _data(demos, obs_keys, pc: PolicyConfig, tc: TrainConfig, device):
     if isinstance(demos, (str, Path)):
         from dp_agent.data import DemoReader
 
-        demos = DemoReader(demos)
+        with DemoReader(demos) as reader:  # closed once read, on errors too
+            return _data(reader, obs_keys, pc, tc, device)
     source = str(getattr(demos, "path", "in-memory episodes"))
     episodes = load_episodes(demos, obs_keys)
     if not episodes:

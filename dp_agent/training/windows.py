@@ -72,12 +72,13 @@ def obs_spec_of(obs) -> ObsSpec:
 
 
 def load_episodes(source, obs_keys: Sequence[str] | None = None) -> list[EpisodeArrays]:
-    """Episodes from a demonstration file path, a DemoReader, or an iterable of episode-likes;
-    observations keep their parts (``obs_keys`` selects some)."""
+    """Episodes from a demonstration file path (opened and closed here), a DemoReader, or an
+    iterable of episode-likes; observations keep their parts (``obs_keys`` selects some)."""
     if isinstance(source, (str, Path)):
         from dp_agent.data import DemoReader
 
-        source = DemoReader(source)
+        with DemoReader(source) as reader:  # closed on errors too, not when they are freed
+            return load_episodes(reader, obs_keys)
     return [
         EpisodeArrays(select_obs(ep.obs, obs_keys), np.asarray(ep.actions, dtype=np.float32))
         for ep in source
