@@ -50,7 +50,7 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
     the block exits normally; on an exception ``tmp`` is removed and ``p`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(path)
+    remove_stale_temp_files(path.parent)
     tmp = temp_path_for(path)
     try:
         yield tmp
@@ -67,12 +67,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def remove_stale_temp_files(path: Path) -> None:
-    """Remove the temporary files (or folders) that killed writers left in ``path``'s folder:
-    the ones named as ``temp_path_for`` names them, for any target, whose writer (the pid in
-    the name) no longer runs. A live process's, this one's included, are left alone. Called by
-    every ``atomic_path`` write, so a killed run's leftovers go at the next write beside them."""
-    folder = path.parent
+def remove_stale_temp_files(folder: Path) -> None:
+    """Remove the temporary files (or folders) that killed writers left in ``folder``: the ones
+    named as ``temp_path_for`` names them, for any target, whose writer (the pid in the name)
+    no longer runs. A live process's, this one's included, are left alone. Called by every
+    ``atomic_path`` write, so a killed run's leftovers go at the next write beside them."""
     if os.name == "nt" or not folder.is_dir():  # (os.kill(pid, 0) would end the process there)
         return
     with os.scandir(folder) as entries:

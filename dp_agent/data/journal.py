@@ -51,7 +51,6 @@ __all__ = ["journal_dir"]
 
 _JOURNAL_ID_ATTR = "journal_id"  # data attribute: the id a journal entry carries to belong here
 _ENTRY_NAME = re.compile(r"^demo_(\d+)\.hdf5$")  # a committed journal entry
-_ENTRY_TEMP = re.compile(r"^\.(demo_\d+\.hdf5)\.\d+\.tmp$")  # one being written (atomic_path)
 
 
 def journal_dir(path: str | os.PathLike) -> Path:
@@ -133,8 +132,4 @@ def _remove_entries(path: Path, entries: list[Path]) -> None:
 
 def _remove_stale_entry_temps(path: Path) -> None:
     """Remove the temp files of journal entries left by writers that were killed."""
-    folder = journal_dir(path)
-    if folder.is_dir():
-        stems = {m.group(1) for e in folder.iterdir() if (m := _ENTRY_TEMP.match(e.name))}
-        for stem in stems:
-            remove_stale_temp_files(folder / stem)
+    remove_stale_temp_files(journal_dir(path))

@@ -288,7 +288,7 @@ class DemoWriter:
     def __init__(self, path: str | os.PathLike, env_args: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self._journal_synced = False  # the journal folder's entry is durable in the parent
-        remove_stale_temp_files(self.path)
+        remove_stale_temp_files(self.path.parent)
         _remove_stale_entry_temps(self.path)
         if self.path.exists():
             expected = None if env_args is None else env_args.get("env_name")

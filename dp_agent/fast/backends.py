@@ -127,8 +127,8 @@ def make_backend(name: str, denoiser: nn.Module):
 
 
 class BackendCache:
-    """The backends a policy has built, by (name, network, device, dtype, threads). Dropped
-    when the policy is copied or pickled (compiled graphs do not travel)."""
+    """The backends a policy has built, by (name, network, device, dtype, threads). A copied or
+    pickled policy starts with an empty one (``Accelerated``: compiled graphs do not travel)."""
 
     def __init__(self, max_entries: int = 4):
         self.max_entries = max_entries
@@ -155,15 +155,6 @@ class BackendCache:
             resolve_backend(name, denoiser, device, dtype)  # raises BackendUnavailable
             return make_backend(name, denoiser)
         return AutoBackend(denoiser, resolve_backend(name, denoiser, device, dtype))
-
-    def __deepcopy__(self, memo):
-        return BackendCache(self.max_entries)
-
-    def __getstate__(self):
-        return {"max_entries": self.max_entries}
-
-    def __setstate__(self, state):
-        self.__init__(state["max_entries"])
 
 
 class AutoBackend:

@@ -76,14 +76,8 @@ class DiffuserAgent:
         """Load a planner file (stable-baselines3's argument order; ``env`` is accepted for
         symmetry with ``DiffusionPolicyAgent.load`` and not needed); ``kwargs`` go to
         ``DiffuserAgent``. Non-finite weights or normaliser statistics are refused
-        (``CheckpointError``)."""
-        from dp_agent.checkpoint import check_finite
-
-        planner = Planner.load(path, device)
-        check_finite(path, planner.policy.state_dict(), "model.")
-        if planner.value_net is not None:
-            check_finite(path, planner.value_net.state_dict(), "value.")
-        return cls(planner, **kwargs)
+        (``CheckpointError``, by ``Planner.load``)."""
+        return cls(Planner.load(path, device), **kwargs)
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:
         """Write the planner (``Planner.save``); the agent's settings are arguments of

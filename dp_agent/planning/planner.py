@@ -24,6 +24,7 @@ from dp_agent.checkpoint import (
     Header,
     PlannerInfo,
     ValueInfo,
+    check_finite,
     load_policy,
     read_tensors,
     save,
@@ -77,11 +78,13 @@ class Planner:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Planner:
         """A planner's checkpoint (``train_planner``: final or last; ``export_planner``), with
-        its value net if any."""
+        its value net if any. Non-finite weights or normaliser statistics are refused
+        (``CheckpointError``): the app and ``DiffuserAgent.load`` load planners here."""
         from dp_agent.devices import select_device
 
         device = select_device(device)
         policy, header = load_policy(path, device)
+        check_finite(path, policy.state_dict(), "model.")
         if header.planner is None:
             header = dataclasses.replace(header, planner=_planner_beside(path))
         planner = cls(policy, header, device)
@@ -89,6 +92,7 @@ class Planner:
         if header.value is not None:
             net = ValueNet(**dataclasses.asdict(header.value)).to(device)
             net.load_state_dict(read_tensors(path, "value", device))
+            check_finite(path, net.state_dict(), "value.")
             planner.value_net = net.eval().requires_grad_(False)
         return planner
 
